@@ -1,0 +1,75 @@
+"""Text from a model: passages, primes, and the words-of-interest count.
+
+Library functions used by the trainer (samples during training, the best
+passage) and by the sampling CLI (`python -m jax_charrnn.sample`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_charrnn import checkpoint, data, errors, loop, model
+from jax_charrnn.config import TrainConfig
+from jax_charrnn.model import Params
+
+
+def generate(params: Params, vocab: data.Vocab, h: jax.Array, x0: int, length: int,
+             key: jax.Array, temperature: float = 1.0, top_p: float = 1.0,
+             prime: str = "", num_samples: int = 1) -> list[str]:
+  """Draws `num_samples` passages of `length` characters.
+
+  Args:
+    params: the model.
+    vocab: its vocabulary.
+    h: [m], the hidden state to start from.
+    x0: the id of the character fed in first (ignored when `prime` is given).
+    length: characters to draw.
+    key: PRNG key.
+    temperature, top_p: see `model.sample`.
+    prime: text fed through the model first; the passages continue it (and
+      start with it).
+
+  Raises:
+    UserError: the prime holds characters that are not in the vocabulary.
+  """
+  missing = vocab.missing(prime)
+  if missing:
+    raise errors.UserError(
+        f"The prime {prime!r} holds characters the model does not know: "
+        f"{', '.join(map(repr, missing))}. The vocabulary has {vocab.size} characters: "
+        f"{''.join(vocab.chars)!r}.")
+  if prime:
+    ids = jnp.asarray(vocab.encode(prime))
+    if len(prime) > 1:
+      h = model.hidden_states(params, h, ids[:-1])[-1]
+    x0 = ids[-1]
+  hs = jnp.broadcast_to(h, (num_samples,) + h.shape)
+  xs = jnp.full((num_samples,), x0, jnp.int32)
+  ids = np.asarray(model.sample(params, hs, xs, length, key, temperature, top_p))  # [n, N]
+  return [prime + vocab.decode(ids[:, i]) for i in range(num_samples)]
+
+
+def count_words(passages: Sequence[str], words: Sequence[str]) -> dict[str, int]:
+  """In how many passages each word occurs (as a substring, case as given)."""
+  return {w: sum(w in p for p in passages) for w in words}
+
+
+def load(workdir: str, which: str = "best") -> tuple[Params, data.Vocab, jax.Array, int, dict]:
+  """(params, vocab, h [m], x0, meta) from the latest checkpoint in `workdir`."""
+  _, meta = checkpoint.read_meta(workdir)
+  if "vocab" not in meta or "config" not in meta:
+    raise errors.UserError(f"The checkpoint in {workdir!r} was not written by jax_charrnn.train.")
+  vocab = data.Vocab.from_json(meta["vocab"])
+  config = TrainConfig.from_dict(meta["config"])
+  target = jax.eval_shape(lambda: loop.init_state(config, vocab.size))
+  target = jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=jax.sharding.SingleDeviceSharding(
+          jax.local_devices()[0])), target)
+  state, meta = checkpoint.restore(workdir, target)
+  if which == "best" and int(state.best_step) >= 0:
+    return state.best_params, vocab, state.best_h[0], int(state.best_x[0]), meta
+  return state.params, vocab, state.h[0], int(meta.get("next_char", 0)), meta

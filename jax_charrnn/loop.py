@@ -1,0 +1,159 @@
+"""One training update, and the two ways to run it: one jitted call per update, or many.
+
+Everything that changes during training lives in one pytree, `TrainState`;
+it is what a checkpoint holds. `make_update` builds the one pure function
+that owns the maths of an update:
+
+  chunk s of the epoch  ->  loss and gradients (hand BPTT or jax.grad)
+                        ->  clip + optimiser (optax)  ->  smooth loss, best so far.
+
+`make_train_step` jits it as it is (one call per update); `make_run_steps`
+jits a `lax.fori_loop` over it, so that one call runs up to `max_steps`
+consecutive updates and the host only wakes up when it has something to do
+(log, sample, checkpoint). Both call the same `update`, so they agree.
+
+The data live on the device for the whole run: `inputs` and `targets` are the
+epoch's chunks, int32 [n, T, B] (n chunks a stream, T characters, B streams).
+Update number `step` reads chunk `step % n`; at chunk 0 (a new epoch) the
+hidden state restarts from zero.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jax_charrnn import bptt, model, optim
+from jax_charrnn.config import TrainConfig
+from jax_charrnn.model import Params
+
+
+class TrainState(NamedTuple):
+  """All that changes during training (B streams, m hidden units)."""
+
+  params: Params
+  opt_state: Any           # the optax state (clip + optimiser, learning rate inside)
+  h: jax.Array             # [B, m] hidden state carried into the next chunk
+  step: jax.Array          # int32 [], updates done so far
+  smooth_loss: jax.Array   # float32 [], 0.999 * smooth + 0.001 * loss
+  best_loss: jax.Array     # float32 [], lowest value of the best metric so far (inf: none)
+  best_step: jax.Array     # int32 [], the update that reached it (-1: none)
+  best_params: Params      # a copy of the parameters that reached it
+  best_h: jax.Array        # [B, m] hidden state after that chunk
+  best_x: jax.Array        # int32 [B], the character that followed that chunk
+  key: jax.Array           # uint32 [2], raw PRNG key data for sampling
+
+
+class StepMetrics(NamedTuple):
+  loss: jax.Array          # the chunk's loss, before the update
+  smooth_loss: jax.Array
+
+
+def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
+  """A fresh state: course initialisation, zero hidden state, empty optimiser."""
+  key = jax.random.key(config.seed)
+  params = model.init_params(jax.random.fold_in(key, 0), vocab_size, config.hidden_size,
+                             config.init_sigma, config.init_dist)
+  h = jnp.zeros((config.batch_size, config.hidden_size), jnp.float32)
+  return TrainState(
+      params=params,
+      opt_state=optim.make_optimizer(config).init(params),
+      h=h,
+      step=jnp.zeros((), jnp.int32),
+      smooth_loss=jnp.zeros((), jnp.float32),
+      best_loss=jnp.full((), jnp.inf, jnp.float32),
+      best_step=jnp.full((), -1, jnp.int32),
+      best_params=jax.tree.map(jnp.copy, params),
+      best_h=h,
+      best_x=jnp.zeros((config.batch_size,), jnp.int32),
+      key=jax.random.key_data(jax.random.fold_in(key, 1)),
+  )
+
+
+def grad_fn(name: str) -> Callable[..., tuple[tuple[jax.Array, jax.Array], Params]]:
+  """`bptt.loss_and_grads` ("manual") or `jax.value_and_grad(model.loss)` ("autodiff")."""
+  if name == "manual":
+    return bptt.loss_and_grads
+  if name == "autodiff":
+    return jax.value_and_grad(model.loss, has_aux=True)
+  raise ValueError(f"unknown gradient {name!r}")
+
+
+def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array],
+                                                 tuple[TrainState, StepMetrics]]:
+  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`.
+
+  Args of the returned function:
+    state: the TrainState before the update.
+    inputs, targets: int32 [n, T, B], all chunks of the epoch.
+  """
+  tx = optim.make_optimizer(config)
+  loss_and_grads = grad_fn(config.grad)
+  reduction = config.loss_reduction
+  smoothing = config.smoothing
+  track_smooth = config.best_metric == "smooth_loss"
+
+  def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
+    pos = state.step % inputs.shape[0]
+    x = lax.dynamic_index_in_dim(inputs, pos, keepdims=False)    # [T, B]
+    y = lax.dynamic_index_in_dim(targets, pos, keepdims=False)   # [T, B]
+    h = jnp.where(pos == 0, jnp.zeros_like(state.h), state.h)   # a new epoch starts from zero
+
+    (loss, h_last), grads = loss_and_grads(state.params, h, x, y, reduction)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    smooth = jnp.where(state.step == 0, loss, smoothing * state.smooth_loss + (1 - smoothing) * loss)
+    metric = smooth if track_smooth else loss
+    better = metric < state.best_loss  # False for NaN: a NaN never becomes the best
+    keep = functools.partial(jnp.where, better)
+    new_state = TrainState(
+        params=params,
+        opt_state=opt_state,
+        h=h_last,
+        step=state.step + 1,
+        smooth_loss=smooth,
+        best_loss=keep(metric, state.best_loss),
+        best_step=keep(state.step, state.best_step),
+        # The parameters that produced this loss: those before the update.
+        best_params=jax.tree.map(keep, state.params, state.best_params),
+        best_h=keep(h_last, state.best_h),
+        best_x=keep(y[-1], state.best_x),
+        key=state.key,
+    )
+    return new_state, StepMetrics(loss, smooth)
+
+  return update
+
+
+def make_train_step(config: TrainConfig):
+  """`jax.jit(update)`: one call per update (the simple path)."""
+  return jax.jit(make_update(config))
+
+
+def make_run_steps(config: TrainConfig, max_steps: int):
+  """A jitted `run(state, inputs, targets, num_steps) -> (state, metrics)`.
+
+  It runs `num_steps` (<= max_steps, a traced int32, so any count reuses the
+  one compiled program) consecutive updates inside one call. `metrics` holds
+  max_steps entries per field, the first num_steps of which are filled.
+  """
+  update = make_update(config)
+
+  def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
+    empty = jnp.full((max_steps,), jnp.nan, jnp.float32)
+
+    def body(i, carry):
+      state, losses, smooths = carry
+      state, m = update(state, inputs, targets)
+      return state, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
+
+    state, losses, smooths = lax.fori_loop(0, num_steps, body, (state, empty, empty))
+    return state, StepMetrics(losses, smooths)
+
+  return jax.jit(run)

@@ -1,0 +1,210 @@
+"""The files a run leaves for people: metrics, plot, text evolution, passage, report.
+
+  metrics.jsonl     one JSON object per logged step
+  loss.png          loss and smooth loss against updates
+  samples.txt       the evolution of the generated text (the course's report)
+  best_passage.txt  a passage written by the best parameters
+  report.md         a one-page summary a student could hand in
+
+Host-side only: nothing here runs on the accelerator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+METRICS = "metrics.jsonl"
+LOSS_PLOT = "loss.png"
+SAMPLES = "samples.txt"
+PASSAGE = "best_passage.txt"
+REPORT = "report.md"
+ALL_FILES = (METRICS, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)
+
+
+def remove_outputs(workdir: str) -> None:
+  """Deletes the files of an earlier run (for --overwrite)."""
+  for name in ALL_FILES:
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.remove(path)
+
+
+def append_metrics(workdir: str, rows: Iterable[dict]) -> None:
+  with open(os.path.join(workdir, METRICS), "a", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The metrics rows; after a resume, rows past the resumed step are dropped."""
+  path = os.path.join(workdir, METRICS)
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(workdir: str, step: int) -> None:
+  """Keeps only rows up to `step`: a resumed run rewrites what came after its checkpoint."""
+  rows = [r for r in read_metrics(workdir) if r["step"] <= step]
+  with open(os.path.join(workdir, METRICS), "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+
+
+def append_sample(workdir: str, step: int, text: str, smooth_loss: float | None) -> None:
+  """Adds one entry to the text-evolution file."""
+  header = (f"--- before the first update ---" if step == 0 else
+            f"--- after {step:,} updates (smooth loss {smooth_loss:.3f}) ---")
+  with open(os.path.join(workdir, SAMPLES), "a", encoding="utf-8") as f:
+    f.write(f"{header}\n{text}\n\n")
+
+
+def truncate_samples(workdir: str, step: int) -> None:
+  """Drops entries written after `step` (they belong to a run that was not checkpointed)."""
+  path = os.path.join(workdir, SAMPLES)
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    entries = f.read().split("--- ")
+  kept = [e for e in entries[1:] if _entry_step(e) <= step]
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("".join("--- " + e for e in kept))
+
+
+def _entry_step(entry: str) -> int:
+  if entry.startswith("before"):
+    return 0
+  return int(entry.split()[1].replace(",", ""))
+
+
+def write_passage(workdir: str, text: str) -> None:
+  with open(os.path.join(workdir, PASSAGE), "w", encoding="utf-8") as f:
+    f.write(text + "\n")
+
+
+def plot_loss(workdir: str, rows: Sequence[dict], title: str) -> str | None:
+  """loss.png from the metrics rows; returns its path (None if there is nothing to plot)."""
+  if not rows:
+    return None
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")  # headless: no display needed
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  steps = np.array([r["step"] for r in rows])
+  fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+  ax.plot(steps, [r["loss"] for r in rows], lw=0.6, alpha=0.45, label="loss (one chunk)")
+  ax.plot(steps, [r["smooth_loss"] for r in rows], lw=1.8, label="smooth loss")
+  ax.set_xlabel("update step")
+  ax.set_ylabel("loss")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  path = os.path.join(workdir, LOSS_PLOT)
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+@dataclasses.dataclass
+class RunFacts:
+  """What report.md states about a run."""
+
+  source: str
+  num_chars: int
+  vocab_size: int
+  steps_per_epoch: int
+  total_steps: int
+  steps_done: int
+  first_logged: dict | None   # the first metrics row
+  final_smooth_loss: float
+  best_loss: float
+  best_step: int
+  best_metric: str
+  compile_seconds: float
+  train_seconds: float
+  chars_per_second: float
+  status: str
+  gradcheck_table: str | None
+
+
+def write_report(workdir: str, config_dict: dict, facts: RunFacts) -> str:
+  """report.md: settings, gradient check, loss plot, text evolution, best passage."""
+
+  def read(name):
+    path = os.path.join(workdir, name)
+    return open(path, encoding="utf-8").read().rstrip() if os.path.exists(path) else "(none)"
+
+  settings = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(config_dict.items()))
+  epochs = facts.steps_done / facts.steps_per_epoch
+  first = facts.first_logged
+  first = "" if first is None else f"{first['smooth_loss']:.3f} at update {first['step']:,}, "
+  lines = [
+      "# Character-level vanilla RNN: training report",
+      "",
+      f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by jax_charrnn. Status: **{facts.status}**.",
+      "",
+      "## Data and model",
+      f"- Text: {facts.source}, {facts.num_chars:,} characters, K = {facts.vocab_size} distinct.",
+      f"- One-layer tanh RNN, m = {config_dict['hidden_size']} hidden units; "
+      f"chunks of T = {config_dict['seq_length']} characters, {config_dict['batch_size']} "
+      f"stream(s); {facts.steps_per_epoch:,} updates per epoch.",
+      f"- {config_dict['optimizer']} with learning rate {config_dict['learning_rate']}, gradients "
+      f"clipped elementwise to ±{config_dict['clip']}; {config_dict['grad']} gradients; "
+      f"loss reduction: {config_dict['loss_reduction']}.",
+      "",
+      "## Results",
+      f"- Updates: {facts.steps_done:,} of {facts.total_steps:,} ({epochs:.2f} epochs).",
+      f"- Smooth loss: {first}**{facts.final_smooth_loss:.3f}** at the end.",
+      f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** at update "
+      f"{facts.best_step + 1:,}; those parameters wrote the passage below.",
+      f"- Training time {facts.train_seconds:.1f} s ({facts.chars_per_second:,.0f} characters/s), "
+      f"plus {facts.compile_seconds:.1f} s of compilation.",
+      "",
+      f"![loss]({LOSS_PLOT})",
+      "",
+      "## Gradient check",
+  ]
+  if facts.gradcheck_table:
+    lines += [
+        "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text, at "
+        f"freshly initialised parameters of this shape, float64, finite-difference step 1e-4 "
+        f"(numerical gradients on {config_dict['report_gradcheck_entries']} random entries per "
+        "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
+        "",
+        facts.gradcheck_table,
+    ]
+  else:
+    lines.append("Skipped (report_gradcheck_entries = 0).")
+  lines += [
+      "",
+      "## Evolution of the generated text",
+      "",
+      "```text",
+      read(SAMPLES),
+      "```",
+      "",
+      "## Passage from the best parameters",
+      "",
+      "```text",
+      read(PASSAGE),
+      "```",
+      "",
+      "## Settings",
+      "",
+      "| setting | value |",
+      "|---|---|",
+      settings,
+      "",
+  ]
+  path = os.path.join(workdir, REPORT)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines))
+  return path
