@@ -49,9 +49,14 @@ def has_checkpoint(workdir: str) -> bool:
 
 
 def make_manager(workdir: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
-  """A CheckpointManager that keeps the `keep` latest steps (asynchronous saves)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                         read_only=read_only)
+  """A CheckpointManager that keeps the `keep` latest steps (asynchronous saves).
+
+  read_only: only for reading; creates nothing and never deletes a step.
+  """
+  if read_only:
+    options = ocp.CheckpointManagerOptions(create=False, max_to_keep=None)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 

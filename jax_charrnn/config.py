@@ -17,6 +17,7 @@ GRADS = ("manual", "autodiff")
 BEST_METRICS = ("smooth_loss", "loss")
 INIT_DISTS = ("normal", "uniform")
 REDUCTIONS = ("sum", "mean")
+DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TrainConfig:
   init_sigma: float = 0.01
   init_dist: str = "normal"
   seed: int = 0
+  dtype: str = "float32"          # float64 needs jax_enable_x64 (exactness studies, tests)
   # Optimisation.
   optimizer: str = "adagrad"
   learning_rate: float = 0.1
@@ -73,7 +75,7 @@ class TrainConfig:
         raise UserError(f"{name} must be zero or positive; got {getattr(self, name)!r}.")
     for name, allowed in (("optimizer", OPTIMIZERS), ("grad", GRADS),
                           ("best_metric", BEST_METRICS), ("init_dist", INIT_DISTS),
-                          ("loss_reduction", REDUCTIONS)):
+                          ("loss_reduction", REDUCTIONS), ("dtype", DTYPES)):
       if getattr(self, name) not in allowed:
         raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}.")
     if not 0.0 <= self.smoothing < 1.0:

@@ -40,8 +40,8 @@ class TrainState(NamedTuple):
   opt_state: Any           # the optax state (clip + optimiser, learning rate inside)
   h: jax.Array             # [B, m] hidden state carried into the next chunk
   step: jax.Array          # int32 [], updates done so far
-  smooth_loss: jax.Array   # float32 [], 0.999 * smooth + 0.001 * loss
-  best_loss: jax.Array     # float32 [], lowest value of the best metric so far (inf: none)
+  smooth_loss: jax.Array   # float [], 0.999 * smooth + 0.001 * loss
+  best_loss: jax.Array     # float [], lowest value of the best metric so far (inf: none)
   best_step: jax.Array     # int32 [], the update that reached it (-1: none)
   best_params: Params      # a copy of the parameters that reached it
   best_h: jax.Array        # [B, m] hidden state after that chunk
@@ -56,17 +56,20 @@ class StepMetrics(NamedTuple):
 
 def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
   """A fresh state: course initialisation, zero hidden state, empty optimiser."""
+  dtype = jnp.dtype(config.dtype)
+  if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs jax_enable_x64 (e.g. inside `with jax.enable_x64(True)`).")
   key = jax.random.key(config.seed)
   params = model.init_params(jax.random.fold_in(key, 0), vocab_size, config.hidden_size,
-                             config.init_sigma, config.init_dist)
-  h = jnp.zeros((config.batch_size, config.hidden_size), jnp.float32)
+                             config.init_sigma, config.init_dist, dtype)
+  h = jnp.zeros((config.batch_size, config.hidden_size), dtype)
   return TrainState(
       params=params,
       opt_state=optim.make_optimizer(config).init(params),
       h=h,
       step=jnp.zeros((), jnp.int32),
-      smooth_loss=jnp.zeros((), jnp.float32),
-      best_loss=jnp.full((), jnp.inf, jnp.float32),
+      smooth_loss=jnp.zeros((), dtype),
+      best_loss=jnp.full((), jnp.inf, dtype),
       best_step=jnp.full((), -1, jnp.int32),
       best_params=jax.tree.map(jnp.copy, params),
       best_h=h,
@@ -146,7 +149,7 @@ def make_run_steps(config: TrainConfig, max_steps: int):
   update = make_update(config)
 
   def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
-    empty = jnp.full((max_steps,), jnp.nan, jnp.float32)
+    empty = jnp.full((max_steps,), jnp.nan, state.smooth_loss.dtype)
 
     def body(i, carry):
       state, losses, smooths = carry

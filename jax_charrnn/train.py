@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from typing import Sequence
 
 import jax
@@ -29,8 +30,8 @@ from jax_charrnn.config import TrainConfig
 
 # Settings that fix what a checkpoint means: resuming with any of them changed
 # would not continue the same run.
-_RUN_DEFINING = ("data_path", "lowercase", "seq_length", "batch_size", "hidden_size", "init_sigma",
-                 "init_dist", "seed", "optimizer", "learning_rate", "clip", "loss_reduction",
+_RUN_DEFINING = ("lowercase", "seq_length", "batch_size", "hidden_size", "init_sigma",
+                 "init_dist", "seed", "dtype", "optimizer", "learning_rate", "clip", "loss_reduction",
                  "smoothing", "best_metric")
 
 
@@ -92,8 +93,18 @@ def _check_workdir(workdir: str) -> None:
                            "directory you can write to with --workdir.") from None
 
 
-def _differences(saved: dict, config: TrainConfig, vocab: data.Vocab, saved_vocab: str) -> list[str]:
+def _fingerprint(text: str) -> str:
+  return f"{len(text)}:{zlib.crc32(text.encode('utf-8')):08x}"
+
+
+def _differences(meta: dict, config: TrainConfig, vocab: data.Vocab, text: str) -> list[str]:
+  """What differs between the run saved in a checkpoint and the one asked for."""
   diffs = []
+  saved = meta.get("config", {})
+  saved_vocab = meta.get("vocab", "")
+  if meta.get("text") != _fingerprint(text):
+    diffs.append(f"the text ({meta.get('num_chars', '?')} characters saved from "
+                 f"{meta.get('source', '?')!r}; {len(text)} characters now, or other content)")
   if saved_vocab != vocab.to_json():
     old = data.Vocab.from_json(saved_vocab)
     diffs.append(f"vocabulary ({old.size} characters saved, {vocab.size} in this text)")
@@ -130,6 +141,8 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   Raises:
     UserError: bad data, a workdir holding another run, a diverged loss.
   """
+  if config.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)  # float64 arrays need it, for the whole process
   # ---- data ----
   text = data.load_text(config.data_path, config.lowercase)
   vocab = data.Vocab.from_text(text)
@@ -156,7 +169,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
           "--overwrite to replace it, or choose another --workdir.")
     else:
       _, meta = checkpoint.read_meta(workdir)
-      diffs = _differences(meta.get("config", {}), config, vocab, meta.get("vocab", ""))
+      diffs = _differences(meta, config, vocab, text)
       if diffs:
         raise errors.UserError(
             f"The workdir {workdir!r} holds a run with other settings: {'; '.join(diffs)}. "
@@ -199,6 +212,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
         "steps_per_epoch": steps_per_epoch, "next_char": next_char(step),
         "smooth_loss": float(state.smooth_loss), "best_loss": float(state.best_loss),
         "best_step": int(state.best_step), "source": source, "num_chars": len(text),
+        "text": _fingerprint(text),
     }
     checkpoint.save(mngr, step, state, meta)
 
@@ -340,6 +354,8 @@ _SIGMA = flags.DEFINE_float("init_sigma", _d.init_sigma, "Scale of the random in
 _DIST = flags.DEFINE_enum("init_dist", _d.init_dist, ["normal", "uniform"],
                           "sigma*N(0,1) (handout) or sigma*U[0,1) (original notebook).")
 _SEED = flags.DEFINE_integer("seed", _d.seed, "PRNG seed (initial weights, samples).")
+_DTYPE = flags.DEFINE_enum("dtype", _d.dtype, ["float32", "float64"], "Floating-point type of "
+                           "the parameters and the computation (float64: slower, for studies).")
 _OPT = flags.DEFINE_enum("optimizer", _d.optimizer, ["adagrad", "adam", "rmsprop"],
                          "adagrad is the course's (G += g^2; theta -= eta g / sqrt(G + 1e-8)).")
 _REDUCTION = flags.DEFINE_enum("loss_reduction", _d.loss_reduction, ["sum", "mean"],
@@ -381,7 +397,7 @@ def config_from_flags() -> TrainConfig:
   return TrainConfig(
       data_path=_DATA_PATH.value, lowercase=_LOWERCASE.value, seq_length=_SEQ.value,
       batch_size=_BATCH.value, hidden_size=_HIDDEN.value, init_sigma=_SIGMA.value,
-      init_dist=_DIST.value, seed=_SEED.value, optimizer=_OPT.value,
+      init_dist=_DIST.value, seed=_SEED.value, dtype=_DTYPE.value, optimizer=_OPT.value,
       learning_rate=_LR.value, clip=_CLIP.value, loss_reduction=_REDUCTION.value,
       grad=_GRAD.value, epochs=_EPOCHS.value, num_steps=_NUM_STEPS.value,
       best_metric=_BEST.value, steps_per_call=_STEPS_PER_CALL.value, log_every=_LOG_EVERY.value,
