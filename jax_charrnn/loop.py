@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.flatten_util import ravel_pytree
 
 from jax_charrnn import bptt, model, optim
 from jax_charrnn.config import TrainConfig
@@ -87,13 +88,37 @@ def grad_fn(name: str) -> Callable[..., tuple[tuple[jax.Array, jax.Array], Param
   raise ValueError(f"unknown gradient {name!r}")
 
 
-def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array],
-                                                 tuple[TrainState, StepMetrics]]:
-  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`.
+def _map_params(fn, tree):
+  """Applies fn to every `Params` inside tree (the parameters and optax's per-parameter state)."""
+  return jax.tree.map(lambda x: fn(x) if isinstance(x, Params) else x, tree,
+                      is_leaf=lambda x: isinstance(x, Params))
 
-  Args of the returned function:
-    state: the TrainState before the update.
-    inputs, targets: int32 [n, T, B], all chunks of the epoch.
+
+def _to_flat(state: TrainState) -> TrainState:
+  """The state with every Params tree raveled into one vector (see `make_update`)."""
+  ravel = lambda p: ravel_pytree(p)[0]
+  return state._replace(params=ravel(state.params), best_params=ravel(state.best_params),
+                        opt_state=_map_params(ravel, state.opt_state))
+
+
+def _from_flat(flat: TrainState, like: TrainState) -> TrainState:
+  """Undoes `_to_flat`; `like` is a state with trees (its values are not used)."""
+  unravel = ravel_pytree(like.params)[1]
+  opt_state = jax.tree.map(lambda t, f: unravel(f) if isinstance(t, Params) else f,
+                           like.opt_state, flat.opt_state, is_leaf=lambda x: isinstance(x, Params))
+  return flat._replace(params=unravel(flat.params), best_params=unravel(flat.best_params),
+                       opt_state=opt_state)
+
+
+def _make_flat_update(config: TrainConfig):
+  """The update on a flat state: `(flat_state, inputs, targets, unravel) -> (flat_state, metrics)`.
+
+  Inside the training loop the parameters, their optimiser state and the
+  best-so-far copy are each one vector of all m·K + m·m + K·m + m + K numbers
+  (`ravel_pytree`), not five arrays: clipping, the optimiser and the copy of
+  the best parameters are then one pass over memory each instead of five
+  (measured: about 10% of an update at m = 100). The optimisers are
+  elementwise, so the numbers are the same either way.
   """
   tx = optim.make_optimizer(config)
   loss_and_grads = grad_fn(config.grad)
@@ -101,14 +126,14 @@ def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Arr
   smoothing = config.smoothing
   track_smooth = config.best_metric == "smooth_loss"
 
-  def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
+  def update(state: TrainState, inputs: jax.Array, targets: jax.Array, unravel):
     pos = state.step % inputs.shape[0]
     x = lax.dynamic_index_in_dim(inputs, pos, keepdims=False)    # [T, B]
     y = lax.dynamic_index_in_dim(targets, pos, keepdims=False)   # [T, B]
     h = jnp.where(pos == 0, jnp.zeros_like(state.h), state.h)   # a new epoch starts from zero
 
-    (loss, h_last), grads = loss_and_grads(state.params, h, x, y, reduction)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    (loss, h_last), grads = loss_and_grads(unravel(state.params), h, x, y, reduction)
+    updates, opt_state = tx.update(ravel_pytree(grads)[0], state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
     smooth = jnp.where(state.step == 0, loss, smoothing * state.smooth_loss + (1 - smoothing) * loss)
@@ -124,12 +149,30 @@ def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Arr
         best_loss=keep(metric, state.best_loss),
         best_step=keep(state.step, state.best_step),
         # The parameters that produced this loss: those before the update.
-        best_params=jax.tree.map(keep, state.params, state.best_params),
+        best_params=keep(state.params, state.best_params),
         best_h=keep(h_last, state.best_h),
         best_x=keep(y[-1], state.best_x),
         key=state.key,
     )
     return new_state, StepMetrics(loss, smooth)
+
+  return update
+
+
+def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array],
+                                                 tuple[TrainState, StepMetrics]]:
+  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`.
+
+  Args of the returned function:
+    state: the TrainState before the update.
+    inputs, targets: int32 [n, T, B], all chunks of the epoch.
+  """
+  flat_update = _make_flat_update(config)
+
+  def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
+    unravel = ravel_pytree(state.params)[1]
+    flat, metrics = flat_update(_to_flat(state), inputs, targets, unravel)
+    return _from_flat(flat, state), metrics
 
   return update
 
@@ -146,17 +189,18 @@ def make_run_steps(config: TrainConfig, max_steps: int):
   one compiled program) consecutive updates inside one call. `metrics` holds
   max_steps entries per field, the first num_steps of which are filled.
   """
-  update = make_update(config)
+  flat_update = _make_flat_update(config)
 
   def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
+    unravel = ravel_pytree(state.params)[1]
     empty = jnp.full((max_steps,), jnp.nan, state.smooth_loss.dtype)
 
     def body(i, carry):
-      state, losses, smooths = carry
-      state, m = update(state, inputs, targets)
-      return state, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
+      flat, losses, smooths = carry
+      flat, m = flat_update(flat, inputs, targets, unravel)
+      return flat, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
 
-    state, losses, smooths = lax.fori_loop(0, num_steps, body, (state, empty, empty))
-    return state, StepMetrics(losses, smooths)
+    flat, losses, smooths = lax.fori_loop(0, num_steps, body, (_to_flat(state), empty, empty))
+    return _from_flat(flat, state), StepMetrics(losses, smooths)
 
   return jax.jit(run)

@@ -1,0 +1,346 @@
+"""Side-by-side training speed: `python -m benchmarks.train_speed`.
+
+Times, in one run, on the same text and settings (one stream, m = 100, T = 25,
+float32, K from the text):
+
+  jax fused, manual BPTT     many updates per jitted call (the trainer's default)
+  jax fused, jax.grad        the same with autodiff gradients
+  jax one call per update    `jax.jit(update)` called from Python each step
+  numpy min-char-rnn         Karpathy's gist as people run it (benchmarks/numpy_ref.py)
+  numpy vectorised           a careful NumPy version, float64 and float32
+  torch eager                nn.RNN + Adagrad, batch 1 (when torch is installed)
+
+Machines here are shared and noisy, so the methods are timed in turns
+(round-robin, after a warm-up) and the table shows medians and ratios
+measured in the same run. Options:
+
+  --profile     per-phase timing of the fused step (forward, backward,
+                optimiser, bookkeeping) and the top XLA kernels from a JAX trace
+  --full_run    7 epochs over a 1,107,542-character text (the course book's
+                length, built from the corpus), timed as the trainer runs it
+  --json=FILE   write the results as JSON
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from jax import lax
+
+from benchmarks import numpy_ref, torch_ref
+from jax_charrnn import bptt, data, loop, model, optim
+from jax_charrnn.config import TrainConfig
+
+_DATA = flags.DEFINE_string("data_path", "", "Text to train on (empty: the built-in corpus).")
+_LOWER = flags.DEFINE_bool("lowercase", True, "Lowercase the text (as the notebook did).")
+_HIDDEN = flags.DEFINE_integer("hidden_size", 100, "m.")
+_SEQ = flags.DEFINE_integer("seq_length", 25, "T.")
+_STEPS = flags.DEFINE_integer("steps", 2000, "Updates per timed block for the JAX methods.")
+_SLOW_STEPS = flags.DEFINE_integer("slow_steps", 200, "Updates per timed block for NumPy, "
+                                   "PyTorch and the one-call-per-update path.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed blocks per method (after one warm-up).")
+_METHODS = flags.DEFINE_list("methods", [], "Only these methods (default: all available).")
+_JSON = flags.DEFINE_string("json", "", "Write the results to this JSON file.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Show where the fused step's time goes.")
+_TRACE_DIR = flags.DEFINE_string("trace_dir", "", "With --profile: keep the JAX trace here "
+                                 "(open it in Perfetto or TensorBoard).")
+_FULL = flags.DEFINE_bool("full_run", False, "Also time 7 epochs over a 1.1M-character text.")
+
+BOOK_LENGTH = 1_107_542  # the course's book
+
+
+def machine() -> dict:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
+          "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+          "python": platform.python_version()}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+class Method:
+  """A way to train: `block()` runs `steps` updates and waits for them."""
+
+  def __init__(self, name: str, steps: int, block: Callable[[], object], compile_s: float = 0.0):
+    self.name, self.steps, self.block, self.compile_s = name, steps, block, compile_s
+    self.times: list[float] = []
+
+  @property
+  def us_per_update(self) -> float:
+    return float(np.median(self.times)) / self.steps * 1e6
+
+
+def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
+                slow_steps: int) -> list[Method]:
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  methods = []
+  for grad in ("manual", "autodiff"):
+    cfg = config.replace(grad=grad)
+    state = [loop.init_state(cfg, vocab_size)]
+    t = time.perf_counter()
+    run = loop.make_run_steps(cfg, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
+    compile_s = time.perf_counter() - t
+
+    def block(run=run, state=state):
+      state[0], _ = run(state[0], x, y, jnp.int32(steps))
+      jax.block_until_ready(state[0])
+
+    label = "manual BPTT" if grad == "manual" else "jax.grad"
+    methods.append(Method(f"jax fused ({steps}/call), {label}", steps, block, compile_s))
+
+  step_fn = loop.make_train_step(config)
+  one = [loop.init_state(config, vocab_size)]
+  t = time.perf_counter()
+  jax.block_until_ready(step_fn(one[0], x, y))
+  compile_s = time.perf_counter() - t
+
+  def one_block():
+    s = one[0]
+    for _ in range(slow_steps):
+      s, _ = step_fn(s, x, y)
+    one[0] = jax.block_until_ready(s)
+
+  methods.append(Method("jax one call per update", slow_steps, one_block, compile_s))
+  return methods
+
+
+def reference_methods(config: TrainConfig, vocab_size: int, inputs, targets,
+                      slow_steps: int) -> tuple[list[Method], list[str]]:
+  params = loop.init_state(config, vocab_size).params
+  np_inputs, np_targets = inputs[:, :, 0], targets[:, :, 0]
+  methods, notes = [], []
+  gist = numpy_ref.MinCharRNN(*[np.asarray(p) for p in params], config.learning_rate, config.clip)
+  methods.append(Method("numpy min-char-rnn (gist style)", slow_steps,
+                        lambda: gist.train(np_inputs, np_targets, slow_steps)))
+  for dtype in (np.float64, np.float32):
+    ref = numpy_ref.NumpyCharRNN(*[np.asarray(p) for p in params], config.learning_rate,
+                                 config.clip, dtype)
+    methods.append(Method(f"numpy vectorised {np.dtype(dtype).name}", slow_steps,
+                          lambda ref=ref: ref.train(np_inputs, np_targets, slow_steps)))
+  if torch_ref.available():
+    import torch  # pylint: disable=g-import-not-at-top
+    net = torch_ref.TorchCharRNN(vocab_size, config.hidden_size, config.learning_rate, config.clip)
+    methods.append(Method(f"torch {torch.__version__} eager ({torch.get_num_threads()} threads)",
+                          slow_steps, lambda: net.train(np_inputs, np_targets, slow_steps)))
+  else:
+    notes.append("torch is not installed: the PyTorch column is skipped "
+                 "(pip install torch, CPU build, to add it).")
+  return methods, notes
+
+
+def run_methods(methods: Sequence[Method], repeats: int) -> None:
+  for m in methods:  # warm-up
+    m.block()
+  for _ in range(repeats):  # in turns, so that a noisy moment hits every method alike
+    for m in methods:
+      m.times.append(_timed(m.block))
+
+
+def format_table(methods: Sequence[Method], chars_per_update: int) -> str:
+  base = methods[0]
+  rows = [("method", "us/update", "min", "chars/s", f"x vs {base.name.split(',')[0]}",
+           "compile s")]
+  for m in methods:
+    rows.append((m.name, f"{m.us_per_update:.1f}", f"{min(m.times) / m.steps * 1e6:.1f}",
+                 f"{chars_per_update / m.us_per_update * 1e6:,.0f}",
+                 f"{m.us_per_update / base.us_per_update:.2f}",
+                 f"{m.compile_s:.2f}" if m.compile_s else ""))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                     enumerate(zip(r, widths))) for r in rows]
+  lines.insert(1, "-" * len(lines[0]))
+  return "\n".join(lines)
+
+
+# ---- where the fused step's time goes ----
+
+def _fused(body, carry, steps):
+  """A jitted fori_loop of `body` over `steps` iterations, timed like the trainer's."""
+  f = jax.jit(lambda c: lax.fori_loop(0, steps, body, c))
+  jax.block_until_ready(f(carry))
+  return f
+
+
+def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
+                   repeats: int) -> list[tuple[str, float]]:
+  """Median µs per update of programs that stop after each phase of the update."""
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  state = loop.init_state(config, vocab_size)
+  params, h0 = state.params, state.h
+  tx = optim.make_optimizer(config)
+  flat = jax.flatten_util.ravel_pytree(params)[0]
+
+  def chunk(i):
+    pos = i % x.shape[0]
+    return x[pos], y[pos]
+
+  def forward(i, c):
+    h, acc = c
+    loss, h = model.loss(params, h, *chunk(i))
+    return h, acc + loss
+
+  def forward_backward(i, c):
+    h, acc = c
+    (loss, h), g = bptt.loss_and_grads(params, h, *chunk(i))
+    return h, acc + loss + g.W[0, 0] + g.U[0, 0] + g.V[0, 0] + g.b[0] + g.c[0]
+
+  def optimizer(i, c):
+    p, s = c
+    u, s = tx.update(p * 1e-3, s, p)
+    return p + u, s
+
+  programs = [
+      ("forward: loss of a chunk (lax.scan over T)", _fused(forward, (h0, 0.0), steps)),
+      ("forward + hand backward (no optimiser)", _fused(forward_backward, (h0, 0.0), steps)),
+      ("clip + optimiser alone (flat vector)", _fused(optimizer, (flat, tx.init(flat)), steps)),
+  ]
+  run = loop.make_run_steps(config, steps)
+  programs.append(("the whole update (trainer's fused loop)",
+                   jax.jit(lambda s: run(s, x, y, jnp.int32(steps)))))
+  carries = [(h0, 0.0), (h0, 0.0), (flat, tx.init(flat)), state]
+  times = collections.defaultdict(list)
+  for _ in range(repeats):
+    for (name, f), c in zip(programs, carries):
+      times[name].append(_timed(lambda: jax.block_until_ready(f(c))))
+  return [(name, float(np.median(times[name])) / steps * 1e6) for name, _ in programs]
+
+
+def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
+                    trace_dir: str) -> list[tuple[str, float, float]]:
+  """(kernel, µs per update, calls per update) from a JAX trace of the fused loop.
+
+  Tracing adds a fixed cost to every kernel, so small kernels look bigger than
+  they are; use the ranking, not the absolute numbers.
+  """
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  run = loop.make_run_steps(config, steps)
+  state = loop.init_state(config, vocab_size)
+  jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
+  with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+    jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
+  files = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+  if not files:
+    return []
+  with gzip.open(max(files, key=os.path.getmtime)) as f:
+    events = json.load(f)["traceEvents"]
+  total, calls = collections.Counter(), collections.Counter()
+  for e in events:
+    name = e.get("name", "")
+    if e.get("ph") == "X" and not name.startswith(("$", "end:", "ThunkExecutor", "while", "Pjit")):
+      total[name] += e["dur"]
+      calls[name] += 1
+  return [(k, t / steps, calls[k] / steps) for k, t in total.most_common(15)]
+
+
+def full_run(config: TrainConfig, text: str) -> dict:
+  """7 epochs over a text of the course book's length, as the trainer runs them."""
+  book = (text * (BOOK_LENGTH // len(text) + 1))[:BOOK_LENGTH]
+  vocab = data.Vocab.from_text(book)
+  inputs, targets = data.stream_chunks(vocab.encode(book), config.seq_length, 1)
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  total = 7 * inputs.shape[0]
+  state = loop.init_state(config, vocab.size)
+  t = time.perf_counter()
+  run = loop.make_run_steps(config, config.steps_per_call).lower(
+      state, x, y, jnp.int32(1)).compile()
+  compile_s = time.perf_counter() - t
+  t = time.perf_counter()
+  done = 0
+  while done < total:
+    n = min(config.steps_per_call, total - done)
+    state, metrics = run(state, x, y, jnp.int32(n))
+    done += n
+  jax.block_until_ready(state)
+  train_s = time.perf_counter() - t
+  return {"characters": len(book), "vocab_size": vocab.size, "updates": total,
+          "train_seconds": train_s, "compile_seconds": compile_s,
+          "final_smooth_loss": float(state.smooth_loss), "us_per_update": train_s / total * 1e6}
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  text = data.load_text(_DATA.value, _LOWER.value)
+  vocab = data.Vocab.from_text(text)
+  config = TrainConfig(hidden_size=_HIDDEN.value, seq_length=_SEQ.value,
+                       steps_per_call=_STEPS.value)
+  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, 1)
+  info = machine()
+  out = sys.stdout
+  out.write(f"Machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']} on "
+            f"{info['backend']} ({info['device']}); Python {info['python']}\n")
+  out.write(f"Text: {_DATA.value or data.BUILTIN_CORPUS_NAME}{' (lowercased)' if _LOWER.value else ''}"
+            f", {len(text):,} characters, K = {vocab.size}; m = {config.hidden_size}, "
+            f"T = {config.seq_length}, one stream, float32.\n")
+  out.write(f"Median of {_REPEATS.value} blocks after a warm-up, methods timed in turns.\n\n")
+
+  methods = jax_methods(config, vocab.size, inputs, targets, _STEPS.value, _SLOW_STEPS.value)
+  refs, notes = reference_methods(config, vocab.size, inputs, targets, _SLOW_STEPS.value)
+  methods += refs
+  if _METHODS.value:
+    methods = [m for m in methods if any(k in m.name for k in _METHODS.value)]
+  run_methods(methods, _REPEATS.value)
+  out.write(format_table(methods, config.seq_length) + "\n")
+  for note in notes:
+    out.write(f"Note: {note}\n")
+  result = {"machine": info, "text_chars": len(text), "vocab_size": vocab.size,
+            "hidden_size": config.hidden_size, "seq_length": config.seq_length,
+            "methods": [{"name": m.name, "us_per_update": m.us_per_update,
+                         "min_us_per_update": min(m.times) / m.steps * 1e6,
+                         "chars_per_s": config.seq_length / m.us_per_update * 1e6,
+                         "compile_s": m.compile_s, "steps_per_block": m.steps,
+                         "blocks": len(m.times)} for m in methods]}
+
+  if _PROFILE.value:
+    out.write("\nWhere the fused step's time goes (µs per update, median; each line a separate "
+              "program that stops after that phase):\n")
+    phases = profile_phases(config, vocab.size, inputs, targets, _STEPS.value, _REPEATS.value)
+    for name, us in phases:
+      out.write(f"  {us:8.1f}  {name}\n")
+    trace_dir = _TRACE_DIR.value or tempfile.mkdtemp(prefix="jax_charrnn_trace_")
+    kernels = profile_kernels(config, vocab.size, inputs, targets, min(_STEPS.value, 500),
+                              trace_dir)
+    out.write(f"\nTop XLA kernels in a trace of the fused loop (tracing inflates small kernels; "
+              f"trace kept in {trace_dir}):\n")
+    for name, us, calls in kernels:
+      out.write(f"  {us:8.1f} µs/update  {calls:5.1f} calls/update  {name}\n")
+    result["profile"] = {"phases": phases, "kernels": kernels}
+
+  if _FULL.value:
+    fr = full_run(config.replace(steps_per_call=1000), text)
+    out.write(f"\n7 epochs over a {fr['characters']:,}-character text (K = {fr['vocab_size']}): "
+              f"{fr['updates']:,} updates in {fr['train_seconds']:.1f} s of training "
+              f"({fr['us_per_update']:.1f} µs/update), {fr['compile_seconds']:.1f} s compile; "
+              f"final smooth loss {fr['final_smooth_loss']:.2f}\n")
+    result["full_run"] = fr
+
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(result, f, indent=2)
+    out.write(f"\nWrote {_JSON.value}\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
