@@ -29,10 +29,14 @@ class _QuietLibraries(logging.Filter):
     return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
 
 
+def paragraph(message: str) -> str:
+  """`message` as the one wrapped paragraph users see: "error: ..."."""
+  return textwrap.fill("error: " + " ".join(str(message).split()), width=100) + "\n"
+
+
 def fail(message: str, exit_code: int = 2) -> None:
-  """Prints `message` as one wrapped paragraph on stderr and exits."""
-  text = " ".join(str(message).split())
-  sys.stderr.write(textwrap.fill("error: " + text, width=100) + "\n")
+  """Prints `message` as one paragraph on stderr and exits."""
+  sys.stderr.write(paragraph(message))
   sys.exit(exit_code)
 
 

@@ -177,17 +177,31 @@ def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Arr
   return update
 
 
-def make_train_step(config: TrainConfig):
-  """`jax.jit(update)`: one call per update (the simple path)."""
-  return jax.jit(make_update(config))
+def _out_shardings(state_shardings):
+  """Keeps the state where it was put (see parallel.py); metrics replicated."""
+  if state_shardings is None:
+    return None
+  replicated = jax.tree.leaves(state_shardings)[0]
+  replicated = jax.sharding.NamedSharding(replicated.mesh, jax.sharding.PartitionSpec())
+  return state_shardings, StepMetrics(replicated, replicated)
 
 
-def make_run_steps(config: TrainConfig, max_steps: int):
+def make_train_step(config: TrainConfig, state_shardings=None):
+  """`jax.jit(update)`: one call per update (the simple path).
+
+  state_shardings: where the state lives on a device mesh (parallel.py); None
+  for one device.
+  """
+  return jax.jit(make_update(config), out_shardings=_out_shardings(state_shardings))
+
+
+def make_run_steps(config: TrainConfig, max_steps: int, state_shardings=None):
   """A jitted `run(state, inputs, targets, num_steps) -> (state, metrics)`.
 
   It runs `num_steps` (<= max_steps, a traced int32, so any count reuses the
   one compiled program) consecutive updates inside one call. `metrics` holds
   max_steps entries per field, the first num_steps of which are filled.
+  state_shardings: as for `make_train_step`.
   """
   flat_update = _make_flat_update(config)
 
@@ -203,4 +217,4 @@ def make_run_steps(config: TrainConfig, max_steps: int):
     flat, losses, smooths = lax.fori_loop(0, num_steps, body, (_to_flat(state), empty, empty))
     return _from_flat(flat, state), StepMetrics(losses, smooths)
 
-  return jax.jit(run)
+  return jax.jit(run, out_shardings=_out_shardings(state_shardings))

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from jax_charrnn import checkpoint, data, errors, generate, gradcheck, loop, optim, report
+from jax_charrnn import (checkpoint, data, errors, generate, gradcheck, loop, optim, parallel,
+                         report)
 from jax_charrnn.config import TrainConfig
 
 # Settings that fix what a checkpoint means: resuming with any of them changed
@@ -128,9 +129,71 @@ def _due(step: int, every: int) -> bool:
   return every > 0 and step % every == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Data:
+  """The text of a run, encoded and cut into the chunks of the epoch."""
+
+  text: str
+  source: str
+  vocab: data.Vocab
+  inputs: np.ndarray    # int32 [n, T, B]
+  targets: np.ndarray   # int32 [n, T, B]
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.inputs.shape[0]
+
+  def next_char(self, step: int) -> int:
+    """The character after the last chunk read by stream 0: where its text continues."""
+    if step == 0:
+      return int(self.inputs[0, 0, 0])
+    return int(self.targets[(step - 1) % self.steps_per_epoch, -1, 0])
+
+
+def _load_data(config: TrainConfig) -> _Data:
+  text = data.load_text(config.data_path, config.lowercase)
+  vocab = data.Vocab.from_text(text)
+  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
+  return _Data(text, config.data_path or data.BUILTIN_CORPUS_NAME, vocab, inputs, targets)
+
+
+def _start_state(config: TrainConfig, workdir: str, d: _Data, shardings, *, resume: bool,
+                 overwrite: bool) -> loop.TrainState:
+  """A fresh state on the mesh, or the workdir's latest checkpoint when it continues this run."""
+  state = parallel.put(loop.init_state(config, d.vocab.size), shardings)
+  if not checkpoint.has_checkpoint(workdir):
+    if parallel.is_primary():
+      report.remove_outputs(workdir)
+    return state
+  if overwrite:
+    logging.info("--overwrite: deleting the earlier run in %s.", workdir)
+    if parallel.is_primary():
+      checkpoint.remove_all(workdir)
+      report.remove_outputs(workdir)
+    return state
+  if not resume:
+    raise errors.UserError(
+        f"The workdir {workdir!r} already holds a run. Resume it (leave --resume on), pass "
+        "--overwrite to replace it, or choose another --workdir.")
+  _, meta = checkpoint.read_meta(workdir)
+  diffs = _differences(meta, config, d.vocab, d.text)
+  if diffs:
+    raise errors.UserError(
+        f"The workdir {workdir!r} holds a run with other settings: {'; '.join(diffs)}. "
+        "Resume it with the same settings, pass --overwrite to replace it, or choose "
+        "another --workdir.")
+  state, meta = checkpoint.restore(workdir, state)
+  logging.info("Resumed from the checkpoint at step %d (epoch %d) in %s.", meta["step"],
+               meta["epoch"], workdir)
+  return state
+
+
 def train(config: TrainConfig, workdir: str, *, resume: bool = True,
           overwrite: bool = False) -> Summary:
   """Trains as `config` says, writing checkpoints and reports into `workdir`.
+
+  Runs on every device of every process (see parallel.py): the streams are
+  split over the devices; only process 0 writes logs, samples and reports.
 
   Args:
     config: the run's settings.
@@ -139,88 +202,61 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
     overwrite: delete an earlier run in workdir first.
 
   Raises:
-    UserError: bad data, a workdir holding another run, a diverged loss.
+    UserError: bad data or settings, a workdir holding another run, a diverged loss.
   """
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)  # float64 arrays need it, for the whole process
-  # ---- data ----
-  text = data.load_text(config.data_path, config.lowercase)
-  vocab = data.Vocab.from_text(text)
-  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
-  steps_per_epoch = inputs.shape[0]
-  total = config.total_steps(steps_per_epoch)
+  d = _load_data(config)
+  total = config.total_steps(d.steps_per_epoch)
   chars_per_step = config.seq_length * config.batch_size
-  source = config.data_path or data.BUILTIN_CORPUS_NAME
+  mesh = parallel.make_mesh(config.num_devices, config.batch_size)
   logging.info("Data: %s, %d characters, K=%d; %d updates per epoch of %d x %d characters; "
-               "%d updates in all.", source, len(text), vocab.size, steps_per_epoch,
-               config.batch_size, config.seq_length, total)
-
-  # ---- init or restore ----
+               "%d updates in all, on %d %s device(s) in %d process(es).", d.source, len(d.text),
+               d.vocab.size, d.steps_per_epoch, config.batch_size, config.seq_length, total,
+               mesh.size, mesh.devices.flat[0].platform, jax.process_count())
   _check_workdir(workdir)
-  state = loop.init_state(config, vocab.size)
-  if checkpoint.has_checkpoint(workdir):
-    if overwrite:
-      logging.info("--overwrite: deleting the earlier run in %s.", workdir)
-      checkpoint.remove_all(workdir)
-      report.remove_outputs(workdir)
-    elif not resume:
-      raise errors.UserError(
-          f"The workdir {workdir!r} already holds a run. Resume it (leave --resume on), pass "
-          "--overwrite to replace it, or choose another --workdir.")
-    else:
-      _, meta = checkpoint.read_meta(workdir)
-      diffs = _differences(meta, config, vocab, text)
-      if diffs:
-        raise errors.UserError(
-            f"The workdir {workdir!r} holds a run with other settings: {'; '.join(diffs)}. "
-            "Resume it with the same settings, pass --overwrite to replace it, or choose "
-            "another --workdir.")
-      state, meta = checkpoint.restore(workdir, state)
-      logging.info("Resumed from the checkpoint at step %d (epoch %d) in %s.", int(state.step),
-                   meta["epoch"], workdir)
-  else:
-    report.remove_outputs(workdir)
-  start_step = int(state.step)
-  report.truncate_metrics(workdir, start_step)
-  report.truncate_samples(workdir, start_step)
+  shardings = parallel.state_shardings(loop.init_state(config, d.vocab.size), mesh)
+  state = _start_state(config, workdir, d, shardings, resume=resume, overwrite=overwrite)
+  start_step = int(parallel.to_host(state.step))
+  writer = parallel.is_primary()
+  if writer:
+    report.truncate_metrics(workdir, start_step)
+    report.truncate_samples(workdir, start_step)
 
-  # ---- device programs ----
-  inputs_d, targets_d = jnp.asarray(inputs), jnp.asarray(targets)
-  base_key = jax.random.wrap_key_data(state.key)
-  run_steps = loop.make_run_steps(config, config.steps_per_call)
+  # ---- the device program, compiled once ----
+  inputs, targets = parallel.put_streams(d.inputs, mesh), parallel.put_streams(d.targets, mesh)
   t0 = time.perf_counter()
-  run_steps = run_steps.lower(state, inputs_d, targets_d, jnp.int32(1)).compile()
+  run_steps = loop.make_run_steps(config, config.steps_per_call, shardings).lower(
+      state, inputs, targets, jnp.int32(1)).compile()
   compile_seconds = time.perf_counter() - t0
   logging.info("Compiled the training program (%d updates per call) in %.1f s.",
                config.steps_per_call, compile_seconds)
+  base_key = jax.random.wrap_key_data(parallel.to_host(state.key))
 
   def text_sample(params, h, x, step, length):
+    """Text from stream 0's state (host copies: sampling runs on this process alone)."""
     key = jax.random.fold_in(base_key, step)
-    return generate.generate(params, vocab, h, x, length, key, config.temperature)[0]
+    return generate.generate(parallel.tree_to_host(params), d.vocab, parallel.to_host(h)[0],
+                             x, length, key, config.temperature)[0]
 
-  def next_char(step):
-    """The character after the last chunk read (stream 0): where the book continues."""
-    if step == 0:
-      return int(inputs[0, 0, 0])
-    return int(targets[(step - 1) % steps_per_epoch, -1, 0])
-
-  def save(state):
-    step = int(state.step)
+  def save(state, step):
     meta = {
-        "vocab": vocab.to_json(), "config": dataclasses.asdict(config), "step": step,
-        "epoch": step // steps_per_epoch, "position": step % steps_per_epoch,
-        "steps_per_epoch": steps_per_epoch, "next_char": next_char(step),
-        "smooth_loss": float(state.smooth_loss), "best_loss": float(state.best_loss),
-        "best_step": int(state.best_step), "source": source, "num_chars": len(text),
-        "text": _fingerprint(text),
+        "vocab": d.vocab.to_json(), "config": dataclasses.asdict(config), "step": step,
+        "epoch": step // d.steps_per_epoch, "position": step % d.steps_per_epoch,
+        "steps_per_epoch": d.steps_per_epoch, "next_char": d.next_char(step),
+        "smooth_loss": float(parallel.to_host(state.smooth_loss)),
+        "best_loss": float(parallel.to_host(state.best_loss)),
+        "best_step": int(parallel.to_host(state.best_step)), "source": d.source,
+        "num_chars": len(d.text), "text": _fingerprint(d.text),
     }
-    checkpoint.save(mngr, step, state, meta)
+    checkpoint.save(mngr, step, state, meta)  # every process takes part; orbax coordinates
 
   if start_step == 0:
-    report.append_sample(workdir, 0, text_sample(state.params, state.h[0], next_char(0), 0,
-                                                 config.sample_length), None)
+    first = text_sample(state.params, state.h, d.next_char(0), 0, config.sample_length)
+    if writer:
+      report.append_sample(workdir, 0, first, None)
 
-  # ---- the host loop ----
+  # ---- the host loop: it only decides when to log, sample, checkpoint and stop ----
   step = start_step
   train_seconds = 0.0
   interval_start, interval_step = time.perf_counter(), step
@@ -232,50 +268,53 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
       while step < total:
         n = _next_event(step, total, config)
         t = time.perf_counter()
-        new_state, metrics = run_steps(state, inputs_d, targets_d, jnp.int32(n - step))
-        losses = np.asarray(metrics.loss[: n - step])  # waits for the device
+        new_state, metrics = run_steps(state, inputs, targets, jnp.int32(n - step))
+        losses = parallel.to_host(metrics.loss)[: n - step]  # waits for the device
         train_seconds += time.perf_counter() - t
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
-          report.append_metrics(workdir, rows)
+          if writer:
+            report.append_metrics(workdir, rows)
           last = mngr.latest_step()
           raise Diverged(
               f"The loss became {losses[bad[0]]} at update {step + bad[0] + 1} (epoch "
-              f"{(step + bad[0]) // steps_per_epoch + 1}); training stopped. The last good "
+              f"{(step + bad[0]) // d.steps_per_epoch + 1}); training stopped. The last good "
               f"checkpoint is {'step %d' % last if last is not None else 'none'} in {workdir!r}. "
               "Lower --learning_rate or --clip, or check the data.")
         state, step = new_state, n
+        stop = parallel.any_process(interrupts.signal is not None)
 
         if _due(step, config.log_every) or step == total:
           now = time.perf_counter()
           speed = (step - interval_step) * chars_per_step / max(now - interval_start, 1e-9)
           interval_start, interval_step = now, step
-          smooth = float(metrics.smooth_loss[len(losses) - 1])
+          smooth = float(parallel.to_host(metrics.smooth_loss)[len(losses) - 1])
           rows.append({
-              "step": step, "epoch": step / steps_per_epoch, "loss": float(losses[-1]),
+              "step": step, "epoch": step / d.steps_per_epoch, "loss": float(losses[-1]),
               "smooth_loss": smooth,
               "loss_per_char": float(losses[-1]) / (1 if config.loss_reduction == "mean"
                                                     else chars_per_step),
-              "learning_rate": float(str(np.float32(optim.learning_rate(state.opt_state)))),
+              "learning_rate": float(str(np.float32(parallel.to_host(
+                  optim.learning_rate(state.opt_state))))),
               "chars_per_s": speed, "wall_time": time.time(),
           })
           eta = (total - step) * chars_per_step / max(speed, 1e-9)
           logging.info("step %d/%d (epoch %.2f, %.1f%%)  loss %.3f  smooth %.3f  %s chars/s  "
-                       "ETA %s", step, total, step / steps_per_epoch, 100 * step / total,
+                       "ETA %s", step, total, step / d.steps_per_epoch, 100 * step / total,
                        losses[-1], smooth, f"{speed:,.0f}", _hms(eta))
         if _due(step, config.sample_every):
-          logging.info("sample at step %d:\n%s", step,
-                       text_sample(state.params, state.h[0], next_char(step), step,
-                                   config.sample_length))
+          logging.info("sample at step %d:\n%s", step, text_sample(
+              state.params, state.h, d.next_char(step), step, config.sample_length))
         if _due(step, config.report_every):
-          report.append_sample(workdir, step, text_sample(
-              state.params, state.h[0], next_char(step), step, config.sample_length),
-                               float(state.smooth_loss))
-        if _due(step, config.checkpoint_every) or step == total or interrupts.signal:
-          report.append_metrics(workdir, rows)
+          text = text_sample(state.params, state.h, d.next_char(step), step, config.sample_length)
+          if writer:
+            report.append_sample(workdir, step, text, float(parallel.to_host(state.smooth_loss)))
+        if _due(step, config.checkpoint_every) or step == total or stop:
+          if writer:
+            report.append_metrics(workdir, rows)
           rows = []
-          save(state)
-        if interrupts.signal:
+          save(state, step)
+        if stop:
           interrupted = True
           logging.warning("Stopped at step %d; the state is saved. Run the same command again "
                           "to resume.", step)
@@ -284,41 +323,52 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
     mngr.wait_until_finished()
     mngr.close()
 
-  # ---- outputs ----
-  report.append_metrics(workdir, rows)
-  best_step = int(state.best_step)
-  if best_step >= 0:
-    passage = text_sample(state.best_params, state.best_h[0], int(state.best_x[0]), best_step,
-                          config.passage_length)
-    report.write_passage(workdir, passage)
-  all_rows = report.read_metrics(workdir)
-  report.plot_loss(workdir, all_rows, f"{os.path.basename(source)}: m={config.hidden_size}, "
-                   f"{config.optimizer} lr={config.learning_rate}")
   speed = (step - start_step) * chars_per_step / max(train_seconds, 1e-9)
+  summary = Summary(state=state, steps_done=step, total_steps=total,
+                    final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
+                    best_loss=float(parallel.to_host(state.best_loss)),
+                    best_step=int(parallel.to_host(state.best_step)), interrupted=interrupted,
+                    compile_seconds=compile_seconds, train_seconds=train_seconds,
+                    chars_per_second=speed)
+  passage = None
+  if summary.best_step >= 0:
+    passage = text_sample(state.best_params, state.best_h, int(parallel.to_host(state.best_x)[0]),
+                          summary.best_step, config.passage_length)
+  if writer:
+    report.append_metrics(workdir, rows)
+    _write_outputs(config, workdir, d, summary, passage)
+  logging.info("Done: %d updates, smooth loss %.3f, best %s %.3f at update %d; %.1f s of training "
+               "(%s chars/s). Report: %s", step, summary.final_smooth_loss, config.best_metric,
+               summary.best_loss, summary.best_step + 1, train_seconds, f"{speed:,.0f}",
+               os.path.join(workdir, report.REPORT))
+  return summary
+
+
+def _write_outputs(config: TrainConfig, workdir: str, d: _Data, summary: Summary,
+                   passage: str | None) -> None:
+  """best_passage.txt, loss.png and report.md (process 0 only)."""
+  if passage is not None:
+    report.write_passage(workdir, passage)
+  rows = report.read_metrics(workdir)
+  report.plot_loss(workdir, rows, f"{os.path.basename(d.source)}: m={config.hidden_size}, "
+                   f"{config.optimizer} lr={config.learning_rate}")
   table = None
   if config.report_gradcheck_entries:
-    rows_gc = gradcheck.check_text(text, vocab, hidden_size=config.hidden_size,
+    checked = gradcheck.check_text(d.text, d.vocab, hidden_size=config.hidden_size,
                                    seq_length=config.seq_length, sigma=config.init_sigma,
                                    dist=config.init_dist, seed=config.seed,
                                    reduction=config.loss_reduction,
                                    entries=config.report_gradcheck_entries)
-    table = gradcheck.format_table(rows_gc, 1e-6, markdown=True)
+    table = gradcheck.format_table(checked, 1e-6, markdown=True)
   report.write_report(workdir, dataclasses.asdict(config), report.RunFacts(
-      source=source, num_chars=len(text), vocab_size=vocab.size, steps_per_epoch=steps_per_epoch,
-      total_steps=total, steps_done=step,
-      first_logged=all_rows[0] if all_rows else None,
-      final_smooth_loss=float(state.smooth_loss), best_loss=float(state.best_loss),
-      best_step=best_step, best_metric=config.best_metric, compile_seconds=compile_seconds,
-      train_seconds=train_seconds, chars_per_second=speed,
-      status="interrupted" if interrupted else "finished", gradcheck_table=table))
-  logging.info("Done: %d updates, smooth loss %.3f, best %s %.3f at update %d; %.1f s of training "
-               "(%s chars/s). Report: %s", step, float(state.smooth_loss), config.best_metric,
-               float(state.best_loss), best_step + 1, train_seconds, f"{speed:,.0f}",
-               os.path.join(workdir, report.REPORT))
-  return Summary(state=state, steps_done=step, total_steps=total,
-                 final_smooth_loss=float(state.smooth_loss), best_loss=float(state.best_loss),
-                 best_step=best_step, interrupted=interrupted, compile_seconds=compile_seconds,
-                 train_seconds=train_seconds, chars_per_second=speed)
+      source=d.source, num_chars=len(d.text), vocab_size=d.vocab.size,
+      steps_per_epoch=d.steps_per_epoch, total_steps=summary.total_steps,
+      steps_done=summary.steps_done, first_logged=rows[0] if rows else None,
+      final_smooth_loss=summary.final_smooth_loss, best_loss=summary.best_loss,
+      best_step=summary.best_step, best_metric=config.best_metric,
+      compile_seconds=summary.compile_seconds, train_seconds=summary.train_seconds,
+      chars_per_second=summary.chars_per_second,
+      status="interrupted" if summary.interrupted else "finished", gradcheck_table=table))
 
 
 def _hms(seconds: float) -> str:
@@ -387,6 +437,25 @@ _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", _d.checkpoint_every, "Che
 _GC_ENTRIES = flags.DEFINE_integer("report_gradcheck_entries", _d.report_gradcheck_entries,
                                    "Finite-difference entries per parameter in report.md's "
                                    "gradient check (0: skip it).", lower_bound=0)
+_NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices", _d.num_devices, "Devices to split the --batch_size streams over (data "
+    "parallel; 0: all devices of all processes). The batch must be a multiple of it.",
+    lower_bound=0)
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "On a CPU, present it to JAX as this many devices (each runs on its own "
+    "thread), so that data parallelism uses several cores. 0: JAX's default (one).",
+    lower_bound=0)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "host:port of process 0 of a multi-process run (JAX's "
+    "distributed runtime). Empty: a single process.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Processes in a multi-process run.",
+                                      lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index, 0 to "
+                                   "--num_processes - 1.", lower_bound=0)
+_DIST_AUTO = flags.DEFINE_bool("distributed_auto", False, "Join a multi-process run on a "
+                               "cluster JAX detects by itself (SLURM, Cloud TPU, ...).")
+_DIST_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for all "
+                                     "processes of a multi-process run.", lower_bound=1)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Where checkpoints and reports go.")
 _RESUME = flags.DEFINE_bool("resume", True, "Continue the run in --workdir if it holds one.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the run in --workdir first.")
@@ -404,13 +473,31 @@ def config_from_flags() -> TrainConfig:
       sample_every=_SAMPLE_EVERY.value, report_every=_REPORT_EVERY.value,
       sample_length=_SAMPLE_LENGTH.value, passage_length=_PASSAGE.value,
       temperature=_TEMPERATURE.value, checkpoint_every=_CKPT_EVERY.value,
-      report_gradcheck_entries=_GC_ENTRIES.value)
+      report_gradcheck_entries=_GC_ENTRIES.value, num_devices=_NUM_DEVICES.value)
+
+
+def start_runtime(cpu_devices: int, coordinator_address: str, num_processes: int,
+                  process_id: int, auto: bool, timeout_s: int) -> None:
+  """Devices and processes, before JAX touches a device."""
+  if cpu_devices:
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
+  if auto:
+    parallel.initialize_auto(timeout_s)
+  elif coordinator_address or num_processes > 1:
+    if not coordinator_address:
+      raise errors.UserError("--num_processes > 1 needs --coordinator_address=HOST:PORT (the "
+                             "address of process 0).")
+    parallel.initialize(coordinator_address, num_processes, process_id, timeout_s)
+  if not parallel.is_primary():
+    logging.set_verbosity(logging.WARNING)  # one process speaks for the run
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise errors.UserError(f"Unexpected arguments: {' '.join(argv[1:])}. Flags start with --.")
   config = config_from_flags()
+  start_runtime(_CPU_DEVICES.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                _DIST_AUTO.value, _DIST_TIMEOUT.value)
   logging.info("Config: %s", config.to_json())
   summary = train(config, _WORKDIR.value, resume=_RESUME.value, overwrite=_OVERWRITE.value)
   if summary.interrupted:

@@ -1,0 +1,176 @@
+"""Devices and hosts: the mesh, where each piece of the state lives, the distributed runtime.
+
+Data parallelism with JAX's own machinery: a 1-D mesh over devices with the
+axis "data"; the streams (the batch axis B of the chunks and of the hidden
+states) are split across it, the parameters and optimiser state are
+replicated. The update's sums over streams then become all-reduces, which
+XLA inserts itself: `loop.update` does not change.
+
+Several hosts: `initialize` starts `jax.distributed`; every process runs the
+same program on its share of the streams, and only process 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jax_charrnn.errors import UserError, paragraph
+
+AXIS = "data"
+
+
+def initialize(coordinator_address: str, num_processes: int, process_id: int,
+               timeout_s: int = 300) -> None:
+  """Joins a multi-process run (no-op without a coordinator address and process count).
+
+  On CPU the processes exchange data with gloo (TCP). With no arguments on a
+  cluster that JAX can detect (SLURM, Cloud TPU, ...), use `auto=True` through
+  `initialize_auto`.
+  """
+  if not coordinator_address:
+    return
+  if num_processes < 1 or not 0 <= process_id < num_processes:
+    raise UserError(f"--process_id must lie in [0, --num_processes); got process {process_id} of "
+                    f"{num_processes}.")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  message = (
+      f"Could not join the multi-process run at coordinator {coordinator_address!r} within "
+      f"{timeout_s} s (this is process {process_id} of {num_processes}). Start all "
+      f"{num_processes} processes with the same --coordinator_address (process 0's host and a "
+      "free port) and --num_processes, or raise --distributed_timeout.")
+  # When the others never come, JAX's runtime aborts the process from C++ at its
+  # deadline, with a stack dump. This watchdog says what happened a little
+  # earlier, in one paragraph, and exits.
+  watchdog = threading.Timer(timeout_s, _exit_with, args=(message,))
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=timeout_s + 10)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"{message} ({str(e).splitlines()[0][:300]})") from None
+  finally:
+    watchdog.cancel()
+
+
+def _exit_with(message: str) -> None:
+  sys.stderr.write(paragraph(message))
+  sys.stderr.flush()
+  os._exit(2)  # pylint: disable=protected-access
+
+
+def initialize_auto(timeout_s: int = 300) -> None:
+  """`jax.distributed.initialize()` with the cluster detected by JAX (SLURM, TPU pods, ...)."""
+  try:
+    jax.distributed.initialize(initialization_timeout=timeout_s)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"JAX could not detect a cluster to join ({str(e).splitlines()[0][:300]}). "
+                    "Pass --coordinator_address, --num_processes and --process_id.") from None
+
+
+def make_mesh(num_devices: int, batch_size: int) -> Mesh:
+  """A 1-D mesh over the first `num_devices` devices of all processes (0: all of them).
+
+  Raises:
+    UserError: more devices than exist, or a batch the devices cannot share evenly.
+  """
+  devices = jax.devices()
+  n = num_devices or len(devices)
+  if n > len(devices):
+    raise UserError(
+        f"--num_devices={n} but only {len(devices)} {devices[0].platform.upper()} device(s) "
+        f"exist{' across all processes' if jax.process_count() > 1 else ''}. Use at most "
+        f"{len(devices)} (0 means all). On a CPU, --cpu_devices=N splits the cores into N devices.")
+  if n % jax.process_count():
+    raise UserError(f"--num_devices={n} must be a multiple of the number of processes "
+                    f"({jax.process_count()}).")
+  if batch_size % n:
+    raise UserError(
+        f"--batch_size={batch_size} cannot be split evenly over {n} devices. Use a batch that "
+        f"is a multiple of {n} (e.g. {max(n, batch_size // n * n)}), or --num_devices that "
+        f"divides {batch_size}.")
+  if jax.process_count() > 1:
+    # Every process must hold the same number of the mesh's devices.
+    per = n // jax.process_count()
+    devices = [d for p in range(jax.process_count())
+               for d in [d for d in devices if d.process_index == p][:per]]
+  else:
+    devices = devices[:n]
+  return Mesh(np.array(devices), (AXIS,))
+
+
+def state_shardings(state: Any, mesh: Mesh) -> Any:
+  """Hidden states split along the streams, everything else replicated.
+
+  Knows the `loop.TrainState` fields whose leading axis is the batch: h,
+  best_h [B, m] and best_x [B].
+  """
+  replicated = NamedSharding(mesh, P())
+  by_stream = NamedSharding(mesh, P(AXIS))
+  shardings = jax.tree.map(lambda _: replicated, state)
+  return shardings._replace(h=by_stream, best_h=by_stream, best_x=by_stream)
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Chunks [n, T, B]: the stream axis split over the devices."""
+  return NamedSharding(mesh, P(None, None, AXIS))
+
+
+def put(tree: Any, shardings: Any) -> Any:
+  """Places a tree of host values (the same on every process) onto the mesh."""
+
+  def one(x, sharding):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  return jax.tree.map(one, tree, shardings)
+
+
+def put_streams(chunks: np.ndarray, mesh: Mesh) -> jax.Array:
+  """The chunk array [n, T, B] on the mesh, each process feeding only its streams.
+
+  Every process reads the same text, but hands JAX only the columns (streams)
+  that its own devices hold, as `jax.make_array_from_process_local_data`
+  expects.
+  """
+  sharding = data_sharding(mesh)
+  index_map = sharding.addressable_devices_indices_map(chunks.shape)
+  starts = [idx[2].start or 0 for idx in index_map.values()]
+  stops = [idx[2].stop if idx[2].stop is not None else chunks.shape[2] for idx in index_map.values()]
+  local = chunks[:, :, min(starts):max(stops)]
+  return jax.make_array_from_process_local_data(sharding, local, chunks.shape)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A global array as NumPy on this process (a collective when it is split across hosts)."""
+  if not isinstance(x, jax.Array) or x.is_fully_addressable:
+    return np.asarray(x)
+  if x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def tree_to_host(tree: Any) -> Any:
+  return jax.tree.map(to_host, tree)
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process when `flag` is true on any of them (a collective)."""
+  if jax.process_count() == 1:
+    return flag
+  flags = multihost_utils.process_allgather(np.array([flag], np.int32))
+  return bool(np.asarray(flags).any())
+
+
+def is_primary() -> bool:
+  """Process 0 writes logs, samples and reports (orbax coordinates checkpoints itself)."""
+  return jax.process_index() == 0
