@@ -159,6 +159,21 @@ def to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def first_row(x: jax.Array) -> np.ndarray:
+  """x[0] as NumPy, from this process's own shards (no collective).
+
+  The rows of the hidden state are streams; stream 0 lives on process 0, so
+  process 0 can read it alone (it writes the samples).
+  """
+  if x.is_fully_addressable:
+    return np.asarray(x[0])
+  for shard in x.addressable_shards:
+    rows = shard.index[0]
+    if (rows.start or 0) == 0:
+      return np.asarray(shard.data[0])
+  raise ValueError("row 0 of this array lives on another process")
+
+
 def tree_to_host(tree: Any) -> Any:
   return jax.tree.map(to_host, tree)
 

@@ -234,9 +234,9 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   base_key = jax.random.wrap_key_data(parallel.to_host(state.key))
 
   def text_sample(params, h, x, step, length):
-    """Text from stream 0's state (host copies: sampling runs on this process alone)."""
+    """Text from stream 0's state, on process 0 alone (host copies; no collective)."""
     key = jax.random.fold_in(base_key, step)
-    return generate.generate(parallel.tree_to_host(params), d.vocab, parallel.to_host(h)[0],
+    return generate.generate(parallel.tree_to_host(params), d.vocab, parallel.first_row(h),
                              x, length, key, config.temperature)[0]
 
   def save(state, step):
@@ -251,10 +251,9 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
     }
     checkpoint.save(mngr, step, state, meta)  # every process takes part; orbax coordinates
 
-  if start_step == 0:
-    first = text_sample(state.params, state.h, d.next_char(0), 0, config.sample_length)
-    if writer:
-      report.append_sample(workdir, 0, first, None)
+  if start_step == 0 and writer:
+    report.append_sample(workdir, 0, text_sample(state.params, state.h, d.next_char(0), 0,
+                                                 config.sample_length), None)
 
   # ---- the host loop: it only decides when to log, sample, checkpoint and stop ----
   step = start_step
@@ -302,13 +301,12 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
           logging.info("step %d/%d (epoch %.2f, %.1f%%)  loss %.3f  smooth %.3f  %s chars/s  "
                        "ETA %s", step, total, step / d.steps_per_epoch, 100 * step / total,
                        losses[-1], smooth, f"{speed:,.0f}", _hms(eta))
-        if _due(step, config.sample_every):
+        if writer and _due(step, config.sample_every):
           logging.info("sample at step %d:\n%s", step, text_sample(
               state.params, state.h, d.next_char(step), step, config.sample_length))
-        if _due(step, config.report_every):
+        if writer and _due(step, config.report_every):
           text = text_sample(state.params, state.h, d.next_char(step), step, config.sample_length)
-          if writer:
-            report.append_sample(workdir, step, text, float(parallel.to_host(state.smooth_loss)))
+          report.append_sample(workdir, step, text, float(parallel.to_host(state.smooth_loss)))
         if _due(step, config.checkpoint_every) or step == total or stop:
           if writer:
             report.append_metrics(workdir, rows)
@@ -330,11 +328,11 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
                     best_step=int(parallel.to_host(state.best_step)), interrupted=interrupted,
                     compile_seconds=compile_seconds, train_seconds=train_seconds,
                     chars_per_second=speed)
-  passage = None
-  if summary.best_step >= 0:
-    passage = text_sample(state.best_params, state.best_h, int(parallel.to_host(state.best_x)[0]),
-                          summary.best_step, config.passage_length)
   if writer:
+    passage = None
+    if summary.best_step >= 0:
+      passage = text_sample(state.best_params, state.best_h, int(parallel.first_row(state.best_x)),
+                            summary.best_step, config.passage_length)
     report.append_metrics(workdir, rows)
     _write_outputs(config, workdir, d, summary, passage)
   logging.info("Done: %d updates, smooth loss %.3f, best %s %.3f at update %d; %.1f s of training "

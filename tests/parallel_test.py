@@ -65,13 +65,18 @@ def test_eight_devices_give_the_one_device_result(tmp_path):
 
 def test_two_processes_give_the_one_process_result(tmp_path):
   port = _free_port()
+  # Logs go to files: a pipe that nobody reads while waiting on the other
+  # process could fill up and stall it inside a collective.
+  log_files = [open(tmp_path / f"log{i}.txt", "w+") for i in range(2)]
   procs = [subprocess.Popen(
       [sys.executable, "-m", "jax_charrnn.train", *RUN, f"--workdir={tmp_path / 'multi'}",
        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
        "--distributed_timeout=120"],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=REPO)
+      stdout=log_files[i], stderr=subprocess.STDOUT, text=True, env=ENV, cwd=REPO)
       for i in range(2)]
-  logs = [p.communicate(timeout=300)[0] for p in procs]
+  for p in procs:
+    p.wait(timeout=300)
+  logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
   for p, log in zip(procs, logs):
     assert p.returncode == 0, log[-3000:]
   assert "on 2 cpu device(s) in 2 process(es)" in logs[0]
