@@ -41,7 +41,7 @@ from absl import app, flags
 from jax import lax
 
 from benchmarks import numpy_ref, torch_ref
-from jax_charrnn import bptt, data, loop, model, optim
+from jax_charrnn import bptt, data, loop, model, optim, parallel
 from jax_charrnn.config import TrainConfig
 
 _DATA = flags.DEFINE_string("data_path", "", "Text to train on (empty: the built-in corpus).")
@@ -58,6 +58,12 @@ _PROFILE = flags.DEFINE_bool("profile", False, "Show where the fused step's time
 _TRACE_DIR = flags.DEFINE_string("trace_dir", "", "With --profile: keep the JAX trace here "
                                  "(open it in Perfetto or TensorBoard).")
 _FULL = flags.DEFINE_bool("full_run", False, "Also time 7 epochs over a 1.1M-character text.")
+_THROUGHPUT = flags.DEFINE_bool("throughput", False, "Also the throughput table: batches of "
+                                "streams over all devices, a sweep of runs, GFLOP/s vs peak.")
+_BATCHES = flags.DEFINE_list("batches", ["1", "8", "32", "128", "512"], "--throughput: batch sizes.")
+_SWEEP_RUNS = flags.DEFINE_integer("sweep_runs", 8, "--throughput: runs in the vmapped sweep.")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "Present the CPU to JAX as this many "
+                                    "devices (0: JAX's default, one).")
 
 BOOK_LENGTH = 1_107_542  # the course's book
 
@@ -255,6 +261,74 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   return [(k, t / steps, calls[k] / steps) for k, t in total.most_common(15)]
 
 
+def flops_per_update(batch: int, T: int, m: int, K: int) -> int:
+  """Multiply-adds x 2 of one update: two time loops (W h, W^T da), dW, and the output
+  layer's three products (V h, V^T g, g h^T); elementwise work not counted."""
+  return 2 * batch * T * (3 * m * m + 3 * m * K)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+  """The default device's float32 matmul speed, GFLOP/s (best of `repeats`)."""
+  a = jax.random.normal(jax.random.key(0), (n, n))
+  f = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(f(a))
+  best = min(_timed(lambda: jax.block_until_ready(f(a))) for _ in range(repeats))
+  return 2 * n ** 3 / best / 1e9
+
+
+def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_runs: int,
+               repeats: int) -> dict:
+  """Characters/s of the fused loop for several batch sizes, and of a vmapped sweep."""
+  vocab = data.Vocab.from_text(text)
+  ids = vocab.encode(text)
+  devices = len(jax.devices())
+  rows = []
+  for batch in batches:
+    cfg = config.replace(batch_size=batch, loss_reduction="mean")
+    inputs, targets = data.stream_chunks(ids, cfg.seq_length, batch)
+    n_dev = max(d for d in range(1, devices + 1) if batch % d == 0)
+    mesh = parallel.make_mesh(n_dev, batch)
+    shardings = parallel.state_shardings(loop.init_state(cfg, vocab.size), mesh)
+    state = [parallel.put(loop.init_state(cfg, vocab.size), shardings)]
+    x, y = parallel.put_streams(inputs, mesh), parallel.put_streams(targets, mesh)
+    steps = max(10, min(2000, 100_000 // batch))
+    run = loop.make_run_steps(cfg, steps, shardings)
+
+    def block(run=run, state=state, x=x, y=y, steps=steps):
+      state[0], _ = run(state[0], x, y, jnp.int32(steps))
+      jax.block_until_ready(state[0])
+
+    block()
+    us = float(np.median([_timed(block) for _ in range(repeats)])) / steps * 1e6
+    rows.append({"batch": batch, "devices": n_dev, "us_per_update": us,
+                 "chars_per_s": batch * cfg.seq_length / us * 1e6,
+                 "gflops": flops_per_update(batch, cfg.seq_length, cfg.hidden_size,
+                                            vocab.size) / us / 1e3})
+  # A sweep: `sweep_runs` runs of one stream in one vmapped program, against one run.
+  inputs, targets = data.stream_chunks(ids, config.seq_length, 1)
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  steps = 500
+  timings = {}
+  for runs in (1, sweep_runs):
+    states = [loop.stack([loop.init_state(config.replace(seed=i), vocab.size)
+                          for i in range(runs)])]
+    by_run = parallel.run_sharding(runs)
+    if by_run is not None:
+      states[0] = jax.device_put(states[0], by_run)
+    run = loop.make_run_many(config, steps, by_run)
+
+    def block(run=run, states=states):
+      states[0], _ = run(states[0], x, y, jnp.int32(steps))
+      jax.block_until_ready(states[0])
+
+    block()
+    timings[runs] = float(np.median([_timed(block) for _ in range(repeats)])) / steps * 1e6
+  return {"batches": rows, "sweep": {"runs": sweep_runs, "us_per_step_one_run": timings[1],
+                                     "us_per_step_all_runs": timings[sweep_runs],
+                                     "cost_vs_one_run": timings[sweep_runs] / timings[1]},
+          "matmul_peak_gflops": matmul_peak(), "devices": devices}
+
+
 def full_run(config: TrainConfig, text: str) -> dict:
   """7 epochs over a text of the course book's length, as the trainer runs them."""
   book = (text * (BOOK_LENGTH // len(text) + 1))[:BOOK_LENGTH]
@@ -282,6 +356,8 @@ def full_run(config: TrainConfig, text: str) -> dict:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  if _CPU_DEVICES.value:
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   text = data.load_text(_DATA.value, _LOWER.value)
   vocab = data.Vocab.from_text(text)
   config = TrainConfig(hidden_size=_HIDDEN.value, seq_length=_SEQ.value,
@@ -335,6 +411,23 @@ def main(argv: Sequence[str]) -> None:
               f"({fr['us_per_update']:.1f} µs/update), {fr['compile_seconds']:.1f} s compile; "
               f"final smooth loss {fr['final_smooth_loss']:.2f}\n")
     result["full_run"] = fr
+
+  if _THROUGHPUT.value:
+    tp = throughput(config, text, [int(b) for b in _BATCHES.value], _SWEEP_RUNS.value,
+                    _REPEATS.value)
+    peak = tp["matmul_peak_gflops"]
+    out.write(f"\nThroughput (mean loss, fused loop, streams split over up to {tp['devices']} "
+              f"device(s)); matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32)\n")
+    out.write(f"{'batch':>6} {'devices':>7} {'us/update':>10} {'chars/s':>12} {'GFLOP/s':>8} "
+              f"{'% of peak':>9}\n")
+    for r in tp["batches"]:
+      out.write(f"{r['batch']:>6} {r['devices']:>7} {r['us_per_update']:>10.1f} "
+                f"{r['chars_per_s']:>12,.0f} {r['gflops']:>8.1f} {100 * r['gflops'] / peak:>8.1f}%\n")
+    sw = tp["sweep"]
+    out.write(f"Sweep: {sw['runs']} runs of one stream in one vmapped program: "
+              f"{sw['us_per_step_all_runs']:.1f} µs per step of all runs, "
+              f"{sw['cost_vs_one_run']:.2f}x the time of one run ({sw['us_per_step_one_run']:.1f} µs)\n")
+    result["throughput"] = tp
 
   if _JSON.value:
     with open(_JSON.value, "w") as f:

@@ -62,8 +62,8 @@ def loss_and_grads(params: Params, h0: jax.Array, inputs: jax.Array, targets: ja
 
   # ---- backward: the output layer, all t at once ----
   g = (jnp.exp(log_p) - y) * scale                          # dL/do_t = p_t - y_t
-  dV = jnp.einsum("...k,...m->km", g, hs)                   # sum_t g_t h_t^T
-  dc = jnp.sum(g.reshape(-1, K), axis=0)                    # sum_t g_t
+  dV = _sum_outer(g, hs)                                    # sum_t g_t h_t^T
+  dc = _sum_leading(g)                                      # sum_t g_t
   dh_out = g @ V                                            # V^T g_t, the direct part of dL/dh_t
 
   # ---- backward through time: only dh_next is sequential ----
@@ -77,8 +77,24 @@ def loss_and_grads(params: Params, h0: jax.Array, inputs: jax.Array, targets: ja
 
   # ---- backward: the input side, all t at once ----
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)    # h_0..h_{T-1}
-  dW = jnp.einsum("...i,...j->ij", da, h_prev)              # sum_t da_t h_{t-1}^T
-  db = jnp.sum(da.reshape(-1, da.shape[-1]), axis=0)        # sum_t da_t
+  dW = _sum_outer(da, h_prev)                               # sum_t da_t h_{t-1}^T
+  db = _sum_leading(da)                                     # sum_t da_t
   dU = jnp.zeros((K, da.shape[-1]), da.dtype).at[inputs].add(da).T  # dU[:, x_t] += da_t
 
   return (loss, hs[-1]), Params(U=dU, W=dW, V=dV, b=db, c=dc)
+
+
+def _sum_leading(a: jax.Array) -> jax.Array:
+  """sum over t (and streams) of a_t: [T, (B,) n] -> [n]."""
+  return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
+
+
+def _sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
+  """sum over t (and streams) of a_t b_t^T: [T, (B,) i], [T, (B,) j] -> [i, j].
+
+  One matrix product contracting the leading axes as they are: no reshape
+  that would merge T with a stream axis split over devices (which makes
+  XLA gather the activations instead of summing partial products).
+  """
+  lead = tuple(range(a.ndim - 1))
+  return lax.dot_general(a, b, ((lead, lead), ((), ())))

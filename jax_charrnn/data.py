@@ -192,3 +192,32 @@ def stream_chunks(ids: np.ndarray, seq_length: int, batch_size: int) -> tuple[np
     return np.ascontiguousarray(a[: n_b * batch_size].reshape(batch_size, n_b, seq_length).transpose(1, 2, 0))
 
   return to_streams(inputs), to_streams(targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """A run's text, its vocabulary, and the chunks of one epoch."""
+
+  text: str
+  source: str           # the file, or the built-in corpus's name
+  vocab: Vocab
+  inputs: np.ndarray    # int32 [n, T, B]
+  targets: np.ndarray   # int32 [n, T, B]
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.inputs.shape[0]
+
+  def next_char(self, step: int) -> int:
+    """The character after the last chunk stream 0 read before `step`: where its text goes on."""
+    if step == 0:
+      return int(self.inputs[0, 0, 0])
+    return int(self.targets[(step - 1) % self.steps_per_epoch, -1, 0])
+
+
+def load_corpus(path: str, lowercase: bool, seq_length: int, batch_size: int) -> Corpus:
+  """`load_text`, the vocabulary and `stream_chunks` in one go."""
+  text = load_text(path, lowercase)
+  vocab = Vocab.from_text(text)
+  inputs, targets = stream_chunks(vocab.encode(text), seq_length, batch_size)
+  return Corpus(text, path or BUILTIN_CORPUS_NAME, vocab, inputs, targets)

@@ -137,16 +137,25 @@ def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
 def check_text(text: str, vocab: data.Vocab, *, hidden_size: int, seq_length: int,
                sigma: float, dist: str = "normal", seed: int = 0, chunk_index: int = 0,
                random_h0: bool = False, step: float = 1e-4, eps: float = 1e-6,
-               reduction: str = "sum", entries: int | None = None) -> list[Row]:
-  """The check at freshly initialised float64 parameters on one chunk of `text`."""
-  inputs, targets = data.chunks(vocab.encode(text), seq_length)
+               reduction: str = "sum", entries: int | None = None,
+               batch_size: int = 0) -> list[Row]:
+  """The check at freshly initialised float64 parameters on one chunk of `text`.
+
+  batch_size: 0 checks one stream (inputs [T]); B > 0 checks B streams at once
+  (inputs [T, B], the trainer's layout, the loss summed or averaged over them).
+  """
+  if batch_size:
+    inputs, targets = data.stream_chunks(vocab.encode(text), seq_length, batch_size)
+  else:
+    inputs, targets = data.chunks(vocab.encode(text), seq_length)
   chunk_index = min(chunk_index, len(inputs) - 1)
   with jax.enable_x64(True):
     key = jax.random.key(seed)
     params = model.init_params(key, vocab.size, hidden_size, sigma, dist, dtype=jnp.float64)
-    h0 = jnp.zeros((hidden_size,), jnp.float64)
+    h_shape = (batch_size, hidden_size) if batch_size else (hidden_size,)
+    h0 = jnp.zeros(h_shape, jnp.float64)
     if random_h0:
-      h0 = jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), (hidden_size,), jnp.float64))
+      h0 = jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), h_shape, jnp.float64))
     return check(params, h0, jnp.asarray(inputs[chunk_index]), jnp.asarray(targets[chunk_index]),
                  step=step, eps=eps, reduction=reduction, entries=entries, seed=seed)
 
@@ -163,12 +172,13 @@ def main(argv: Sequence[str]) -> None:
   source = f.data_path or data.BUILTIN_CORPUS_NAME
   sys.stdout.write(  # keep
       f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
-      f"m={f.hidden_size}, T={f.seq_length}, sigma={f.sigma}, seed={f.seed}, chunk {f.chunk_index}, "
+      f"m={f.hidden_size}, T={f.seq_length}, B={f.batch_size or 1}, sigma={f.sigma}, "
+      f"seed={f.seed}, chunk {f.chunk_index}, "
       f"float64, finite-difference step {f.step}\n\n")
   rows = check_text(text, vocab, hidden_size=f.hidden_size, seq_length=f.seq_length, sigma=f.sigma,
                     dist=f.init_dist, seed=f.seed, chunk_index=f.chunk_index,
                     random_h0=f.random_h0, step=f.step, eps=f.eps, reduction=f.loss_reduction,
-                    entries=f.entries or None)
+                    entries=f.entries or None, batch_size=f.batch_size)
   ok = all_pass(rows, f.tolerance)
   sys.stdout.write(format_table(rows, f.tolerance) + "\n\n")  # keep
   verdict = (f"PASS: all {3 * len(rows)} relative errors <= {f.tolerance:g}" if ok else
@@ -193,6 +203,8 @@ def _define_flags():
   flags.DEFINE_float("eps", 1e-6, "eps of the relative error's denominator.", lower_bound=0.0)
   flags.DEFINE_float("tolerance", 1e-6, "Largest relative error that passes.", lower_bound=0.0)
   flags.DEFINE_enum("loss_reduction", "sum", list(model.REDUCTIONS), "Sum or mean over characters.")
+  flags.DEFINE_integer("batch_size", 0, "Check B streams at once (inputs [T, B]); 0: one "
+                       "stream (inputs [T]).", lower_bound=0)
   flags.DEFINE_integer("entries", 0, "Finite differences on this many random entries per "
                        "parameter (0: all of them).", lower_bound=0)
 

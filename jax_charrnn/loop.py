@@ -203,6 +203,12 @@ def make_run_steps(config: TrainConfig, max_steps: int, state_shardings=None):
   max_steps entries per field, the first num_steps of which are filled.
   state_shardings: as for `make_train_step`.
   """
+  return jax.jit(run_steps_fn(config, max_steps),
+                 out_shardings=_out_shardings(state_shardings))
+
+
+def run_steps_fn(config: TrainConfig, max_steps: int):
+  """The pure function that `make_run_steps` jits (sweeps vmap it over runs)."""
   flat_update = _make_flat_update(config)
 
   def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
@@ -217,4 +223,21 @@ def make_run_steps(config: TrainConfig, max_steps: int, state_shardings=None):
     flat, losses, smooths = lax.fori_loop(0, num_steps, body, (_to_flat(state), empty, empty))
     return _from_flat(flat, state), StepMetrics(losses, smooths)
 
-  return jax.jit(run, out_shardings=_out_shardings(state_shardings))
+  return run
+
+
+def stack(states: list[TrainState]) -> TrainState:
+  """Independent runs' states as one state with a leading run axis (for `make_run_many`)."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def make_run_many(config: TrainConfig, max_steps: int, run_sharding=None):
+  """`make_run_steps` for R independent runs at once: `jax.vmap` over a leading run axis.
+
+  The runs share the data and every static setting; what lives in the state
+  (parameters, the learning rate in the optimiser state, the seed's initial
+  weights) may differ. run_sharding: a sharding that splits the run axis
+  over devices (see `parallel.run_mesh`), or None for one device.
+  """
+  program = jax.vmap(run_steps_fn(config, max_steps), in_axes=(0, None, None, None))
+  return jax.jit(program, out_shardings=run_sharding)

@@ -108,6 +108,21 @@ def make_mesh(num_devices: int, batch_size: int) -> Mesh:
   return Mesh(np.array(devices), (AXIS,))
 
 
+def run_sharding(num_runs: int, num_devices: int = 0) -> NamedSharding | None:
+  """Splits a leading run axis (sweeps) over this process's devices, as evenly as they divide.
+
+  None when one device is used (one device, or a run count no larger device
+  count divides).
+  """
+  devices = jax.local_devices()
+  n = min(num_devices or len(devices), len(devices))
+  while n > 1 and num_runs % n:
+    n -= 1
+  if n == 1:
+    return None
+  return NamedSharding(Mesh(np.array(devices[:n]), ("runs",)), P("runs"))
+
+
 def state_shardings(state: Any, mesh: Mesh) -> Any:
   """Hidden states split along the streams, everything else replicated.
 

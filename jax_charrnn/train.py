@@ -129,35 +129,21 @@ def _due(step: int, every: int) -> bool:
   return every > 0 and step % every == 0
 
 
-@dataclasses.dataclass(frozen=True)
-class _Data:
-  """The text of a run, encoded and cut into the chunks of the epoch."""
-
-  text: str
-  source: str
-  vocab: data.Vocab
-  inputs: np.ndarray    # int32 [n, T, B]
-  targets: np.ndarray   # int32 [n, T, B]
-
-  @property
-  def steps_per_epoch(self) -> int:
-    return self.inputs.shape[0]
-
-  def next_char(self, step: int) -> int:
-    """The character after the last chunk read by stream 0: where its text continues."""
-    if step == 0:
-      return int(self.inputs[0, 0, 0])
-    return int(self.targets[(step - 1) % self.steps_per_epoch, -1, 0])
+def checkpoint_meta(config: TrainConfig, d: data.Corpus, state: loop.TrainState,
+                    step: int) -> dict:
+  """The JSON half of a checkpoint: enough to resume, to sample, and for a person to read."""
+  return {
+      "vocab": d.vocab.to_json(), "config": dataclasses.asdict(config), "step": step,
+      "epoch": step // d.steps_per_epoch, "position": step % d.steps_per_epoch,
+      "steps_per_epoch": d.steps_per_epoch, "next_char": d.next_char(step),
+      "smooth_loss": float(parallel.to_host(state.smooth_loss)),
+      "best_loss": float(parallel.to_host(state.best_loss)),
+      "best_step": int(parallel.to_host(state.best_step)), "source": d.source,
+      "num_chars": len(d.text), "text": _fingerprint(d.text),
+  }
 
 
-def _load_data(config: TrainConfig) -> _Data:
-  text = data.load_text(config.data_path, config.lowercase)
-  vocab = data.Vocab.from_text(text)
-  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
-  return _Data(text, config.data_path or data.BUILTIN_CORPUS_NAME, vocab, inputs, targets)
-
-
-def _start_state(config: TrainConfig, workdir: str, d: _Data, shardings, *, resume: bool,
+def _start_state(config: TrainConfig, workdir: str, d: data.Corpus, shardings, *, resume: bool,
                  overwrite: bool) -> loop.TrainState:
   """A fresh state on the mesh, or the workdir's latest checkpoint when it continues this run."""
   state = parallel.put(loop.init_state(config, d.vocab.size), shardings)
@@ -206,7 +192,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   """
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)  # float64 arrays need it, for the whole process
-  d = _load_data(config)
+  d = data.load_corpus(config.data_path, config.lowercase, config.seq_length, config.batch_size)
   total = config.total_steps(d.steps_per_epoch)
   chars_per_step = config.seq_length * config.batch_size
   mesh = parallel.make_mesh(config.num_devices, config.batch_size)
@@ -240,16 +226,8 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
                              x, length, key, config.temperature)[0]
 
   def save(state, step):
-    meta = {
-        "vocab": d.vocab.to_json(), "config": dataclasses.asdict(config), "step": step,
-        "epoch": step // d.steps_per_epoch, "position": step % d.steps_per_epoch,
-        "steps_per_epoch": d.steps_per_epoch, "next_char": d.next_char(step),
-        "smooth_loss": float(parallel.to_host(state.smooth_loss)),
-        "best_loss": float(parallel.to_host(state.best_loss)),
-        "best_step": int(parallel.to_host(state.best_step)), "source": d.source,
-        "num_chars": len(d.text), "text": _fingerprint(d.text),
-    }
-    checkpoint.save(mngr, step, state, meta)  # every process takes part; orbax coordinates
+    # Every process takes part; orbax coordinates who writes what.
+    checkpoint.save(mngr, step, state, checkpoint_meta(config, d, state, step))
 
   if start_step == 0 and writer:
     report.append_sample(workdir, 0, text_sample(state.params, state.h, d.next_char(0), 0,
@@ -342,7 +320,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   return summary
 
 
-def _write_outputs(config: TrainConfig, workdir: str, d: _Data, summary: Summary,
+def _write_outputs(config: TrainConfig, workdir: str, d: data.Corpus, summary: Summary,
                    passage: str | None) -> None:
   """best_passage.txt, loss.png and report.md (process 0 only)."""
   if passage is not None:

@@ -149,6 +149,13 @@ def test_gradcheck_cli_passes_and_prints_fifteen_errors():
   assert r.stdout.count(" ok") == 15
 
 
+def test_gradcheck_cli_with_a_batch_of_streams():
+  r = run("jax_charrnn.gradcheck", "--hidden_size=10", "--batch_size=3", "--random_h0",
+          "--loss_reduction=mean")
+  assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+  assert "B=3" in r.stdout and "PASS: all 15" in r.stdout
+
+
 def test_gradcheck_cli_fails_loudly_when_the_tolerance_is_impossible():
   r = run("jax_charrnn.gradcheck", "--hidden_size=6", "--tolerance=1e-30")
   assert r.returncode == 1 and "FAIL" in r.stdout
