@@ -59,6 +59,8 @@ def run_cli(main: Callable[[Sequence[str]], None]) -> None:
       main(argv)
     except UserError as e:
       fail(str(e))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
+      fail("Interrupted.", exit_code=130)
 
   try:
     app.run(_guarded)

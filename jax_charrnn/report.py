@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from typing import Iterable, Sequence
 
@@ -58,9 +59,14 @@ def truncate_metrics(workdir: str, step: int) -> None:
       f.write(json.dumps(row) + "\n")
 
 
+_SAMPLE_HEADER = re.compile(
+    r"^--- (?:before the first update|after ([\d,]+) updates \(smooth loss [^)]*\)) ---$",
+    re.MULTILINE)
+
+
 def append_sample(workdir: str, step: int, text: str, smooth_loss: float | None) -> None:
   """Adds one entry to the text-evolution file."""
-  header = (f"--- before the first update ---" if step == 0 else
+  header = ("--- before the first update ---" if step == 0 else
             f"--- after {step:,} updates (smooth loss {smooth_loss:.3f}) ---")
   with open(os.path.join(workdir, SAMPLES), "a", encoding="utf-8") as f:
     f.write(f"{header}\n{text}\n\n")
@@ -72,16 +78,12 @@ def truncate_samples(workdir: str, step: int) -> None:
   if not os.path.exists(path):
     return
   with open(path, encoding="utf-8") as f:
-    entries = f.read().split("--- ")
-  kept = [e for e in entries[1:] if _entry_step(e) <= step]
+    content = f.read()
+  # Entries start at their header lines (generated text may hold "---" too).
+  cut = next((m.start() for m in _SAMPLE_HEADER.finditer(content)
+              if m.group(1) and int(m.group(1).replace(",", "")) > step), len(content))
   with open(path, "w", encoding="utf-8") as f:
-    f.write("".join("--- " + e for e in kept))
-
-
-def _entry_step(entry: str) -> int:
-  if entry.startswith("before"):
-    return 0
-  return int(entry.split()[1].replace(",", ""))
+    f.write(content[:cut])
 
 
 def write_passage(workdir: str, text: str) -> None:

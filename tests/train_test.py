@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from jax_charrnn import checkpoint, generate, report, train
+from jax_charrnn import checkpoint, generate, report, sweep, train  # sweep: its flags too
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
@@ -119,12 +119,17 @@ def test_every_experiment_flag_file_parses(name, monkeypatch):
   with flagsaver.flagsaver():
     flags.FLAGS(["train", f"--flagfile=experiments/{name}"])
     config = train.config_from_flags()
+    cpu_devices, learning_rates = flags.FLAGS.cpu_devices, flags.FLAGS.learning_rates
   assert config.hidden_size == 100 and config.seq_length == 25
   if name.startswith("goblet"):
     assert config.data_path == "goblet_book.txt" and config.epochs == 7
     assert config.learning_rate == 0.1 and config.optimizer == "adagrad"
   if name == "goblet_lowercase.flags":
     assert config.lowercase and config.best_metric == "loss"  # later flags win
+  if name == "batch128.flags":
+    assert config.batch_size == 128 and cpu_devices == 2
+  if name == "sweep_lr_seed.flags":
+    assert learning_rates == ["0.05", "0.1", "0.2"] and config.epochs == 1
 
 
 def test_config_rejects_bad_values():
@@ -135,3 +140,17 @@ def test_config_rejects_bad_values():
   with pytest.raises(UserError, match="optimizer must be one of"):
     TrainConfig(optimizer="sgd")
   assert json.loads(TrainConfig().to_json())["learning_rate"] == 0.1
+
+
+def test_a_half_written_checkpoint_is_never_the_latest(text_file, tmp_path):
+  """orbax writes into a temporary directory and renames it when complete; a crash mid-save
+  leaves only that temporary directory, which restore and resume ignore."""
+  workdir = tmp_path / "run"
+  train.train(_config(text_file, num_steps=40), str(workdir))
+  partial = workdir / "checkpoints" / "80.orbax-checkpoint-tmp-1234"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "garbage").write_bytes(b"\x00" * 10)
+  step, _ = checkpoint.read_meta(str(workdir))
+  assert step == 40
+  resumed = train.train(_config(text_file, num_steps=60), str(workdir))
+  assert resumed.steps_done == 60

@@ -1,0 +1,28 @@
+"""The run's files for people: samples, metrics, plot, report."""
+
+import os
+
+from jax_charrnn import report
+
+
+def test_truncate_samples_keeps_entries_up_to_the_step_even_with_dashes_in_the_text(tmp_path):
+  wd = str(tmp_path)
+  report.append_sample(wd, 0, "+--- a table ---+\n--- after 5 updates ---", None)
+  report.append_sample(wd, 1000, "words", 80.5)
+  report.append_sample(wd, 2000, "later words", 70.25)
+  report.truncate_samples(wd, 1500)
+  text = open(os.path.join(wd, report.SAMPLES), encoding="utf-8").read()
+  assert "+--- a table ---+" in text and "--- after 1,000 updates (smooth loss 80.500) ---" in text
+  assert "later words" not in text and "2,000" not in text
+  report.truncate_samples(wd, 0)
+  text = open(os.path.join(wd, report.SAMPLES), encoding="utf-8").read()
+  assert text.startswith("--- before the first update ---") and "1,000" not in text
+
+
+def test_metrics_round_trip_and_truncate(tmp_path):
+  wd = str(tmp_path)
+  report.append_metrics(wd, [{"step": s, "loss": 1.0, "smooth_loss": 2.0} for s in (10, 20, 30)])
+  report.truncate_metrics(wd, 20)
+  assert [r["step"] for r in report.read_metrics(wd)] == [10, 20]
+  assert report.plot_loss(wd, report.read_metrics(wd), "t") == os.path.join(wd, report.LOSS_PLOT)
+  assert os.path.getsize(os.path.join(wd, report.LOSS_PLOT)) > 1000
