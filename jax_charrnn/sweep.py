@@ -96,7 +96,7 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
   diverged: dict[int, int] = {}
   step, rows, t_train = 0, [[] for _ in pairs], 0.0
   while step < total:
-    n = train._next_event(step, total, config.replace(sample_every=0, report_every=0))  # pylint: disable=protected-access
+    n = train.next_event(step, total, config.replace(sample_every=0, report_every=0))
     t = time.perf_counter()
     states, metrics = run(states, inputs, targets, jnp.int32(n - step))
     losses = np.asarray(metrics.loss)[:, : n - step]
@@ -107,14 +107,14 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
         diverged[r] = step + int(np.flatnonzero(~np.isfinite(losses[r]))[0]) + 1
         logging.warning("Run %s diverged at update %d; the others go on.", names[r], diverged[r])
     step = n
-    if train._due(step, config.log_every) or step == total:  # pylint: disable=protected-access
+    if train.due(step, config.log_every) or step == total:
       for r in range(len(pairs)):
         rows[r].append({"step": step, "epoch": step / d.steps_per_epoch,
                         "loss": float(losses[r, -1]), "smooth_loss": float(smooths[r, -1]),
                         "learning_rate": pairs[r][0], "wall_time": time.time()})
       logging.info("step %d/%d  smooth loss %s", step, total,
                    "  ".join(f"{nm} {s:.3f}" for nm, s in zip(names, smooths[:, -1])))
-    if train._due(step, config.checkpoint_every) or step == total:  # pylint: disable=protected-access
+    if train.due(step, config.checkpoint_every) or step == total:
       _save_runs(workdir, names, configs, d, states, step, rows)
       rows = [[] for _ in pairs]
 

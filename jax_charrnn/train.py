@@ -107,15 +107,15 @@ def _differences(meta: dict, config: TrainConfig, vocab: data.Vocab, text: str) 
     diffs.append(f"the text ({meta.get('num_chars', '?')} characters saved from "
                  f"{meta.get('source', '?')!r}; {len(text)} characters now, or other content)")
   if saved_vocab != vocab.to_json():
-    old = data.Vocab.from_json(saved_vocab)
-    diffs.append(f"vocabulary ({old.size} characters saved, {vocab.size} in this text)")
+    old = data.Vocab.from_json(saved_vocab).size if saved_vocab else "no"
+    diffs.append(f"vocabulary ({old} characters saved, {vocab.size} in this text)")
   for name in _RUN_DEFINING:
     if name in saved and saved[name] != getattr(config, name):
       diffs.append(f"{name} ({saved[name]!r} saved, {getattr(config, name)!r} now)")
   return diffs
 
 
-def _next_event(step: int, total: int, config: TrainConfig) -> int:
+def next_event(step: int, total: int, config: TrainConfig) -> int:
   """The first step after `step` at which the host has something to do."""
   stop = min(total, step + config.steps_per_call)
   for every in (config.log_every, config.sample_every, config.report_every,
@@ -125,7 +125,8 @@ def _next_event(step: int, total: int, config: TrainConfig) -> int:
   return stop
 
 
-def _due(step: int, every: int) -> bool:
+def due(step: int, every: int) -> bool:
+  """Whether something done every `every` updates (0: never) is due after update `step`."""
   return every > 0 and step % every == 0
 
 
@@ -243,7 +244,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   try:
     with _Interrupts() as interrupts:
       while step < total:
-        n = _next_event(step, total, config)
+        n = next_event(step, total, config)
         t = time.perf_counter()
         new_state, metrics = run_steps(state, inputs, targets, jnp.int32(n - step))
         losses = parallel.to_host(metrics.loss)[: n - step]  # waits for the device
@@ -261,7 +262,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
         state, step = new_state, n
         stop = parallel.any_process(interrupts.signal is not None)
 
-        if _due(step, config.log_every) or step == total:
+        if due(step, config.log_every) or step == total:
           now = time.perf_counter()
           speed = (step - interval_step) * chars_per_step / max(now - interval_start, 1e-9)
           interval_start, interval_step = now, step
@@ -279,13 +280,13 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
           logging.info("step %d/%d (epoch %.2f, %.1f%%)  loss %.3f  smooth %.3f  %s chars/s  "
                        "ETA %s", step, total, step / d.steps_per_epoch, 100 * step / total,
                        losses[-1], smooth, f"{speed:,.0f}", _hms(eta))
-        if writer and _due(step, config.sample_every):
+        if writer and due(step, config.sample_every):
           logging.info("sample at step %d:\n%s", step, text_sample(
               state.params, state.h, d.next_char(step), step, config.sample_length))
-        if writer and _due(step, config.report_every):
+        if writer and due(step, config.report_every):
           text = text_sample(state.params, state.h, d.next_char(step), step, config.sample_length)
           report.append_sample(workdir, step, text, float(parallel.to_host(state.smooth_loss)))
-        if _due(step, config.checkpoint_every) or step == total or stop:
+        if due(step, config.checkpoint_every) or step == total or stop:
           if writer:
             report.append_metrics(workdir, rows)
           rows = []
