@@ -1,8 +1,7 @@
 """User-facing errors and the CLI wrapper that turns them into one paragraph.
 
-Library code raises `UserError` (or one of the standard exceptions listed in
-`_USER_ERRORS`) for anything a user can fix: a missing file, a bad flag, a
-checkpoint that does not match. Command-line entry points run their `main`
+Library code raises `UserError` for anything a user can fix: a missing file,
+a bad flag, a checkpoint that does not match. Command-line entry points run their `main`
 through `run_cli`, which prints the message as one paragraph on stderr and exits
 with status 2, instead of a Python traceback. Genuine bugs still raise.
 """

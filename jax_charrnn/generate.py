@@ -65,6 +65,8 @@ def load(workdir: str, which: str = "best") -> tuple[Params, data.Vocab, jax.Arr
     raise errors.UserError(f"The checkpoint in {workdir!r} was not written by jax_charrnn.train.")
   vocab = data.Vocab.from_json(meta["vocab"])
   config = TrainConfig.from_dict(meta["config"])
+  if config.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)  # the checkpoint holds float64 arrays
   target = jax.eval_shape(lambda: loop.init_state(config, vocab.size))
   target = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=jax.sharding.SingleDeviceSharding(

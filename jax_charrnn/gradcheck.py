@@ -130,8 +130,9 @@ def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) 
 
 
 def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
-  return all(max(r.manual_vs_autodiff, r.manual_vs_numerical, r.autodiff_vs_numerical) <= tolerance
-             for r in rows)
+  """True when every error is <= tolerance (a NaN error fails)."""
+  return all(x <= tolerance for r in rows
+             for x in (r.manual_vs_autodiff, r.manual_vs_numerical, r.autodiff_vs_numerical))
 
 
 def check_text(text: str, vocab: data.Vocab, *, hidden_size: int, seq_length: int,
@@ -161,7 +162,8 @@ def check_text(text: str, vocab: data.Vocab, *, hidden_size: int, seq_length: in
 
 
 def main(argv: Sequence[str]) -> None:
-  del argv
+  if len(argv) > 1:
+    raise errors.UserError(f"Unexpected arguments: {' '.join(argv[1:])}. Flags start with --.")
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   for name, low in (("hidden_size", 1), ("seq_length", 1)):
@@ -199,7 +201,7 @@ def _define_flags():
   flags.DEFINE_integer("seed", 0, "PRNG seed for the initial weights.")
   flags.DEFINE_integer("chunk_index", 0, "Which chunk of the text to check on.", lower_bound=0)
   flags.DEFINE_bool("random_h0", False, "Start from a random hidden state instead of zeros.")
-  flags.DEFINE_float("step", 1e-4, "Finite-difference step.", lower_bound=0.0)
+  flags.DEFINE_float("step", 1e-4, "Finite-difference step.", lower_bound=1e-12)
   flags.DEFINE_float("eps", 1e-6, "eps of the relative error's denominator.", lower_bound=0.0)
   flags.DEFINE_float("tolerance", 1e-6, "Largest relative error that passes.", lower_bound=0.0)
   flags.DEFINE_enum("loss_reduction", "sum", list(model.REDUCTIONS), "Sum or mean over characters.")

@@ -31,6 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from jax_charrnn import bptt, model, optim
 from jax_charrnn.config import TrainConfig
+from jax_charrnn.errors import UserError
 from jax_charrnn.model import Params
 
 
@@ -59,7 +60,8 @@ def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
   """A fresh state: course initialisation, zero hidden state, empty optimiser."""
   dtype = jnp.dtype(config.dtype)
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-    raise ValueError("dtype float64 needs jax_enable_x64 (e.g. inside `with jax.enable_x64(True)`).")
+    raise UserError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', "
+                    "True) first, or work inside `with jax.enable_x64(True):`.")
   key = jax.random.key(config.seed)
   params = model.init_params(jax.random.fold_in(key, 0), vocab_size, config.hidden_size,
                              config.init_sigma, config.init_dist, dtype)

@@ -155,8 +155,9 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
   sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
   p = jax.nn.softmax(sorted_logits, axis=-1)
   # Keep a token if the tokens ranked before it hold less than top_p; the
-  # most likely token is always kept.
+  # most likely token is always kept (so top_p <= 0 means greedy).
   keep_sorted = (jnp.cumsum(p, axis=-1) - p) < top_p
+  keep_sorted = keep_sorted.at[..., 0].set(True)
   keep = jnp.zeros_like(keep_sorted)
   keep = jnp.put_along_axis(keep, order, keep_sorted, axis=-1, inplace=False)
   return jnp.where(keep, logits, -jnp.inf)

@@ -13,6 +13,7 @@ word appears (the original notebook's "words of interest" study).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -43,6 +44,12 @@ def main(argv: Sequence[str]) -> None:
   if not _WORKDIR.value:
     raise errors.UserError("Pass --workdir=RUN, the directory a training run wrote.")
   if not checkpoint.has_checkpoint(_WORKDIR.value):
+    runs = sorted(n for n in (os.listdir(_WORKDIR.value) if os.path.isdir(_WORKDIR.value) else [])
+                  if checkpoint.has_checkpoint(os.path.join(_WORKDIR.value, n)))
+    if runs:  # e.g. the root of a sweep
+      raise errors.UserError(
+          f"{_WORKDIR.value!r} holds several runs, not one: pass one of them, e.g. "
+          f"--workdir={os.path.join(_WORKDIR.value, runs[0])} (runs: {', '.join(runs)}).")
     raise errors.UserError(f"No checkpoint in {_WORKDIR.value!r}: train first, e.g. "
                            f"`python -m jax_charrnn.train --workdir={_WORKDIR.value}`.")
   params, vocab, h, x0, meta = generate.load(_WORKDIR.value, _WHICH.value)

@@ -8,11 +8,12 @@ program: the training state gets a leading run axis and `jax.vmap` maps the
 trainer's own fused loop over it (the learning rate lives in the optimiser
 state, so each run has its own). With several devices (e.g. --cpu_devices=2)
 the runs are split over them. A run whose loss diverges is reported and the
-others go on.
+others go on. A sweep does not resume and writes no samples or per-run reports
+(the train flags for those are accepted and have no effect here).
 
 It writes, under --workdir:
-  <run>/metrics.jsonl, <run>/checkpoints/   one directory per run, e.g. lr0.1_seed0, each a
-                                            normal run directory (`sample --workdir=...` works)
+  <run>/metrics.jsonl, <run>/checkpoints/   one directory per run, e.g. lr0.1_seed0, with the
+                                            run's checkpoint (`sample --workdir=...` works)
   summary.md, summary.json                  final and best smooth loss per run
   sweep_loss.png                            every run's smooth loss in one plot
 
@@ -67,6 +68,11 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
     raise errors.UserError(f"Learning rates must be positive; got {list(learning_rates)}.")
   pairs = [(lr, seed) for lr in learning_rates for seed in seeds]
   names = [run_name(lr, seed) for lr, seed in pairs]
+  if len(set(names)) < len(names):
+    raise errors.UserError(f"The sweep names some runs twice ({', '.join(names)}); give each "
+                           "learning rate and seed once.")
+  if config.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)  # float64 arrays need it, for the whole process
   if os.path.exists(os.path.join(workdir, "summary.json")) or any(
       checkpoint.has_checkpoint(os.path.join(workdir, n)) for n in names):
     if not overwrite:
@@ -156,6 +162,7 @@ def _save_runs(workdir, names, configs, d, states, step, rows) -> None:
 def _write_summary(workdir: str, config: TrainConfig, d: data.Corpus,
                    results: list[RunResult], total: int, train_seconds: float) -> None:
   ranked = sorted(results, key=lambda r: (r.diverged_at is not None, r.final_smooth_loss))
+  best_name = config.best_metric.replace("_", " ")
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump({"config": dataclasses.asdict(config), "updates": total,
                "train_seconds": train_seconds, "runs": [dataclasses.asdict(r) for r in ranked]},
@@ -166,7 +173,7 @@ def _write_summary(workdir: str, config: TrainConfig, d: data.Corpus,
            f"{config.hidden_size}, {config.optimizer}; {train_seconds:.1f} s of training for "
            "all runs together.",
            "",
-           "| run | learning rate | seed | final smooth loss | best smooth loss | at update |",
+           f"| run | learning rate | seed | final smooth loss | best {best_name} | at update |",
            "|---|---|---|---|---|---|"]
   for r in ranked:
     final = (f"diverged at update {r.diverged_at}" if r.diverged_at is not None
@@ -204,7 +211,13 @@ def main(argv: Sequence[str]) -> None:
     seeds = [int(x) for x in _SEEDS.value]
   except ValueError as e:
     raise errors.UserError(f"--learning_rates takes numbers and --seeds integers ({e}).") from None
-  train.start_runtime(flags.FLAGS.cpu_devices, "", 1, 0, False, 300)
+  f = flags.FLAGS
+  if f.coordinator_address or f.num_processes > 1 or f.distributed_auto:
+    raise errors.UserError(
+        "A sweep runs in one process (its runs split over that process's devices); drop "
+        "--coordinator_address, --num_processes and --distributed_auto, or train the runs one "
+        "by one with jax_charrnn.train.")
+  train.start_runtime(f.cpu_devices, "", 1, 0, False, 300)
   workdir = flags.FLAGS.workdir if flags.FLAGS["workdir"].present else "runs/sweep"
   sweep(train.config_from_flags(), lrs, seeds, workdir, overwrite=flags.FLAGS.overwrite)
 

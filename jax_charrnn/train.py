@@ -85,7 +85,8 @@ class _Interrupts:
 def _check_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    # One probe file per process: processes of one run share the workdir.
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -202,9 +203,19 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
                d.vocab.size, d.steps_per_epoch, config.batch_size, config.seq_length, total,
                mesh.size, mesh.devices.flat[0].platform, jax.process_count())
   _check_workdir(workdir)
-  shardings = parallel.state_shardings(loop.init_state(config, d.vocab.size), mesh)
+  shardings = parallel.state_shardings(
+      jax.eval_shape(lambda: loop.init_state(config, d.vocab.size)), mesh)
   state = _start_state(config, workdir, d, shardings, resume=resume, overwrite=overwrite)
   start_step = int(parallel.to_host(state.step))
+  if start_step >= total:
+    logging.warning("The run in %s has already made %d updates (%d asked for): nothing to do. "
+                    "Raise --num_steps or --epochs to train it further.", workdir, start_step,
+                    total)
+    return Summary(state=state, steps_done=start_step, total_steps=total,
+                   final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
+                   best_loss=float(parallel.to_host(state.best_loss)),
+                   best_step=int(parallel.to_host(state.best_step)), interrupted=False,
+                   compile_seconds=0.0, train_seconds=0.0, chars_per_second=0.0)
   writer = parallel.is_primary()
   if writer:
     report.truncate_metrics(workdir, start_step)
@@ -258,7 +269,8 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
               f"The loss became {losses[bad[0]]} at update {step + bad[0] + 1} (epoch "
               f"{(step + bad[0]) // d.steps_per_epoch + 1}); training stopped. The last good "
               f"checkpoint is {'step %d' % last if last is not None else 'none'} in {workdir!r}. "
-              "Lower --learning_rate or --clip, or check the data.")
+              "Lower --learning_rate or --clip (with --overwrite, or in another --workdir), or "
+              "check the data.")
         state, step = new_state, n
         stop = parallel.any_process(interrupts.signal is not None)
 

@@ -1,5 +1,6 @@
 """The hand-derived BPTT against jax.grad and against finite differences."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -115,3 +116,9 @@ def test_relative_error_formula():
   assert gradcheck.relative_error(np.zeros(2), np.zeros(2)) == 0.0
   # the eps floor keeps tiny gradients from dividing by zero
   assert gradcheck.relative_error(np.array([1e-9]), np.array([0.0]), eps=1e-6) == pytest.approx(1e-3)
+
+
+def test_a_nan_error_never_passes():
+  row = gradcheck.Row("W", (2, 2), 1e-17, float("nan"), 1e-9, 4)
+  assert not gradcheck.all_pass([row], 1e-6)
+  assert gradcheck.all_pass([dataclasses.replace(row, manual_vs_numerical=1e-9)], 1e-6)

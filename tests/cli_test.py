@@ -159,3 +159,18 @@ def test_gradcheck_cli_with_a_batch_of_streams():
 def test_gradcheck_cli_fails_loudly_when_the_tolerance_is_impossible():
   r = run("jax_charrnn.gradcheck", "--hidden_size=6", "--tolerance=1e-30")
   assert r.returncode == 1 and "FAIL" in r.stdout
+
+
+def test_sample_cli_on_a_sweep_root_names_its_runs(tmp_path):
+  book = tmp_path / "book.txt"
+  book.write_text("abc abd abe " * 100)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  r = subprocess.run([sys.executable, "-m", "jax_charrnn.sweep", f"--data_path={book}",
+                      f"--workdir={tmp_path / 'sw'}", "--num_steps=4", "--hidden_size=8",
+                      "--learning_rates=0.1", "--seeds=0,1", "--dtype=float64"],
+                     capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert_user_error(run("jax_charrnn.sample", f"--workdir={tmp_path / 'sw'}"),
+                    "holds several runs", "lr0.1_seed0, lr0.1_seed1")
+  r = run("jax_charrnn.sample", f"--workdir={tmp_path / 'sw' / 'lr0.1_seed1'}", "--length=20")
+  assert r.returncode == 0 and len(r.stdout.strip("\n")) == 20, r.stderr[-2000:]

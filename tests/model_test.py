@@ -131,3 +131,12 @@ def test_jitted_sample_is_not_retraced_for_new_values():
   before = model.sample._cache_size()
   model.sample(p, jnp.ones(5) * 0.1, 2, 20, jax.random.key(1), 0.7, 0.8)
   assert model.sample._cache_size() == before
+
+
+def test_sample_top_p_zero_is_greedy_not_garbage():
+  p = _known_params()
+  ids = model.sample(p, jnp.zeros(2), 0, 50, jax.random.key(0), top_p=0.0)
+  assert set(np.asarray(ids).tolist()) == {0}  # the most likely character, always kept
+  p = p._replace(c=jnp.log(jnp.array([0.05, 0.3, 0.5, 0.15])))
+  ids = model.sample(p, jnp.zeros(2), 0, 50, jax.random.key(0), top_p=0.0)
+  assert set(np.asarray(ids).tolist()) == {2}

@@ -64,3 +64,8 @@ def test_an_existing_sweep_is_not_overwritten_silently(text_file, tmp_path):
   assert len(sweep.sweep(cfg, [0.2], [0, 1], workdir, overwrite=True)) == 2
   assert sorted(os.listdir(workdir)) == ["lr0.2_seed0", "lr0.2_seed1", "notes.txt", "summary.json",
                                          "summary.md", "sweep_loss.png"]
+
+
+def test_a_run_named_twice_is_refused(text_file, tmp_path):
+  with pytest.raises(UserError, match="names some runs twice"):
+    sweep.sweep(_config(text_file, dtype="float32"), [0.1, 0.10], [0], str(tmp_path))

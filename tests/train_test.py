@@ -154,3 +154,12 @@ def test_a_half_written_checkpoint_is_never_the_latest(text_file, tmp_path):
   assert step == 40
   resumed = train.train(_config(text_file, num_steps=60), str(workdir))
   assert resumed.steps_done == 60
+
+
+def test_rerunning_a_finished_run_does_nothing_and_says_so(text_file, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train(_config(text_file, num_steps=30), workdir)
+  report_before = open(os.path.join(workdir, report.REPORT), encoding="utf-8").read()
+  again = train.train(_config(text_file, num_steps=20), workdir)
+  assert again.steps_done == 30 and again.train_seconds == 0.0
+  assert open(os.path.join(workdir, report.REPORT), encoding="utf-8").read() == report_before
