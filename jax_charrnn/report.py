@@ -1,6 +1,7 @@
 """The files a run leaves for people: metrics, plot, text evolution, passage, report.
 
   metrics.jsonl     one JSON object per logged step
+  losses.f32        every update's loss and smooth loss (float32 pairs), for the plot
   loss.png          loss and smooth loss against updates
   samples.txt       the evolution of the generated text (the course's report)
   best_passage.txt  a passage written by the best parameters
@@ -25,7 +26,8 @@ LOSS_PLOT = "loss.png"
 SAMPLES = "samples.txt"
 PASSAGE = "best_passage.txt"
 REPORT = "report.md"
-ALL_FILES = (METRICS, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)
+STEP_LOSSES = "losses.f32"
+ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)
 
 
 def remove_outputs(workdir: str) -> None:
@@ -91,18 +93,58 @@ def write_passage(workdir: str, text: str) -> None:
     f.write(text + "\n")
 
 
+def append_step_losses(workdir: str, losses: np.ndarray, smooth: np.ndarray) -> None:
+  """Adds one (loss, smooth loss) float32 pair per update to losses.f32."""
+  pairs = np.stack([losses, smooth], axis=1).astype("<f4")
+  with open(os.path.join(workdir, STEP_LOSSES), "ab") as f:
+    f.write(pairs.tobytes())
+
+
+def truncate_step_losses(workdir: str, step: int) -> None:
+  """Keeps the pairs of updates 1..step (a resumed run rewrites what came after)."""
+  path = os.path.join(workdir, STEP_LOSSES)
+  if os.path.exists(path) and os.path.getsize(path) > 8 * step:
+    with open(path, "r+b") as f:
+      f.truncate(8 * step)
+
+
+def read_step_losses(workdir: str) -> np.ndarray:
+  """float32 [updates, 2]: the loss and smooth loss of every update so far."""
+  path = os.path.join(workdir, STEP_LOSSES)
+  if not os.path.exists(path):
+    return np.zeros((0, 2), np.float32)
+  return np.fromfile(path, dtype="<f4").reshape(-1, 2)
+
+
 def plot_loss(workdir: str, rows: Sequence[dict], title: str) -> str | None:
-  """loss.png from the metrics rows; returns its path (None if there is nothing to plot)."""
-  if not rows:
+  """loss.png: smooth loss and chunk loss against updates; returns its path.
+
+  Uses every update's losses (losses.f32) when they are there, else the
+  logged rows. The chunk loss is drawn as the mean of bins of updates, so
+  that hundreds of thousands of noisy points stay readable.
+  """
+  per_step = read_step_losses(workdir)
+  if len(per_step):
+    steps = np.arange(1, len(per_step) + 1)
+    stride = max(1, len(per_step) // 4000)
+    usable = len(per_step) // stride * stride
+    loss_x = steps[:usable].reshape(-1, stride).mean(axis=1)
+    loss_y = per_step[:usable, 0].reshape(-1, stride).mean(axis=1)
+    loss_label = "loss (one chunk)" if stride == 1 else f"loss (mean of {stride} chunks)"
+    smooth_x, smooth_y = steps[::stride], per_step[::stride, 1]
+  elif rows:
+    loss_x = smooth_x = np.array([r["step"] for r in rows])
+    loss_y, smooth_y = [r["loss"] for r in rows], [r["smooth_loss"] for r in rows]
+    loss_label = "loss (one chunk)"
+  else:
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")  # headless: no display needed
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  steps = np.array([r["step"] for r in rows])
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-  ax.plot(steps, [r["loss"] for r in rows], lw=0.6, alpha=0.45, label="loss (one chunk)")
-  ax.plot(steps, [r["smooth_loss"] for r in rows], lw=1.8, label="smooth loss")
+  ax.plot(loss_x, loss_y, lw=0.6, alpha=0.45, label=loss_label)
+  ax.plot(smooth_x, smooth_y, lw=1.8, label="smooth loss")
   ax.set_xlabel("update step")
   ax.set_ylabel("loss")
   ax.set_title(title)

@@ -220,6 +220,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
   if writer:
     report.truncate_metrics(workdir, start_step)
     report.truncate_samples(workdir, start_step)
+    report.truncate_step_losses(workdir, start_step)
 
   # ---- the device program, compiled once ----
   inputs, targets = parallel.put_streams(d.inputs, mesh), parallel.put_streams(d.targets, mesh)
@@ -260,6 +261,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
         new_state, metrics = run_steps(state, inputs, targets, jnp.int32(n - step))
         losses = parallel.to_host(metrics.loss)[: n - step]  # waits for the device
         train_seconds += time.perf_counter() - t
+        smooths = parallel.to_host(metrics.smooth_loss)[: n - step]
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
           if writer:
@@ -273,12 +275,14 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
               "check the data.")
         state, step = new_state, n
         stop = parallel.any_process(interrupts.signal is not None)
+        if writer:
+          report.append_step_losses(workdir, losses, smooths)
 
         if due(step, config.log_every) or step == total:
           now = time.perf_counter()
           speed = (step - interval_step) * chars_per_step / max(now - interval_start, 1e-9)
           interval_start, interval_step = now, step
-          smooth = float(parallel.to_host(metrics.smooth_loss)[len(losses) - 1])
+          smooth = float(smooths[-1])
           rows.append({
               "step": step, "epoch": step / d.steps_per_epoch, "loss": float(losses[-1]),
               "smooth_loss": smooth,

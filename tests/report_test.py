@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from jax_charrnn import report
 
 
@@ -26,3 +28,13 @@ def test_metrics_round_trip_and_truncate(tmp_path):
   assert [r["step"] for r in report.read_metrics(wd)] == [10, 20]
   assert report.plot_loss(wd, report.read_metrics(wd), "t") == os.path.join(wd, report.LOSS_PLOT)
   assert os.path.getsize(os.path.join(wd, report.LOSS_PLOT)) > 1000
+
+
+def test_step_losses_append_truncate_and_plot(tmp_path):
+  wd = str(tmp_path)
+  report.append_step_losses(wd, np.arange(5, dtype=np.float32), np.ones(5, np.float32))
+  report.append_step_losses(wd, np.arange(5, 9, dtype=np.float32), np.zeros(4, np.float32))
+  assert report.read_step_losses(wd).shape == (9, 2)
+  report.truncate_step_losses(wd, 6)
+  np.testing.assert_array_equal(report.read_step_losses(wd)[:, 0], np.arange(6))
+  assert report.plot_loss(wd, [], "t") is not None

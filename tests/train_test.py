@@ -36,6 +36,10 @@ def test_train_leaves_every_file_and_the_loss_falls(text_file, tmp_path):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   rows = report.read_metrics(workdir)
   assert [r["step"] for r in rows] == list(range(20, 301, 20))
+  per_step = report.read_step_losses(workdir)
+  assert per_step.shape == (300, 2)
+  assert per_step[0, 1] == per_step[0, 0]  # the smooth loss starts at the first chunk's loss
+  np.testing.assert_allclose(per_step[19], [rows[0]["loss"], rows[0]["smooth_loss"]], rtol=1e-6)
   assert set(rows[0]) >= {"step", "epoch", "loss", "smooth_loss", "learning_rate", "chars_per_s",
                           "wall_time"}
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] - 1.0
@@ -65,6 +69,8 @@ def test_resume_is_exact(text_file, tmp_path):
   assert resumed.best_step == straight.best_step
   steps = [r["step"] for r in report.read_metrics(half)]
   assert steps == sorted(set(steps)) and steps[-1] == 2 * n
+  np.testing.assert_allclose(report.read_step_losses(half),
+                             report.read_step_losses(str(tmp_path / "a")), rtol=1e-6)
 
 
 def test_checkpoint_restore_gives_equal_trees_and_vocab(text_file, tmp_path):
