@@ -211,11 +211,8 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
     logging.warning("The run in %s has already made %d updates (%d asked for): nothing to do. "
                     "Raise --num_steps or --epochs to train it further.", workdir, start_step,
                     total)
-    return Summary(state=state, steps_done=start_step, total_steps=total,
-                   final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
-                   best_loss=float(parallel.to_host(state.best_loss)),
-                   best_step=int(parallel.to_host(state.best_step)), interrupted=False,
-                   compile_seconds=0.0, train_seconds=0.0, chars_per_second=0.0)
+    return _summary(state, start_step, total, interrupted=False, compile_seconds=0.0,
+                    train_seconds=0.0, chars_per_second=0.0)
   writer = parallel.is_primary()
   if writer:
     report.truncate_metrics(workdir, start_step)
@@ -296,12 +293,13 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
           logging.info("step %d/%d (epoch %.2f, %.1f%%)  loss %.3f  smooth %.3f  %s chars/s  "
                        "ETA %s", step, total, step / d.steps_per_epoch, 100 * step / total,
                        losses[-1], smooth, f"{speed:,.0f}", _hms(eta))
-        if writer and due(step, config.sample_every):
-          logging.info("sample at step %d:\n%s", step, text_sample(
-              state.params, state.h, d.next_char(step), step, config.sample_length))
-        if writer and due(step, config.report_every):
+        log_sample, keep_sample = due(step, config.sample_every), due(step, config.report_every)
+        if writer and (log_sample or keep_sample):  # one text serves both when both are due
           text = text_sample(state.params, state.h, d.next_char(step), step, config.sample_length)
-          report.append_sample(workdir, step, text, float(parallel.to_host(state.smooth_loss)))
+          if log_sample:
+            logging.info("sample at step %d:\n%s", step, text)
+          if keep_sample:
+            report.append_sample(workdir, step, text, float(smooths[-1]))
         if due(step, config.checkpoint_every) or step == total or stop:
           if writer:
             report.append_metrics(workdir, rows)
@@ -317,12 +315,9 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
     mngr.close()
 
   speed = (step - start_step) * chars_per_step / max(train_seconds, 1e-9)
-  summary = Summary(state=state, steps_done=step, total_steps=total,
-                    final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
-                    best_loss=float(parallel.to_host(state.best_loss)),
-                    best_step=int(parallel.to_host(state.best_step)), interrupted=interrupted,
-                    compile_seconds=compile_seconds, train_seconds=train_seconds,
-                    chars_per_second=speed)
+  summary = _summary(state, step, total, interrupted=interrupted,
+                     compile_seconds=compile_seconds, train_seconds=train_seconds,
+                     chars_per_second=speed)
   if writer:
     passage = None
     if summary.best_step >= 0:
@@ -335,6 +330,13 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True,
                summary.best_loss, summary.best_step + 1, train_seconds, f"{speed:,.0f}",
                os.path.join(workdir, report.REPORT))
   return summary
+
+
+def _summary(state: loop.TrainState, steps_done: int, total: int, **timings) -> Summary:
+  return Summary(state=state, steps_done=steps_done, total_steps=total,
+                 final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
+                 best_loss=float(parallel.to_host(state.best_loss)),
+                 best_step=int(parallel.to_host(state.best_step)), **timings)
 
 
 def _write_outputs(config: TrainConfig, workdir: str, d: data.Corpus, summary: Summary,
