@@ -16,6 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def course_arrays(params):
+  """The course's (U, W, V, b, c) of jax_charrnn's one-layer RNN network, as NumPy arrays."""
+  (U, W, b), = params.layers
+  return [np.asarray(x) for x in (U, W, params.V, b, params.c)]
+
+
 class NumpyCharRNN:
   """One stream, AdaGrad (G += g^2; theta -= eta g / sqrt(G + 1e-8)), clip to ±clip."""
 

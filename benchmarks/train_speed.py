@@ -29,6 +29,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ from absl import flags
 from jax import lax
 
 from benchmarks import numpy_ref, torch_ref
-from jax_charrnn import bptt, data, errors, loop, model, optim, parallel
+from jax_charrnn import bptt, cli, data, errors, loop, parallel
 from jax_charrnn.config import TrainConfig
 
 _DATA = flags.DEFINE_string("data_path", "", "Text to train on (empty: the built-in corpus).")
@@ -104,12 +105,13 @@ class Method:
 def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
                 slow_steps: int) -> list[Method]:
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  net = loop.build_model(config, vocab_size)
   methods = []
   for grad in ("manual", "autodiff"):
     cfg = config.replace(grad=grad)
     state = [loop.init_state(cfg, vocab_size)]
     t = time.perf_counter()
-    run = loop.make_run_steps(cfg, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
+    run = loop.make_run_steps(cfg, net, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
     compile_s = time.perf_counter() - t
 
     def block(run=run, state=state):
@@ -119,7 +121,7 @@ def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: in
     label = "manual BPTT" if grad == "manual" else "jax.grad"
     methods.append(Method(f"jax fused ({steps}/call), {label}", steps, block, compile_s))
 
-  step_fn = loop.make_train_step(config)
+  step_fn = loop.make_train_step(config, net)
   one = [loop.init_state(config, vocab_size)]
   t = time.perf_counter()
   jax.block_until_ready(step_fn(one[0], x, y))
@@ -137,15 +139,14 @@ def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: in
 
 def reference_methods(config: TrainConfig, vocab_size: int, inputs, targets,
                       slow_steps: int) -> tuple[list[Method], list[str]]:
-  params = loop.init_state(config, vocab_size).params
+  params = numpy_ref.course_arrays(loop.init_state(config, vocab_size).params)
   np_inputs, np_targets = inputs[:, :, 0], targets[:, :, 0]
   methods, notes = [], []
-  gist = numpy_ref.MinCharRNN(*[np.asarray(p) for p in params], config.learning_rate, config.clip)
+  gist = numpy_ref.MinCharRNN(*params, config.learning_rate, config.clip)
   methods.append(Method("numpy min-char-rnn (gist style)", slow_steps,
                         lambda: gist.train(np_inputs, np_targets, slow_steps)))
   for dtype in (np.float64, np.float32):
-    ref = numpy_ref.NumpyCharRNN(*[np.asarray(p) for p in params], config.learning_rate,
-                                 config.clip, dtype)
+    ref = numpy_ref.NumpyCharRNN(*params, config.learning_rate, config.clip, dtype)
     methods.append(Method(f"numpy vectorised {np.dtype(dtype).name}", slow_steps,
                           lambda ref=ref: ref.train(np_inputs, np_targets, slow_steps)))
   if torch_ref.available():
@@ -196,9 +197,10 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
                    repeats: int) -> list[tuple[str, float]]:
   """Median µs per update of programs that stop after each phase of the update."""
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  net = loop.build_model(config, vocab_size)
   state = loop.init_state(config, vocab_size)
-  params, h0 = state.params, state.h
-  tx = optim.make_optimizer(config)
+  params, h0 = state.params, state.carry
+  tx = loop.make_optimizer(config)
   flat = jax.flatten_util.ravel_pytree(params)[0]
 
   def chunk(i):
@@ -209,13 +211,13 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
   # cannot fold them in as constants.
   def forward(i, c):
     p, h, acc = c
-    loss, h = model.loss(p, h, *chunk(i))
+    loss, h = net.loss(p, h, *chunk(i))
     return p, h, acc + loss
 
   def forward_backward(i, c):
     p, h, acc = c
-    (loss, h), g = bptt.loss_and_grads(p, h, *chunk(i))
-    return p, h, acc + loss + g.W[0, 0] + g.U[0, 0] + g.V[0, 0] + g.b[0] + g.c[0]
+    (loss, h), g = bptt.loss_and_grads(net, p, h, *chunk(i))
+    return p, h, acc + loss + sum(leaf.reshape(-1)[0] for leaf in jax.tree.leaves(g))
 
   def optimizer(i, c):
     p, s = c
@@ -228,7 +230,7 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
        _fused(forward_backward, (params, h0, 0.0), steps)),
       ("clip + optimiser alone (flat vector)", _fused(optimizer, (flat, tx.init(flat)), steps)),
   ]
-  run = loop.make_run_steps(config, steps)
+  run = loop.make_run_steps(config, net, steps)
   whole = jax.jit(lambda s: run(s, x, y, jnp.int32(steps)))
   jax.block_until_ready(whole(state))  # compile before timing, like the others
   programs.append(("the whole update (trainer's fused loop)", whole))
@@ -248,7 +250,7 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   they are; use the ranking, not the absolute numbers.
   """
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  run = loop.make_run_steps(config, steps)
+  run = loop.make_run_steps(config, loop.build_model(config, vocab_size), steps)
   state = loop.init_state(config, vocab_size)
   jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
@@ -298,7 +300,7 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
     state = [parallel.put(loop.init_state(cfg, vocab.size), shardings)]
     x, y = parallel.put_streams(inputs, mesh), parallel.put_streams(targets, mesh)
     steps = max(10, min(2000, 100_000 // batch))
-    run = loop.make_run_steps(cfg, steps, shardings)
+    run = loop.make_run_steps(cfg, loop.build_model(cfg, vocab.size), steps, shardings)
 
     def block(run=run, state=state, x=x, y=y, steps=steps):
       state[0], _ = run(state[0], x, y, jnp.int32(steps))
@@ -321,7 +323,7 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
     by_run = parallel.run_sharding(runs)
     if by_run is not None:
       states[0] = jax.device_put(states[0], by_run)
-    run = loop.make_run_many(config, steps, by_run)
+    run = loop.make_run_many(config, loop.build_model(config, vocab.size), steps, by_run)
 
     def block(run=run, states=states):
       states[0], _ = run(states[0], x, y, jnp.int32(steps))
@@ -344,7 +346,8 @@ def full_run(config: TrainConfig, text: str) -> dict:
   total = 7 * inputs.shape[0]
   state = loop.init_state(config, vocab.size)
   t = time.perf_counter()
-  run = loop.make_run_steps(config, config.steps_per_call).lower(
+  run = loop.make_run_steps(config, loop.build_model(config, vocab.size),
+                            config.steps_per_call).lower(
       state, x, y, jnp.int32(1)).compile()
   compile_s = time.perf_counter() - t
   t = time.perf_counter()
@@ -404,10 +407,15 @@ def main(argv: Sequence[str]) -> None:
     for name, us in phases:
       out.write(f"  {us:8.1f}  {name}\n")
     trace_dir = _TRACE_DIR.value or tempfile.mkdtemp(prefix="jax_charrnn_trace_")
-    kernels = profile_kernels(config, vocab.size, inputs, targets, min(_STEPS.value, 500),
-                              trace_dir)
+    try:
+      kernels = profile_kernels(config, vocab.size, inputs, targets, min(_STEPS.value, 500),
+                                trace_dir)
+    finally:
+      if not _TRACE_DIR.value:  # a trace is tens of MB: kept only where asked for
+        shutil.rmtree(trace_dir, ignore_errors=True)
+    kept = f"trace kept in {trace_dir}" if _TRACE_DIR.value else "--trace_dir=DIR keeps the trace"
     out.write(f"\nTop XLA kernels in a trace of the fused loop (tracing inflates small kernels; "
-              f"trace kept in {trace_dir}):\n")
+              f"{kept}):\n")
     for name, us, calls in kernels:
       out.write(f"  {us:8.1f} µs/update  {calls:5.1f} calls/update  {name}\n")
     result["profile"] = {"phases": phases, "kernels": kernels}
@@ -444,4 +452,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  errors.run_cli(main)
+  cli.run(main)

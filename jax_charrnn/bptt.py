@@ -1,53 +1,59 @@
-"""Back-propagation through time, derived by hand (no autodiff inside).
+"""Back-propagation through time, derived by hand (no autodiff inside), for any depth.
 
-With dL/do_t = p_t - onehot(y_t) =: g_t (times 1/(T·B) for the mean loss):
+The read-out, with g_t := dL/do_t = p_t - onehot(y_t) (times 1/(T·B) for the
+mean loss):
 
-  dL/dV     = sum_t g_t h_t^T                     dL/dc = sum_t g_t
-  dL/dh_t   = V^T g_t + W^T dL/da_{t+1}           (the second term is dh_next)
-  dL/da_t   = dL/dh_t * (1 - h_t^2)               (backprop through tanh)
-  dL/dW     = sum_t dL/da_t h_{t-1}^T             dL/db = sum_t dL/da_t
-  dL/dU[:, x_t] += dL/da_t                        (x_t is one-hot)
+  dL/dV = sum_t g_t h_t^T        dL/dc = sum_t g_t        dL/dh^N_t = V^T g_t
 
-Only dh_next couples the time steps, so only it lives in the reverse
-`lax.scan`: one W^T product and an elementwise product a step. Everything
-else is a whole-chunk matrix product, done before or after the scan.
+Then down the stack, by composition: each layer's cell turns "dL/dh_t
+arriving from above, every t" into its parameter gradients and "dL/dx_t for
+my inputs, every t", which is the layer below's "from above". One function per
+cell (e.g. cells/rnn.py's `backward`, where the course's equations are), used
+at every depth; the first layer's inputs are characters and get no gradient.
 
-The hidden state h0 carried in from the previous chunk gets no gradient
-(dh_next starts at zero after the last step), as in the course. Clipping is
-not done here: it belongs to the optimiser, so that these gradients can be
-compared with `jax.grad(model.loss)` as they are.
+The carry coming in from the previous chunk gets no gradient, as in the
+course. Clipping is not done here: it belongs to the optimiser, so that these
+gradients can be compared with `jax.grad(net.loss)` as they are.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from jax_charrnn import model
-from jax_charrnn.model import Params
+from jax_charrnn.cells import ops
+from jax_charrnn.model import REDUCTIONS, Model, Params
 
 
-def loss_and_grads(params: Params, h0: jax.Array, inputs: jax.Array, targets: jax.Array,
-                   reduction: str = "sum") -> tuple[tuple[jax.Array, jax.Array], Params]:
-  """Loss and gradients of `model.loss`, by hand.
+def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
+                   targets: jax.Array, reduction: str = "sum"
+                   ) -> tuple[tuple[jax.Array, tuple], Params]:
+  """Loss and gradients of `net.loss`, by hand.
 
   Args:
-    params: the RNN's parameters.
-    h0: [m] or [B, m].
+    net: the network (its cell must have a hand `backward`).
+    params: its parameters.
+    carry0: the carry before the chunk (one per layer; leaves [H] or [B, H]).
     inputs: int [T] or [T, B].
     targets: int, same shape as inputs.
-    reduction: "sum" or "mean", as in `model.loss`.
+    reduction: "sum" or "mean", as in `net.loss`.
 
   Returns:
-    ((loss, h_last), grads): the same as
-    `jax.value_and_grad(model.loss, has_aux=True)`, grads a `Params`.
+    ((loss, carry_T), grads): the same as
+    `jax.value_and_grad(net.loss, has_aux=True)`, grads a `Params`.
+
+  Raises:
+    ValueError: the cell has no hand-derived backward pass.
   """
-  U, W, V, b, c = params
+  if net.cell.backward is None:
+    raise ValueError(f"the {net.cell.name!r} cell has no hand-derived BPTT; use jax.grad "
+                     "(grad='autodiff').")
+  V, c = params.V, params.c
   K = V.shape[0]
 
-  # ---- forward (model.forward, keeping what the backward pass needs) ----
-  hs = model.hidden_states(params, h0, inputs)              # h_1..h_T  [T, (B,) m]
+  # ---- forward (net.forward, keeping what the backward pass needs) ----
+  all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs)
+  hs = all_hs[-1]                                           # top layer's h_1..h_T
   logits = hs @ V.T + c                                     # o_t = V h_t + c
   log_p = jax.nn.log_softmax(logits, axis=-1)
   y = jax.nn.one_hot(targets, K, dtype=logits.dtype)        # [T, (B,) K]
@@ -58,43 +64,18 @@ def loss_and_grads(params: Params, h0: jax.Array, inputs: jax.Array, targets: ja
     scale = 1.0 / targets.size
     loss = loss * scale
   elif reduction != "sum":
-    raise ValueError(f"reduction must be one of {model.REDUCTIONS}; got {reduction!r}.")
+    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
 
-  # ---- backward: the output layer, all t at once ----
+  # ---- backward: the read-out, all t at once ----
   g = (jnp.exp(log_p) - y) * scale                          # dL/do_t = p_t - y_t
-  dV = _sum_outer(g, hs)                                    # sum_t g_t h_t^T
-  dc = _sum_leading(g)                                      # sum_t g_t
-  dh_out = g @ V                                            # V^T g_t, the direct part of dL/dh_t
+  dV = ops.sum_outer(g, hs)                                 # sum_t g_t h_t^T
+  dc = ops.sum_leading(g)                                   # sum_t g_t
+  dh = g @ V                                                # V^T g_t: dL/dh_t of the top layer
 
-  # ---- backward through time: only dh_next is sequential ----
-  def step(dh_next, per_t):
-    dh_out_t, h_t = per_t
-    dh = dh_out_t + dh_next                                 # dL/dh_t
-    da = dh * (1.0 - h_t * h_t)                             # backprop through tanh
-    return da @ W, da                                       # dh_next = W^T dL/da_t
-
-  _, da = lax.scan(step, jnp.zeros_like(h0), (dh_out, hs), reverse=True)
-
-  # ---- backward: the input side, all t at once ----
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)    # h_0..h_{T-1}
-  dW = _sum_outer(da, h_prev)                               # sum_t da_t h_{t-1}^T
-  db = _sum_leading(da)                                     # sum_t da_t
-  dU = jnp.zeros((K, da.shape[-1]), da.dtype).at[inputs].add(da).T  # dU[:, x_t] += da_t
-
-  return (loss, hs[-1]), Params(U=dU, W=dW, V=dV, b=db, c=dc)
-
-
-def _sum_leading(a: jax.Array) -> jax.Array:
-  """sum over t (and streams) of a_t: [T, (B,) n] -> [n]."""
-  return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
-
-
-def _sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
-  """sum over t (and streams) of a_t b_t^T: [T, (B,) i], [T, (B,) j] -> [i, j].
-
-  One matrix product contracting the leading axes as they are: no reshape
-  that would merge T with a stream axis split over devices (which makes
-  XLA gather the activations instead of summing partial products).
-  """
-  lead = tuple(range(a.ndim - 1))
-  return lax.dot_general(a, b, ((lead, lead), ((), ())))
+  # ---- backward: down the stack, one cell backward per layer ----
+  layer_grads = [None] * len(params.layers)
+  for k in reversed(range(len(params.layers))):
+    xs = inputs if k == 0 else all_hs[k - 1]
+    layer_grads[k], dh = net.cell.backward(params.layers[k], carry0[k], xs, all_hs[k],
+                                           residuals[k], dh)
+  return (loss, carry_T), Params(layers=tuple(layer_grads), V=dV, c=dc)

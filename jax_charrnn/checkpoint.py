@@ -3,9 +3,9 @@
 A checkpoint is one orbax step directory under `<workdir>/checkpoints/` with
 two items:
 
-  state: the whole `TrainState` (params, optimiser state, hidden state, step,
-         smooth and best loss, a copy of the best parameters with the hidden
-         state and next character that went with them, the PRNG key);
+  state: the whole `TrainState` (params, optimiser state, the carry, step,
+         smooth and best loss, a copy of the best parameters with the carry
+         and next character that went with them, the PRNG key);
   meta:  JSON: the vocabulary, the run's config, epoch and position in the
          book, and the losses, so that a checkpoint alone is enough to sample
          from or to resume, and a person can read it.
@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 
 from jax_charrnn.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the network as stacked cells (layers, V, c) and a carry pytree
 _SUBDIR = "checkpoints"
 
 
@@ -39,13 +39,32 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), _SUBDIR)
 
 
-def has_checkpoint(workdir: str) -> bool:
-  """True when `workdir` holds at least one finished checkpoint."""
+def all_steps(workdir: str) -> list[int]:
+  """The finished checkpoints' steps in `workdir`, oldest first ([] if none).
+
+  Read from the directory names (orbax renames a step's temporary directory to
+  its number when the step is complete), without a CheckpointManager: on a
+  multi-process run a manager's set-up is a collective, and this question must
+  not be one.
+  """
   path = checkpoint_dir(workdir)
   if not os.path.isdir(path):
-    return False
-  with make_manager(workdir, read_only=True) as mngr:
-    return mngr.latest_step() is not None
+    return []
+  return sorted(int(name) for name in os.listdir(path)
+                if name.isdigit() and os.path.isdir(os.path.join(path, name)))
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """True when `workdir` holds at least one finished checkpoint."""
+  return bool(all_steps(workdir))
+
+
+def latest_mtime(workdir: str) -> float | None:
+  """When the newest finished checkpoint was written (None if there is none)."""
+  steps = all_steps(workdir)
+  if not steps:
+    return None
+  return os.path.getmtime(os.path.join(checkpoint_dir(workdir), str(steps[-1])))
 
 
 def make_manager(workdir: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
@@ -85,6 +104,12 @@ def restore(workdir: str, target: Any, step: int | None = None) -> tuple[Any, di
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   with make_manager(workdir, read_only=True) as mngr:
     step = _pick_step(mngr, workdir, step)
+    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    if meta.get("format", 1) != FORMAT_VERSION:
+      raise UserError(
+          f"The checkpoint at step {step} in {checkpoint_dir(workdir)!r} was written by another "
+          f"version of jax_charrnn (checkpoint format {meta.get('format', 1)}; this version "
+          f"reads format {FORMAT_VERSION}). Train it again in another --workdir.")
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))

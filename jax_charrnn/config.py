@@ -1,6 +1,16 @@
-"""`TrainConfig`: every setting of a training run, frozen, checked, serialisable.
+"""Every setting of a training run, declared once: type, default, help, allowed values, role.
 
-The library never reads flags: `train.py` builds a TrainConfig from them, and
+Each field of `TrainConfig` is declared with `setting(...)`: its default, its
+help text, its allowed values or bounds, and whether it defines the run
+(changing it would not continue the same run). From that one declaration come:
+
+  define_flags / from_flags   the absl flags of the entry points (checked at parse time)
+  TrainConfig.__post_init__   the validation (one clear message per bad value)
+  differences                 the "workdir holds a run with other settings" check
+  settings_rows               the settings table of report.md
+
+Adding a setting is one `setting(...)` line here (and the code that uses it).
+The library never reads flags: entry points build a TrainConfig from them, and
 tests build one directly. The defaults are the course's settings.
 """
 
@@ -8,87 +18,141 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+import sys
+import typing
+from typing import Any, Callable
 
+from jax_charrnn import cells, optim
+from jax_charrnn.cells.ops import INIT_DISTS
 from jax_charrnn.errors import UserError
 
-OPTIMIZERS = ("adagrad", "adam", "rmsprop")
 GRADS = ("manual", "autodiff")
 BEST_METRICS = ("smooth_loss", "loss")
-INIT_DISTS = ("normal", "uniform")
 REDUCTIONS = ("sum", "mean")
 DTYPES = ("float32", "float64")
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def setting(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | None = None,
+            ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, defines_run: bool = False) -> Any:
+  """A dataclass field carrying its help text, allowed values and role in its metadata.
+
+  Args:
+    default: the default (the course's value).
+    help: one or two sentences for --help and the report.
+    choices: the allowed values, or a function returning them (e.g. the
+      registered cells, which code may extend at run time).
+    ge, gt, le, lt: bounds (>=, >, <=, <).
+    defines_run: resuming a checkpoint with another value would not continue
+      the same run (the workdir check refuses it).
+  """
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, choices=choices, ge=ge, gt=gt, le=le, lt=lt, defines_run=defines_run))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Settings of one run (the course's by default)."""
 
-  # Data.
-  data_path: str = ""             # "" = the built-in corpus
-  lowercase: bool = False
-  seq_length: int = 25            # T
-  batch_size: int = 1             # B streams, each walking its own part of the book
-  # Model.
-  hidden_size: int = 100          # m
-  init_sigma: float = 0.01
-  init_dist: str = "normal"
-  seed: int = 0
-  dtype: str = "float32"          # float64 needs jax_enable_x64 (exactness studies, tests)
-  # Optimisation.
-  optimizer: str = "adagrad"
-  learning_rate: float = 0.1
-  clip: float = 5.0               # elementwise, before the optimiser
-  loss_reduction: str = "sum"
-  grad: str = "manual"            # hand-derived BPTT or jax.grad
-  epochs: int = 7
-  num_steps: int = 0              # > 0 overrides epochs
-  best_metric: str = "smooth_loss"
-  smoothing: float = 0.999        # smooth = smoothing * smooth + (1 - smoothing) * loss
-  # Host loop and outputs.
-  steps_per_call: int = 1000      # updates fused into one jitted call (1: one call per update)
-  log_every: int = 100
-  sample_every: int = 500         # 0 = never
-  report_every: int = 10000       # 0 = never (besides before step 1)
-  sample_length: int = 200
-  passage_length: int = 1000
-  temperature: float = 1.0
-  checkpoint_every: int = 10000   # 0 = only at the end (and on interrupts)
-  report_gradcheck_entries: int = 200  # finite differences per parameter in report.md; 0 = skip
-  # Devices.
-  num_devices: int = 0            # 0 = all local devices
+  # ---- data ----
+  data_path: str = setting(
+      "", "UTF-8 text file to learn from. Empty (the default) means the built-in corpus: "
+      "CPython's documentation text (pydoc_data.topics), no download needed.")
+  lowercase: bool = setting(
+      False, "Lowercase the text first (the original notebook did; the handout does not).",
+      defines_run=True)
+  seq_length: int = setting(25, "T, characters per chunk (one update).", ge=1, le=INT32_MAX,
+                            defines_run=True)
+  batch_size: int = setting(
+      1, "B streams, each walking its own contiguous part of the text (1 = the course).",
+      ge=1, le=INT32_MAX, defines_run=True)
+  # ---- model ----
+  cell: str = setting("rnn", "The recurrent cell (rnn: the course's tanh RNN).",
+                      choices=cells.names, defines_run=True)
+  num_layers: int = setting(1, "Stacked layers of the cell.", ge=1, le=1000, defines_run=True)
+  hidden_size: int = setting(100, "H (the course's m): hidden units per layer.", ge=1,
+                             le=INT32_MAX, defines_run=True)
+  init_sigma: float = setting(0.01, "Scale of the random initial weights.", ge=0.0,
+                              defines_run=True)
+  init_dist: str = setting(
+      "normal", "Initial weights sigma*N(0,1) (normal: the handout) or sigma*U[0,1) "
+      "(uniform: the original notebook).", choices=INIT_DISTS, defines_run=True)
+  seed: int = setting(0, "PRNG seed (initial weights, samples).", ge=0, le=INT64_MAX,
+                      defines_run=True)
+  dtype: str = setting("float32", "Floating-point type of the parameters and the computation "
+                       "(float64: slower, for exactness studies).", choices=DTYPES,
+                       defines_run=True)
+  # ---- optimisation ----
+  optimizer: str = setting(
+      "adagrad", "adagrad is the course's (G += g^2; theta -= eta g / sqrt(G + 1e-8)); adamw "
+      "decays the weight matrices by --weight_decay.", choices=optim.OPTIMIZERS,
+      defines_run=True)
+  learning_rate: float = setting(0.1, "eta.", gt=0.0, defines_run=True)
+  weight_decay: float = setting(0.0, "adamw's decoupled weight decay (weight matrices only).",
+                                ge=0.0, defines_run=True)
+  clip: float = setting(5.0, "Clip each gradient entry to [-clip, clip] before the optimiser.",
+                        gt=0.0, defines_run=True)
+  loss_reduction: str = setting("sum", "Loss of a chunk: the sum over its characters (the "
+                                "course) or the mean.", choices=REDUCTIONS, defines_run=True)
+  grad: str = setting("manual", "Hand-derived BPTT (manual) or jax.grad (autodiff): the same "
+                      "numbers.", choices=GRADS)
+  epochs: int = setting(7, "Passes over the text (ignored when --num_steps is set).", ge=0,
+                        le=INT32_MAX)
+  num_steps: int = setting(0, "Total updates; 0 means --epochs decides.", ge=0, le=INT32_MAX)
+  best_metric: str = setting(
+      "smooth_loss", "Which loss picks the best parameters (the notebook used loss).",
+      choices=BEST_METRICS, defines_run=True)
+  smoothing: float = setting(0.999, "smooth = smoothing * smooth + (1 - smoothing) * loss.",
+                             ge=0.0, lt=1.0, defines_run=True)
+  # ---- the host loop and its outputs ----
+  steps_per_call: int = setting(
+      1000, "Updates run inside one jitted call; the host wakes up earlier when logging, "
+      "sampling or checkpointing is due. 1 = one call per update.", ge=1, le=INT32_MAX)
+  log_every: int = setting(100, "Print progress and record metrics every N updates.", ge=1,
+                           le=INT32_MAX)
+  sample_every: int = setting(500, "Print a sample every N updates (0: never).", ge=0,
+                              le=INT32_MAX)
+  report_every: int = setting(10000, "Append a sample to samples.txt every N updates (0: only "
+                              "before the first update).", ge=0, le=INT32_MAX)
+  sample_length: int = setting(200, "Characters per sample.", ge=1, le=10_000_000)
+  passage_length: int = setting(1000, "Characters in best_passage.txt.", ge=1, le=10_000_000)
+  temperature: float = setting(1.0, "Sampling temperature of the samples (0: the most likely "
+                               "character).", ge=0.0)
+  checkpoint_every: int = setting(10000, "Checkpoint every N updates (0: only at the end and "
+                                  "on interrupts).", ge=0, le=INT32_MAX)
+  report_gradcheck_entries: int = setting(
+      200, "Finite-difference entries per parameter in report.md's gradient check (0: skip "
+      "it).", ge=0, le=INT32_MAX)
+  # ---- devices ----
+  num_devices: int = setting(
+      0, "Devices to split the --batch_size streams over (data parallel; 0: all devices of "
+      "all processes). The batch must be a multiple of it.", ge=0, le=INT32_MAX)
 
   def __post_init__(self):
-    self.validate()
-
-  def validate(self) -> None:
-    """Raises UserError naming the first setting that is out of range."""
-    positive = ("seq_length", "batch_size", "hidden_size", "learning_rate", "clip",
-                "steps_per_call", "log_every", "sample_length", "passage_length")
-    non_negative = ("init_sigma", "epochs", "num_steps", "sample_every", "report_every",
-                    "checkpoint_every", "report_gradcheck_entries", "num_devices", "temperature")
-    for name in positive:
-      if not getattr(self, name) > 0:
-        raise UserError(f"{name} must be positive; got {getattr(self, name)!r}.")
-    for name in non_negative:
-      if not getattr(self, name) >= 0:
-        raise UserError(f"{name} must be zero or positive; got {getattr(self, name)!r}.")
-    for name, allowed in (("optimizer", OPTIMIZERS), ("grad", GRADS),
-                          ("best_metric", BEST_METRICS), ("init_dist", INIT_DISTS),
-                          ("loss_reduction", REDUCTIONS), ("dtype", DTYPES)):
-      if getattr(self, name) not in allowed:
-        raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}.")
-    if not 0.0 <= self.smoothing < 1.0:
-      raise UserError(f"smoothing must lie in [0, 1); got {self.smoothing!r}.")
+    for f in dataclasses.fields(self):
+      message = check(f, getattr(self, f.name))
+      if message:
+        raise UserError(message)
     if self.epochs == 0 and self.num_steps == 0:
       raise UserError("Set epochs or num_steps to a positive number: there is nothing to train.")
+    if self.grad == "manual" and cells.get(self.cell).backward is None:
+      raise UserError(f"The {self.cell!r} cell has no hand-derived BPTT: use grad=autodiff "
+                      "(jax.grad) with it.")
+    if self.weight_decay and self.optimizer != "adamw":
+      raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
+                      f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")
 
   def total_steps(self, steps_per_epoch: int) -> int:
     """Updates the run makes: num_steps if set, else epochs * steps_per_epoch."""
     return self.num_steps if self.num_steps > 0 else self.epochs * steps_per_epoch
 
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+    return json.dumps(self.to_dict(), sort_keys=True)
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -98,3 +162,115 @@ class TrainConfig:
 
   def replace(self, **changes) -> "TrainConfig":
     return dataclasses.replace(self, **changes)
+
+
+# ---- what the declarations generate ----
+
+def _choices(f: dataclasses.Field) -> tuple | None:
+  choices = f.metadata.get("choices")
+  return choices() if callable(choices) else choices
+
+
+def check(f: dataclasses.Field, value: Any) -> str | None:
+  """The message for a value the declaration of `f` does not allow (None if it is allowed)."""
+  m, name = f.metadata, f.name
+  choices = _choices(f)
+  if choices is not None and value not in choices:
+    return f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}."
+  if isinstance(value, float) and value != value:  # NaN passes no bound
+    if any(m.get(k) is not None for k in ("ge", "gt", "le", "lt")):
+      return f"{name} must be a number; got nan."
+  for key, ok, words in (("ge", lambda v, b: v >= b, "at least"),
+                         ("gt", lambda v, b: v > b, "greater than"),
+                         ("le", lambda v, b: v <= b, "at most"),
+                         ("lt", lambda v, b: v < b, "less than")):
+    bound = m.get(key)
+    if bound is not None and not ok(value, bound):
+      if key == "gt" and bound == 0:
+        return f"{name} must be positive; got {value!r}."
+      return f"{name} must be {words} {bound:,}; got {value!r}." if isinstance(bound, int) \
+          else f"{name} must be {words} {bound}; got {value!r}."
+  return None
+
+
+def declared(cls=TrainConfig) -> tuple[dataclasses.Field, ...]:
+  return dataclasses.fields(cls)
+
+
+def run_defining(cls=TrainConfig) -> tuple[str, ...]:
+  """The settings that fix what a checkpoint means."""
+  return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("defines_run"))
+
+
+def differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+  """The run-defining settings whose saved value differs from config's, as phrases."""
+  defaults = {f.name: f.default for f in dataclasses.fields(config)}
+  out = []
+  for name in run_defining(type(config)):
+    old = saved.get(name, defaults[name])  # a setting newer than the checkpoint had its default
+    if old != getattr(config, name):
+      out.append(f"{name} ({old!r} saved, {getattr(config, name)!r} now)")
+  return out
+
+
+def settings_rows(config) -> list[tuple[str, Any, str]]:
+  """(name, value, help) for every declared setting, for report.md."""
+  return [(f.name, getattr(config, f.name), f.metadata.get("help", ""))
+          for f in dataclasses.fields(config)]
+
+
+def flag_module(name: str | None) -> str | None:
+  """The name absl files a module's flags under (a script's own: its path), for --help."""
+  return sys.argv[0] if name == "__main__" else name
+
+
+def define_flags(cls, flag_values=None, module_name: str | None = None,
+                 names: tuple[str, ...] | None = None) -> dict[str, Any]:
+  """One absl flag per declared field of `cls`, checked at parse time; returns the holders.
+
+  Args:
+    cls: a dataclass whose fields were declared with `setting`.
+    flag_values: the FlagValues to define them in (absl's global FLAGS by default).
+    module_name: the module --help lists them under (the entry point's).
+    names: only these fields (default: all).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  module_name = flag_module(module_name)
+  hints = typing.get_type_hints(cls)
+  holders = {}
+  for f in dataclasses.fields(cls):
+    if names is not None and f.name not in names:
+      continue
+    kind, m = hints[f.name], f.metadata
+    choices = _choices(f)
+    help_text = m.get("help", "")
+    kw = dict(flag_values=flag_values, module_name=module_name)
+    if kind is bool:
+      holders[f.name] = flags.DEFINE_bool(f.name, f.default, help_text, **kw)
+    elif kind is int:
+      holders[f.name] = flags.DEFINE_integer(f.name, f.default, help_text, **kw)
+    elif kind is float:
+      holders[f.name] = flags.DEFINE_float(f.name, f.default, help_text, **kw)
+    elif choices is not None and not callable(m.get("choices")):
+      holders[f.name] = flags.DEFINE_enum(f.name, f.default, list(choices), help_text, **kw)
+    else:
+      if choices is not None:
+        help_text += f" One of: {', '.join(choices)}."
+      holders[f.name] = flags.DEFINE_string(f.name, f.default, help_text, **kw)
+
+    def validate(value, f=f):
+      message = check(f, value)
+      if message:
+        raise flags.ValidationError(message)
+      return True
+
+    flags.register_validator(f.name, validate, flag_values=flag_values)
+  return holders
+
+
+def from_flags(cls, flag_values=None):
+  """An instance of `cls` from the parsed flags that `define_flags(cls)` defined."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})

@@ -6,7 +6,7 @@ passage) and by the sampling CLI (`python -m jax_charrnn.sample`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,18 +14,19 @@ import numpy as np
 
 from jax_charrnn import checkpoint, data, errors, loop, model
 from jax_charrnn.config import TrainConfig
-from jax_charrnn.model import Params
+from jax_charrnn.model import Model, Params
 
 
-def generate(params: Params, vocab: data.Vocab, h: jax.Array, x0: int, length: int,
+def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int, length: int,
              key: jax.Array, temperature: float = 1.0, top_p: float = 1.0,
              prime: str = "", num_samples: int = 1) -> list[str]:
   """Draws `num_samples` passages of `length` characters.
 
   Args:
-    params: the model.
+    net: the network.
+    params: its parameters.
     vocab: its vocabulary.
-    h: [m], the hidden state to start from.
+    carry: the carry to start from, one stream (leaves [H]).
     x0: the id of the character fed in first (ignored when `prime` is given).
     length: characters to draw.
     key: PRNG key.
@@ -45,11 +46,11 @@ def generate(params: Params, vocab: data.Vocab, h: jax.Array, x0: int, length: i
   if prime:
     ids = jnp.asarray(vocab.encode(prime))
     if len(prime) > 1:
-      h = model.hidden_states(params, h, ids[:-1])[-1]
+      carry = net.hidden_states(params, carry, ids[:-1])[1]
     x0 = ids[-1]
-  hs = jnp.broadcast_to(h, (num_samples,) + h.shape)
+  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
   xs = jnp.full((num_samples,), x0, jnp.int32)
-  ids = np.asarray(model.sample(params, hs, xs, length, key, temperature, top_p))  # [n, N]
+  ids = np.asarray(model.sample(net, params, carries, xs, length, key, temperature, top_p))
   return [prime + vocab.decode(ids[:, i]) for i in range(num_samples)]
 
 
@@ -58,20 +59,23 @@ def count_words(passages: Sequence[str], words: Sequence[str]) -> dict[str, int]
   return {w: sum(w in p for p in passages) for w in words}
 
 
-def load(workdir: str, which: str = "best") -> tuple[Params, data.Vocab, jax.Array, int, dict]:
-  """(params, vocab, h [m], x0, meta) from the latest checkpoint in `workdir`."""
+def load(workdir: str, which: str = "best") -> tuple[Model, Params, data.Vocab, Any, int, dict]:
+  """(net, params, vocab, carry of stream 0, x0, meta) from the latest checkpoint in `workdir`.
+
+  A float64 checkpoint needs 64-bit JAX enabled first (the entry points do it).
+  """
   _, meta = checkpoint.read_meta(workdir)
   if "vocab" not in meta or "config" not in meta:
     raise errors.UserError(f"The checkpoint in {workdir!r} was not written by jax_charrnn.train.")
   vocab = data.Vocab.from_json(meta["vocab"])
   config = TrainConfig.from_dict(meta["config"])
-  if config.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)  # the checkpoint holds float64 arrays
+  net = loop.build_model(config, vocab.size)
   target = jax.eval_shape(lambda: loop.init_state(config, vocab.size))
   target = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=jax.sharding.SingleDeviceSharding(
           jax.local_devices()[0])), target)
   state, meta = checkpoint.restore(workdir, target)
   if which == "best" and int(state.best_step) >= 0:
-    return state.best_params, vocab, state.best_h[0], int(state.best_x[0]), meta
-  return state.params, vocab, state.h[0], int(meta.get("next_char", 0)), meta
+    return (net, state.best_params, vocab, model.first_stream(state.best_carry),
+            int(state.best_x[0]), meta)
+  return net, state.params, vocab, model.first_stream(state.carry), int(meta.get("next_char", 0)), meta

@@ -1,10 +1,11 @@
 """Three-way gradient check: hand-derived BPTT, `jax.grad`, centred finite differences.
 
-  python -m jax_charrnn.gradcheck [--data_path=book.txt] [--hidden_size=100]
+  python -m jax_charrnn.gradcheck [--data_path=book.txt] [--hidden_size=100] [--num_layers=2]
 
-prints, for each of U, W, V, b, c, the course's relative error
-||a - b|| / max(eps, ||a|| + ||b||) between each pair of gradients, with a
-pass/fail mark against --tolerance, and exits with status 1 if any fails.
+prints, for every parameter of every layer (U, W, b, V, c for the course's
+model), the course's relative error ||a - b|| / max(eps, ||a|| + ||b||)
+between each pair of gradients, with a pass/fail mark against --tolerance, and
+exits with status 1 if any fails.
 
 Everything runs in float64: float32 finite differences are useless at a step
 of 1e-4 (relative errors up to 1).
@@ -13,16 +14,17 @@ of 1e-4 (relative errors up to 1).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from jax_charrnn import bptt, data, errors, model
-from jax_charrnn.model import Params
+from jax_charrnn import bptt, data, errors, loop, model
+from jax_charrnn.config import TrainConfig, setting
+from jax_charrnn.model import Model, Params
 
 
 def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
@@ -32,80 +34,100 @@ def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
   return float(np.linalg.norm(a - b) / max(eps, np.linalg.norm(a) + np.linalg.norm(b)))
 
 
-def numerical_grads(params: Params, h0: jax.Array, inputs: jax.Array, targets: jax.Array,
-                    step: float = 1e-4, reduction: str = "sum", entries: int | None = None,
-                    seed: int = 0) -> tuple[Params, Params]:
-  """Centred finite differences (L(θ + δ e_i) - L(θ - δ e_i)) / 2δ of `model.loss`.
+def numerical_grads(net: Model, params: Params, carry0: Any, inputs: jax.Array,
+                    targets: jax.Array, step: float = 1e-4, reduction: str = "sum",
+                    entries: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+  """Centred finite differences (L(θ + δ e_i) - L(θ - δ e_i)) / 2δ of `net.loss`.
 
-  Treats the model as a black box: each entry is perturbed on its own, and
-  the perturbed losses are evaluated in vectorised batches.
+  Treats the network as a black box: each entry is perturbed on its own, and
+  the perturbed losses are evaluated in vectorised batches (one compiled
+  program for every entry of every parameter).
 
   Args:
-    params, h0, inputs, targets, reduction: as for `model.loss` (use float64).
+    net, params, carry0, inputs, targets, reduction: as for `net.loss` (use float64).
     step: δ.
     entries: None checks every entry; a number checks that many entries per
       parameter, drawn at random (without replacement) with `seed`.
 
   Returns:
-    (grads, mask): grads has the finite differences at the checked entries
-    and 0 elsewhere; mask is 1 at the checked entries.
+    (grads, mask), NumPy arrays by parameter name (`model.named_leaves`):
+    grads has the finite differences at the checked entries and 0 elsewhere;
+    mask is 1 at the checked entries.
   """
   rng = np.random.default_rng(seed)
+  named = model.named_leaves(params)
+  flat, unravel = ravel_pytree(params)  # the same leaf order as named_leaves
+  offsets = np.cumsum([0] + [int(leaf.size) for _, leaf in named])
+  chosen = []
+  for (_, leaf), start in zip(named, offsets):
+    n = int(leaf.size)
+    idx = np.arange(n) if entries is None or entries >= n else np.sort(
+        rng.choice(n, size=entries, replace=False))
+    chosen.append(idx)
 
-  def loss_of(leaf_name, flat_leaf):
-    p = params._replace(**{leaf_name: flat_leaf.reshape(getattr(params, leaf_name).shape)})
-    return model.loss(p, h0, inputs, targets, reduction)[0]
+  @jax.jit
+  def differences(v, ids):
+    def one(i):
+      loss_at = lambda w: net.loss(unravel(w), carry0, inputs, targets, reduction)[0]
+      return (loss_at(v.at[i].add(step)) - loss_at(v.at[i].add(-step))) / (2 * step)
+    return jax.lax.map(one, ids, batch_size=256)
 
-  grads, masks = {}, {}
-  for name in Params._fields:
-    leaf = getattr(params, name)
-    flat = leaf.reshape(-1)
-    if entries is None or entries >= flat.size:
-      idx = np.arange(flat.size)
-    else:
-      idx = np.sort(rng.choice(flat.size, size=entries, replace=False))
-
-    def diff(i, flat=flat, name=name):
-      plus = loss_of(name, flat.at[i].add(step))
-      minus = loss_of(name, flat.at[i].add(-step))
-      return (plus - minus) / (2 * step)
-
-    values = jax.jit(lambda ids, diff=diff: jax.lax.map(diff, ids, batch_size=256))(jnp.asarray(idx))
-    grads[name] = jnp.zeros_like(flat).at[idx].set(values).reshape(leaf.shape)
-    masks[name] = jnp.zeros_like(flat).at[idx].set(1.0).reshape(leaf.shape)
-  return Params(**grads), Params(**masks)
+  values = np.asarray(differences(flat, jnp.asarray(np.concatenate(
+      [idx + start for idx, start in zip(chosen, offsets)]))))
+  grads, masks, done = {}, {}, 0
+  for (name, leaf), idx in zip(named, chosen):
+    g, k = np.zeros(leaf.size), np.zeros(leaf.size)
+    g[idx], k[idx] = values[done:done + len(idx)], 1.0
+    grads[name], masks[name] = g.reshape(leaf.shape), k.reshape(leaf.shape)
+    done += len(idx)
+  return grads, masks
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-  """One parameter's line of the gradient-check table."""
+  """One parameter's line of the gradient-check table (manual_vs_*: None without a hand BPTT)."""
 
   name: str
   shape: tuple[int, ...]
-  manual_vs_autodiff: float
-  manual_vs_numerical: float
+  manual_vs_autodiff: float | None
+  manual_vs_numerical: float | None
   autodiff_vs_numerical: float
   checked_entries: int
 
+  def errors(self) -> list[float]:
+    return [x for x in (self.manual_vs_autodiff, self.manual_vs_numerical,
+                        self.autodiff_vs_numerical) if x is not None]
 
-def check(params: Params, h0: jax.Array, inputs: jax.Array, targets: jax.Array, *,
+
+def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: jax.Array, *,
           step: float = 1e-4, eps: float = 1e-6, reduction: str = "sum",
           entries: int | None = None, seed: int = 0) -> list[Row]:
-  """Compares the three gradients of `model.loss` at one chunk; one Row per parameter.
+  """Compares the three gradients of `net.loss` at one chunk; one Row per parameter.
 
   Call it with float64 arrays under `jax.enable_x64(True)`. Where `entries`
   limits the finite differences, all three comparisons use only the checked
   entries (the manual/autodiff one too, so that the columns are comparable).
+  A cell without a hand BPTT gets the jax.grad/numerical comparison only.
   """
-  (_, _), manual = jax.jit(bptt.loss_and_grads, static_argnums=4)(params, h0, inputs, targets, reduction)
-  (_, _), auto = jax.jit(jax.value_and_grad(model.loss, has_aux=True), static_argnums=4)(
-      params, h0, inputs, targets, reduction)
-  numerical, mask = numerical_grads(params, h0, inputs, targets, step, reduction, entries, seed)
+  as_numpy = lambda grads: {n: np.asarray(g) for n, g in model.named_leaves(grads)}
+  manual = None
+  if net.cell.backward is not None:
+    _, manual = jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(
+        net, params, carry0, inputs, targets, reduction)
+    manual = as_numpy(manual)
+  _, auto = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
+      params, carry0, inputs, targets, reduction)
+  auto = as_numpy(auto)
+  numerical, mask = numerical_grads(net, params, carry0, inputs, targets, step, reduction,
+                                    entries, seed)
   rows = []
-  for name in Params._fields:
-    m, a, n, k = (getattr(t, name) for t in (manual, auto, numerical, mask))
-    rows.append(Row(name, tuple(m.shape), relative_error(m * k, a * k, eps),
-                    relative_error(m * k, n, eps), relative_error(a * k, n, eps), int(k.sum())))
+  for name, leaf in model.named_leaves(params):
+    a, n, k = auto[name], numerical[name], mask[name]
+    m = None if manual is None else manual[name]
+    rows.append(Row(name, tuple(leaf.shape),
+                    None if m is None else relative_error(m * k, a * k, eps),
+                    None if m is None else relative_error(m * k, n, eps),
+                    relative_error(a * k, n, eps), int(k.sum())))
   return rows
 
 
@@ -113,7 +135,7 @@ def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) 
   """The check as a text (or Markdown) table with a pass/fail mark per error."""
 
   def cell(x):
-    return f"{x:.2e} {'ok' if x <= tolerance else 'FAIL'}"
+    return "n/a (no hand BPTT)" if x is None else f"{x:.2e} {'ok' if x <= tolerance else 'FAIL'}"
 
   header = ["param", "shape", "entries", "manual vs jax.grad", "manual vs numerical",
             "jax.grad vs numerical"]
@@ -126,91 +148,98 @@ def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) 
     return "\n".join(out)
   widths = [max(len(x) for x in col) for col in zip(header, *lines)]
   fmt = "  ".join("{:<%d}" % w for w in widths)
-  return "\n".join([fmt.format(*header)] + [fmt.format(*line) for line in lines])
+  return "\n".join([fmt.format(*header).rstrip()] + [fmt.format(*line).rstrip() for line in lines])
 
 
 def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
   """True when every error is <= tolerance (a NaN error fails)."""
-  return all(x <= tolerance for r in rows
-             for x in (r.manual_vs_autodiff, r.manual_vs_numerical, r.autodiff_vs_numerical))
+  return all(x <= tolerance for r in rows for x in r.errors())
 
 
-def check_text(text: str, vocab: data.Vocab, *, hidden_size: int, seq_length: int,
-               sigma: float, dist: str = "normal", seed: int = 0, chunk_index: int = 0,
-               random_h0: bool = False, step: float = 1e-4, eps: float = 1e-6,
-               reduction: str = "sum", entries: int | None = None,
-               batch_size: int = 0) -> list[Row]:
+def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index: int = 0,
+               random_carry: bool = False, step: float = 1e-4, eps: float = 1e-6,
+               entries: int | None = None) -> list[Row]:
   """The check at freshly initialised float64 parameters on one chunk of `text`.
 
-  batch_size: 0 checks one stream (inputs [T]); B > 0 checks B streams at once
-  (inputs [T, B], the trainer's layout, the loss summed or averaged over them).
+  `config` gives the network (cell, layers, hidden size, initialisation,
+  seed), the chunk (seq_length, batch_size streams: inputs [T, B]) and the
+  loss reduction; its dtype is ignored (float64 here).
   """
-  if batch_size:
-    inputs, targets = data.stream_chunks(vocab.encode(text), seq_length, batch_size)
-  else:
-    inputs, targets = data.chunks(vocab.encode(text), seq_length)
+  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
   chunk_index = min(chunk_index, len(inputs) - 1)
+  net = loop.build_model(config, vocab.size)
   with jax.enable_x64(True):
-    key = jax.random.key(seed)
-    params = model.init_params(key, vocab.size, hidden_size, sigma, dist, dtype=jnp.float64)
-    h_shape = (batch_size, hidden_size) if batch_size else (hidden_size,)
-    h0 = jnp.zeros(h_shape, jnp.float64)
-    if random_h0:
-      h0 = jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), h_shape, jnp.float64))
-    return check(params, h0, jnp.asarray(inputs[chunk_index]), jnp.asarray(targets[chunk_index]),
-                 step=step, eps=eps, reduction=reduction, entries=entries, seed=seed)
+    key = jax.random.key(config.seed)
+    params = net.init(key, sigma=config.init_sigma, dist=config.init_dist, dtype=jnp.float64)
+    carry0 = net.zero_carry((config.batch_size,), jnp.float64)
+    if random_carry:
+      leaves, tree = jax.tree.flatten(carry0)
+      keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+      carry0 = jax.tree.unflatten(tree, [0.5 * jnp.tanh(jax.random.normal(k, x.shape, x.dtype))
+                                         for k, x in zip(keys, leaves)])
+    return check(net, params, carry0, jnp.asarray(inputs[chunk_index]),
+                 jnp.asarray(targets[chunk_index]), step=step, eps=eps,
+                 reduction=config.loss_reduction, entries=entries, seed=config.seed)
+
+
+# ---- the command line ----
+
+# The settings of the network and the chunk are the trainer's (declared once, in config.py).
+SHARED = ("data_path", "lowercase", "seq_length", "batch_size", "cell", "num_layers",
+          "hidden_size", "init_sigma", "init_dist", "seed", "loss_reduction")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSettings:
+  """The check's own settings."""
+
+  chunk_index: int = setting(0, "Which chunk of the text to check on.", ge=0)
+  random_carry: bool = setting(False, "Start from a random carry (hidden state) instead of "
+                               "zeros.")
+  step: float = setting(1e-4, "Finite-difference step.", gt=0.0, le=1.0)
+  eps: float = setting(1e-6, "eps of the relative error's denominator.", ge=0.0, le=1.0)
+  tolerance: float = setting(1e-6, "Largest relative error that passes.", ge=0.0, le=1.0)
+  entries: int = setting(0, "Finite differences on this many random entries per parameter "
+                         "(0: all of them).", ge=0)
+
+
+def define_flags(flag_values=None) -> None:
+  """The trainer's network and chunk settings (SHARED) and the check's own."""
+  from jax_charrnn import config as config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.define_flags(TrainConfig, flag_values, __name__, names=SHARED)
+  config_lib.define_flags(CheckSettings, flag_values, __name__)
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise errors.UserError(f"Unexpected arguments: {' '.join(argv[1:])}. Flags start with --.")
   from absl import flags  # pylint: disable=g-import-not-at-top
-  f = flags.FLAGS
-  for name, low in (("hidden_size", 1), ("seq_length", 1)):
-    if f[name].value < low:
-      raise errors.UserError(f"--{name} must be at least {low}; got {f[name].value}.")
-  text = data.load_text(f.data_path, f.lowercase)
+  from jax_charrnn import cli, config as config_lib  # pylint: disable=g-import-not-at-top
+  cli.no_extra_args(argv)
+  config = TrainConfig(**{name: flags.FLAGS[name].value for name in SHARED})
+  own = config_lib.from_flags(CheckSettings)
+  text = data.load_text(config.data_path, config.lowercase)
   vocab = data.Vocab.from_text(text)
-  source = f.data_path or data.BUILTIN_CORPUS_NAME
-  sys.stdout.write(  # keep
-      f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
-      f"m={f.hidden_size}, T={f.seq_length}, B={f.batch_size or 1}, sigma={f.sigma}, "
-      f"seed={f.seed}, chunk {f.chunk_index}, "
-      f"float64, finite-difference step {f.step}\n\n")
-  rows = check_text(text, vocab, hidden_size=f.hidden_size, seq_length=f.seq_length, sigma=f.sigma,
-                    dist=f.init_dist, seed=f.seed, chunk_index=f.chunk_index,
-                    random_h0=f.random_h0, step=f.step, eps=f.eps, reduction=f.loss_reduction,
-                    entries=f.entries or None, batch_size=f.batch_size)
-  ok = all_pass(rows, f.tolerance)
-  sys.stdout.write(format_table(rows, f.tolerance) + "\n\n")  # keep
-  verdict = (f"PASS: all {3 * len(rows)} relative errors <= {f.tolerance:g}" if ok else
-             f"FAIL: some relative errors exceed {f.tolerance:g}")
-  sys.stdout.write(verdict + "\n")  # keep
+  source = config.data_path or data.BUILTIN_CORPUS_NAME
+  net = loop.build_model(config, vocab.size)
+  if net.cell.backward is None:
+    raise errors.UserError(f"The {config.cell!r} cell has no hand-derived BPTT: there is nothing "
+                           "to check three ways.")
+  out = sys.stdout
+  out.write(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
+            f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
+            f"sigma={config.init_sigma}, seed={config.seed}, chunk {own.chunk_index}, "
+            f"float64, finite-difference step {own.step}\n\n")
+  rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
+                    random_carry=own.random_carry, step=own.step, eps=own.eps,
+                    entries=own.entries or None)
+  ok = all_pass(rows, own.tolerance)
+  out.write(format_table(rows, own.tolerance) + "\n\n")
+  count = sum(len(r.errors()) for r in rows)
+  out.write((f"PASS: all {count} relative errors <= {own.tolerance:g}" if ok else
+             f"FAIL: some relative errors exceed {own.tolerance:g}") + "\n")
   sys.exit(0 if ok else 1)
 
 
-def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("data_path", "", "UTF-8 text file; empty means the built-in corpus "
-                      "(CPython's pydoc_data.topics, no download).")
-  flags.DEFINE_bool("lowercase", False, "Lowercase the text first.")
-  flags.DEFINE_integer("hidden_size", 100, "m, the number of hidden units.", lower_bound=1)
-  flags.DEFINE_integer("seq_length", 25, "T, characters per chunk.", lower_bound=1)
-  flags.DEFINE_float("sigma", 0.01, "Scale of the random initial weights.", lower_bound=0.0)
-  flags.DEFINE_enum("init_dist", "normal", ["normal", "uniform"], "sigma*N(0,1) or sigma*U[0,1).")
-  flags.DEFINE_integer("seed", 0, "PRNG seed for the initial weights.")
-  flags.DEFINE_integer("chunk_index", 0, "Which chunk of the text to check on.", lower_bound=0)
-  flags.DEFINE_bool("random_h0", False, "Start from a random hidden state instead of zeros.")
-  flags.DEFINE_float("step", 1e-4, "Finite-difference step.", lower_bound=1e-12)
-  flags.DEFINE_float("eps", 1e-6, "eps of the relative error's denominator.", lower_bound=0.0)
-  flags.DEFINE_float("tolerance", 1e-6, "Largest relative error that passes.", lower_bound=0.0)
-  flags.DEFINE_enum("loss_reduction", "sum", list(model.REDUCTIONS), "Sum or mean over characters.")
-  flags.DEFINE_integer("batch_size", 0, "Check B streams at once (inputs [T, B]); 0: one "
-                       "stream (inputs [T]).", lower_bound=0)
-  flags.DEFINE_integer("entries", 0, "Finite differences on this many random entries per "
-                       "parameter (0: all of them).", lower_bound=0)
-
-
 if __name__ == "__main__":
-  _define_flags()
-  errors.run_cli(main)
+  from jax_charrnn import cli  # pylint: disable=g-import-not-at-top
+  define_flags()
+  cli.run(main)

@@ -1,4 +1,4 @@
-"""One training update, and the two ways to run it: one jitted call per update, or many.
+"""One training update, and the ways to run it: one jitted call per update, many, or many runs.
 
 Everything that changes during training lives in one pytree, `TrainState`;
 it is what a checkpoint holds. `make_update` builds the one pure function
@@ -10,12 +10,13 @@ that owns the maths of an update:
 `make_train_step` jits it as it is (one call per update); `make_run_steps`
 jits a `lax.fori_loop` over it, so that one call runs up to `max_steps`
 consecutive updates and the host only wakes up when it has something to do
-(log, sample, checkpoint). Both call the same `update`, so they agree.
+(log, sample, checkpoint); `make_run_many` vmaps that over independent runs
+(sweeps). All call the same update, so they agree.
 
 The data live on the device for the whole run: `inputs` and `targets` are the
 epoch's chunks, int32 [n, T, B] (n chunks a stream, T characters, B streams).
 Update number `step` reads chunk `step % n`; at chunk 0 (a new epoch) the
-hidden state restarts from zero.
+carry restarts from zero.
 """
 
 from __future__ import annotations
@@ -29,24 +30,24 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jax_charrnn import bptt, model, optim
+from jax_charrnn import bptt, cells, optim
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
-from jax_charrnn.model import Params
+from jax_charrnn.model import Model, Params
 
 
 class TrainState(NamedTuple):
-  """All that changes during training (B streams, m hidden units)."""
+  """All that changes during training (B streams; carry leaves [B, ...])."""
 
   params: Params
   opt_state: Any           # the optax state (clip + optimiser, learning rate inside)
-  h: jax.Array             # [B, m] hidden state carried into the next chunk
+  carry: Any               # the network's carry into the next chunk (one per layer)
   step: jax.Array          # int32 [], updates done so far
   smooth_loss: jax.Array   # float [], 0.999 * smooth + 0.001 * loss
   best_loss: jax.Array     # float [], lowest value of the best metric so far (inf: none)
   best_step: jax.Array     # int32 [], the update that reached it (-1: none)
   best_params: Params      # a copy of the parameters that reached it
-  best_h: jax.Array        # [B, m] hidden state after that chunk
+  best_carry: Any          # the carry after that chunk
   best_x: jax.Array        # int32 [B], the character that followed that chunk
   key: jax.Array           # uint32 [2], raw PRNG key data for sampling
 
@@ -56,39 +57,66 @@ class StepMetrics(NamedTuple):
   smooth_loss: jax.Array
 
 
+def build_model(config: TrainConfig, vocab_size: int) -> Model:
+  """The network `config` describes, for a vocabulary of `vocab_size` characters."""
+  return Model(cell=cells.get(config.cell), vocab_size=vocab_size,
+               hidden_size=config.hidden_size, num_layers=config.num_layers)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+  return optim.make_optimizer(config.optimizer, config.learning_rate, config.clip,
+                              config.weight_decay)
+
+
 def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
-  """A fresh state: course initialisation, zero hidden state, empty optimiser."""
+  """A fresh state: the cell's initialisation, zero carry, empty optimiser."""
   dtype = jnp.dtype(config.dtype)
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
     raise UserError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', "
                     "True) first, or work inside `with jax.enable_x64(True):`.")
+  net = build_model(config, vocab_size)
   key = jax.random.key(config.seed)
-  params = model.init_params(jax.random.fold_in(key, 0), vocab_size, config.hidden_size,
-                             config.init_sigma, config.init_dist, dtype)
-  h = jnp.zeros((config.batch_size, config.hidden_size), dtype)
+  params = net.init(jax.random.fold_in(key, 0), sigma=config.init_sigma, dist=config.init_dist,
+                    dtype=dtype)
+  carry = net.zero_carry((config.batch_size,), dtype)
   return TrainState(
       params=params,
-      opt_state=optim.make_optimizer(config).init(params),
-      h=h,
+      opt_state=make_optimizer(config).init(params),
+      carry=carry,
       step=jnp.zeros((), jnp.int32),
       smooth_loss=jnp.zeros((), dtype),
       best_loss=jnp.full((), jnp.inf, dtype),
       best_step=jnp.full((), -1, jnp.int32),
       best_params=jax.tree.map(jnp.copy, params),
-      best_h=h,
+      best_carry=carry,
       best_x=jnp.zeros((config.batch_size,), jnp.int32),
       key=jax.random.key_data(jax.random.fold_in(key, 1)),
   )
 
 
-def grad_fn(name: str) -> Callable[..., tuple[tuple[jax.Array, jax.Array], Params]]:
-  """`bptt.loss_and_grads` ("manual") or `jax.value_and_grad(model.loss)` ("autodiff")."""
-  if name == "manual":
-    return bptt.loss_and_grads
-  if name == "autodiff":
-    return jax.value_and_grad(model.loss, has_aux=True)
-  raise ValueError(f"unknown gradient {name!r}")
+def grad_fn(config: TrainConfig, net: Model) -> Callable[..., tuple[tuple[jax.Array, Any], Params]]:
+  """`(params, carry, x, y) -> ((loss, carry), grads)`: hand BPTT ("manual") or jax.grad."""
+  reduction = config.loss_reduction
+  if config.grad == "manual":
+    return lambda p, c, x, y: bptt.loss_and_grads(net, p, c, x, y, reduction)
+  if config.grad == "autodiff":
+    vg = jax.value_and_grad(net.loss, has_aux=True)
+    return lambda p, c, x, y: vg(p, c, x, y, reduction)
+  raise ValueError(f"unknown gradient {config.grad!r}")
 
+
+def uses_flat_vector(config: TrainConfig) -> bool:
+  """Whether the fused loop may ravel the parameters into one vector (elementwise optimisers)."""
+  return config.optimizer in optim.ELEMENTWISE
+
+
+# ---- the flat-vector trick ----
+# Inside the training loop the parameters, their optimiser state and the
+# best-so-far copy can each be one vector of all the network's numbers
+# (`ravel_pytree`) instead of a tree of arrays: clipping, the optimiser and the
+# copy of the best parameters are then one pass over memory each (measured:
+# about 10% of an update of the course's model). That gives the same numbers
+# only for elementwise optimisers (optim.ELEMENTWISE); the others run on trees.
 
 def _map_params(fn, tree):
   """Applies fn to every `Params` inside tree (the parameters and optax's per-parameter state)."""
@@ -97,7 +125,7 @@ def _map_params(fn, tree):
 
 
 def _to_flat(state: TrainState) -> TrainState:
-  """The state with every Params tree raveled into one vector (see `make_update`)."""
+  """The state with every Params tree raveled into one vector."""
   ravel = lambda p: ravel_pytree(p)[0]
   return state._replace(params=ravel(state.params), best_params=ravel(state.best_params),
                         opt_state=_map_params(ravel, state.opt_state))
@@ -112,47 +140,45 @@ def _from_flat(flat: TrainState, like: TrainState) -> TrainState:
                        opt_state=opt_state)
 
 
-def _make_flat_update(config: TrainConfig):
-  """The update on a flat state: `(flat_state, inputs, targets, unravel) -> (flat_state, metrics)`.
+def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
+  """The update on the loop's own layout: `(state, inputs, targets, unravel) -> (state, metrics)`.
 
-  Inside the training loop the parameters, their optimiser state and the
-  best-so-far copy are each one vector of all m·K + m·m + K·m + m + K numbers
-  (`ravel_pytree`), not five arrays: clipping, the optimiser and the copy of
-  the best parameters are then one pass over memory each instead of five
-  (measured: about 10% of an update at m = 100). The optimisers are
-  elementwise, so the numbers are the same either way.
+  With `flat`, the state's params, opt_state and best_params are flat vectors
+  (`_to_flat`) and `unravel` turns a vector back into a Params tree; without,
+  they are trees and `unravel` is the identity.
   """
-  tx = optim.make_optimizer(config)
-  loss_and_grads = grad_fn(config.grad)
-  reduction = config.loss_reduction
+  tx = make_optimizer(config)
+  loss_and_grads = grad_fn(config, net)
   smoothing = config.smoothing
   track_smooth = config.best_metric == "smooth_loss"
+  ravel = (lambda t: ravel_pytree(t)[0]) if flat else (lambda t: t)
 
   def update(state: TrainState, inputs: jax.Array, targets: jax.Array, unravel):
     pos = state.step % inputs.shape[0]
     x = lax.dynamic_index_in_dim(inputs, pos, keepdims=False)    # [T, B]
     y = lax.dynamic_index_in_dim(targets, pos, keepdims=False)   # [T, B]
-    h = jnp.where(pos == 0, jnp.zeros_like(state.h), state.h)   # a new epoch starts from zero
+    new_epoch = pos == 0                                         # the carry restarts from zero
+    carry = jax.tree.map(lambda c: jnp.where(new_epoch, jnp.zeros_like(c), c), state.carry)
 
-    (loss, h_last), grads = loss_and_grads(unravel(state.params), h, x, y, reduction)
-    updates, opt_state = tx.update(ravel_pytree(grads)[0], state.opt_state, state.params)
+    (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y)
+    updates, opt_state = tx.update(ravel(grads), state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
     smooth = jnp.where(state.step == 0, loss, smoothing * state.smooth_loss + (1 - smoothing) * loss)
     metric = smooth if track_smooth else loss
     better = metric < state.best_loss  # False for NaN: a NaN never becomes the best
-    keep = functools.partial(jnp.where, better)
+    keep = lambda new, old: jax.tree.map(functools.partial(jnp.where, better), new, old)
     new_state = TrainState(
         params=params,
         opt_state=opt_state,
-        h=h_last,
+        carry=carry_last,
         step=state.step + 1,
         smooth_loss=smooth,
         best_loss=keep(metric, state.best_loss),
         best_step=keep(state.step, state.best_step),
         # The parameters that produced this loss: those before the update.
         best_params=keep(state.params, state.best_params),
-        best_h=keep(h_last, state.best_h),
+        best_carry=keep(carry_last, state.best_carry),
         best_x=keep(y[-1], state.best_x),
         key=state.key,
     )
@@ -161,20 +187,27 @@ def _make_flat_update(config: TrainConfig):
   return update
 
 
-def make_update(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array],
-                                                 tuple[TrainState, StepMetrics]]:
+def _layout(config: TrainConfig):
+  """(to_loop, from_loop, unravel_for) for the loop's state layout (flat or trees)."""
+  if uses_flat_vector(config):
+    return _to_flat, _from_flat, lambda state: ravel_pytree(state.params)[1]
+  return (lambda s: s), (lambda s, like: s), (lambda state: (lambda p: p))
+
+
+def make_update(config: TrainConfig, net: Model) -> Callable[
+    [TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
   """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`.
 
   Args of the returned function:
     state: the TrainState before the update.
     inputs, targets: int32 [n, T, B], all chunks of the epoch.
   """
-  flat_update = _make_flat_update(config)
+  to_loop, from_loop, unravel_for = _layout(config)
+  inner = _make_inner_update(config, net, uses_flat_vector(config))
 
   def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
-    unravel = ravel_pytree(state.params)[1]
-    flat, metrics = flat_update(_to_flat(state), inputs, targets, unravel)
-    return _from_flat(flat, state), metrics
+    looped, metrics = inner(to_loop(state), inputs, targets, unravel_for(state))
+    return from_loop(looped, state), metrics
 
   return update
 
@@ -188,16 +221,36 @@ def _out_shardings(state_shardings):
   return state_shardings, StepMetrics(replicated, replicated)
 
 
-def make_train_step(config: TrainConfig, state_shardings=None):
+def make_train_step(config: TrainConfig, net: Model, state_shardings=None):
   """`jax.jit(update)`: one call per update (the simple path).
 
   state_shardings: where the state lives on a device mesh (parallel.py); None
   for one device.
   """
-  return jax.jit(make_update(config), out_shardings=_out_shardings(state_shardings))
+  return jax.jit(make_update(config, net), out_shardings=_out_shardings(state_shardings))
 
 
-def make_run_steps(config: TrainConfig, max_steps: int, state_shardings=None):
+def run_steps_fn(config: TrainConfig, net: Model, max_steps: int):
+  """`run(state, inputs, targets, num_steps) -> (state, metrics)`, pure (jit or vmap it)."""
+  to_loop, from_loop, unravel_for = _layout(config)
+  inner = _make_inner_update(config, net, uses_flat_vector(config))
+
+  def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
+    unravel = unravel_for(state)
+    empty = jnp.full((max_steps,), jnp.nan, state.smooth_loss.dtype)
+
+    def body(i, carry):
+      looped, losses, smooths = carry
+      looped, m = inner(looped, inputs, targets, unravel)
+      return looped, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
+
+    looped, losses, smooths = lax.fori_loop(0, num_steps, body, (to_loop(state), empty, empty))
+    return from_loop(looped, state), StepMetrics(losses, smooths)
+
+  return run
+
+
+def make_run_steps(config: TrainConfig, net: Model, max_steps: int, state_shardings=None):
   """A jitted `run(state, inputs, targets, num_steps) -> (state, metrics)`.
 
   It runs `num_steps` (<= max_steps, a traced int32, so any count reuses the
@@ -205,27 +258,8 @@ def make_run_steps(config: TrainConfig, max_steps: int, state_shardings=None):
   max_steps entries per field, the first num_steps of which are filled.
   state_shardings: as for `make_train_step`.
   """
-  return jax.jit(run_steps_fn(config, max_steps),
+  return jax.jit(run_steps_fn(config, net, max_steps),
                  out_shardings=_out_shardings(state_shardings))
-
-
-def run_steps_fn(config: TrainConfig, max_steps: int):
-  """The pure function that `make_run_steps` jits (sweeps vmap it over runs)."""
-  flat_update = _make_flat_update(config)
-
-  def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
-    unravel = ravel_pytree(state.params)[1]
-    empty = jnp.full((max_steps,), jnp.nan, state.smooth_loss.dtype)
-
-    def body(i, carry):
-      flat, losses, smooths = carry
-      flat, m = flat_update(flat, inputs, targets, unravel)
-      return flat, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
-
-    flat, losses, smooths = lax.fori_loop(0, num_steps, body, (_to_flat(state), empty, empty))
-    return _from_flat(flat, state), StepMetrics(losses, smooths)
-
-  return run
 
 
 def stack(states: list[TrainState]) -> TrainState:
@@ -233,13 +267,18 @@ def stack(states: list[TrainState]) -> TrainState:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
-def make_run_many(config: TrainConfig, max_steps: int, run_sharding=None):
+def unstack(states: TrainState, r: int) -> TrainState:
+  """Run r of a stacked state."""
+  return jax.tree.map(lambda x: x[r], states)
+
+
+def make_run_many(config: TrainConfig, net: Model, max_steps: int, run_sharding=None):
   """`make_run_steps` for R independent runs at once: `jax.vmap` over a leading run axis.
 
   The runs share the data and every static setting; what lives in the state
   (parameters, the learning rate in the optimiser state, the seed's initial
   weights) may differ. run_sharding: a sharding that splits the run axis
-  over devices (see `parallel.run_mesh`), or None for one device.
+  over devices (see `parallel.run_sharding`), or None for one device.
   """
-  program = jax.vmap(run_steps_fn(config, max_steps), in_axes=(0, None, None, None))
+  program = jax.vmap(run_steps_fn(config, net, max_steps), in_axes=(0, None, None, None))
   return jax.jit(program, out_shardings=run_sharding)

@@ -1,152 +1,175 @@
-"""The vanilla RNN of the course, as pure functions.
+"""The network: a one-hot input, N stacked layers of one recurrent cell, a linear read-out.
 
-  a_t = W h_{t-1} + U x_t + b      h_t = tanh(a_t)
-  o_t = V h_t + c                  p_t = softmax(o_t)
-  loss = sum_t -log p_t[y_t]       (or the mean over characters)
+  x_t = onehot(input character t)                     (K)
+  h^1_t = cell(h^1_{t-1}, x_t)   h^k_t = cell(h^k_{t-1}, h^{k-1}_t)     (H each)
+  o_t = V h^N_t + c              p_t = softmax(o_t)
+  loss = sum_t -log p_t[y_t]     (or the mean over characters)
 
-Shapes: U [m, K], W [m, m], V [K, m], b [m], c [K]; K = vocabulary size,
-m = hidden size. A character x_t is an integer id, and `U[:, x_t]` stands
-for U @ onehot(x_t).
+V [K, H], c [K]; K = vocabulary size, H = hidden size (the course's m). With
+the course's cell (cells/rnn.py: a_t = W h_{t-1} + U x_t + b, h_t = tanh(a_t))
+and one layer, this is the course's model, with its names U, W, b (the cell)
+and V, c (the read-out).
 
-Every function takes one stream (inputs [T], h [m]) or a batch of streams
-(inputs [T, B], h [B, m]); the batch axis rides along as a leading axis of
-`h`, so `h @ W.T` is W h_{t-1} for every stream at once. Nothing in this
-module changes state.
+Every function takes one stream (inputs [T], carry leaves [H]) or a batch of
+streams (inputs [T, B], carry leaves [B, H]): the stream axis rides along.
+The carry is a tuple with one cell carry per layer. Nothing here changes
+state; `Model` only holds the shapes and the cell.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax_charrnn import cells
+from jax_charrnn.cells import ops
+
 REDUCTIONS = ("sum", "mean")
 
 
 class Params(NamedTuple):
-  """The RNN's parameters, named and shaped as in the course."""
+  """The network's parameters: the layers' (bottom first) and the read-out's."""
 
-  U: jax.Array  # [m, K] input -> hidden
-  W: jax.Array  # [m, m] hidden -> hidden
-  V: jax.Array  # [K, m] hidden -> output
-  b: jax.Array  # [m]    hidden bias
-  c: jax.Array  # [K]    output bias
+  layers: tuple   # one cell Params per layer
+  V: jax.Array    # [K, H] hidden -> output
+  c: jax.Array    # [K]    output bias
 
 
-def init_params(key: jax.Array, vocab_size: int, hidden_size: int, sigma: float = 0.01,
-                dist: str = "normal", dtype=jnp.float32) -> Params:
-  """Course initialisation: b, c = 0; U, W, V = sigma * N(0, 1) (or sigma * U[0, 1)).
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The shapes and the cell of a network; its methods are pure functions of params."""
 
-  Args:
-    key: a PRNG key.
-    vocab_size: K.
-    hidden_size: m.
-    sigma: scale of the random weights.
-    dist: "normal" (the handout) or "uniform" (the original notebook's
-      sigma * rand, which is what `np.random.rand` gives).
-    dtype: float32 for training, float64 for gradient checks.
-  """
-  K, m = vocab_size, hidden_size
-  if dist == "normal":
-    draw = functools.partial(jax.random.normal, dtype=dtype)
-  elif dist == "uniform":
-    draw = functools.partial(jax.random.uniform, dtype=dtype)
-  else:
-    raise ValueError(f"dist must be 'normal' or 'uniform'; got {dist!r}.")
-  kU, kW, kV = jax.random.split(key, 3)
-  return Params(
-      U=sigma * draw(kU, (m, K)),
-      W=sigma * draw(kW, (m, m)),
-      V=sigma * draw(kV, (K, m)),
-      b=jnp.zeros((m,), dtype),
-      c=jnp.zeros((K,), dtype),
-  )
+  cell: cells.Cell
+  vocab_size: int       # K
+  hidden_size: int      # H
+  num_layers: int = 1
+
+  def init(self, key: jax.Array, *, sigma: float = 0.01, dist: str = "normal",
+           dtype=jnp.float32) -> Params:
+    """Each layer as its cell initialises it; V = sigma * N(0, 1) (or U[0, 1)); c = 0."""
+    K, H = self.vocab_size, self.hidden_size
+    keys = jax.random.split(key, self.num_layers + 1)
+    layers = tuple(self.cell.init(keys[k], K if k == 0 else H, H, sigma=sigma, dist=dist,
+                                  dtype=dtype) for k in range(self.num_layers))
+    return Params(layers=layers, V=ops.draw(keys[-1], (K, H), sigma=sigma, dist=dist, dtype=dtype),
+                  c=jnp.zeros((K,), dtype))
+
+  def zero_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> tuple:
+    """Every layer's zero carry, leaves [*batch_shape, ...]."""
+    return tuple(self.cell.zero_carry(self.hidden_size, batch_shape, dtype)
+                 for _ in range(self.num_layers))
+
+  def layer_forward(self, p: Any, carry0: Any, xs: jax.Array) -> tuple[jax.Array, Any, Any]:
+    """One layer over a chunk: (hs [T, ..., H], carry_T, residuals)."""
+    if self.cell.forward is not None:
+      return self.cell.forward(p, carry0, xs)
+    cell = self.cell
+
+    def step(carry, x_t):
+      carry = cell.step(p, carry, x_t)
+      return carry, cell.output(carry)
+
+    carry_T, hs = lax.scan(step, carry0, xs)
+    return hs, carry_T, None
+
+  def hidden_states(self, params: Params, carry0: tuple, inputs: jax.Array):
+    """Every layer's outputs: ([hs of each layer], carry_T, [residuals of each layer])."""
+    xs, all_hs, carry_T, residuals = inputs, [], [], []
+    for p, carry in zip(params.layers, carry0):
+      hs, last, res = self.layer_forward(p, carry, xs)
+      all_hs.append(hs)
+      carry_T.append(last)
+      residuals.append(res)
+      xs = hs  # layer k's outputs are layer k+1's inputs
+    return all_hs, tuple(carry_T), residuals
+
+  def forward(self, params: Params, carry0: tuple, inputs: jax.Array) -> tuple[jax.Array, tuple]:
+    """The forward pass over a chunk.
+
+    Args:
+      params: the network's parameters.
+      carry0: the carry before the chunk (one per layer).
+      inputs: int [T] or [T, B], the input character ids.
+
+    Returns:
+      (logits, carry_T): o_1..o_T [T, (B,) K] and the carry after the chunk.
+    """
+    all_hs, carry_T, _ = self.hidden_states(params, carry0, inputs)
+    logits = all_hs[-1] @ params.V.T + params.c  # o_t = V h_t + c, all t at once
+    return logits, carry_T
+
+  def loss(self, params: Params, carry0: tuple, inputs: jax.Array, targets: jax.Array,
+           reduction: str = "sum") -> tuple[jax.Array, tuple]:
+    """Cross-entropy of the chunk: sum (or mean) over t (and streams) of -log p_t[y_t].
+
+    Args:
+      params, carry0, inputs: as for `forward`.
+      targets: int, same shape as inputs.
+      reduction: "sum" (the course) or "mean" (per character).
+
+    Returns:
+      (loss, carry_T): a scalar and the carry to pass on, so that
+      `jax.grad(net.loss, has_aux=True)` gives the gradients and the state to carry.
+    """
+    logits, carry_T = self.forward(params, carry0, inputs)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_p, targets[..., None], axis=-1)
+    total = jnp.sum(nll)
+    if reduction == "mean":
+      total = total / targets.size
+    elif reduction != "sum":
+      raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
+    return total, carry_T
+
+  def step(self, params: Params, carry: tuple, x: jax.Array) -> tuple[jax.Array, tuple]:
+    """One character through the network: (logits [..., K], the new carry); x int [...]."""
+    new = []
+    for p, c in zip(params.layers, carry):
+      c = self.cell.step(p, c, x)
+      new.append(c)
+      x = self.cell.output(c)
+    return x @ params.V.T + params.c, tuple(new)
+
+  def describe(self) -> str:
+    """E.g. "1 layer of rnn, H = 100"."""
+    layers = f"{self.num_layers} layer{'s' if self.num_layers > 1 else ''}"
+    return f"{layers} of {self.cell.name}, H = {self.hidden_size}"
 
 
-def input_term(params: Params, inputs: jax.Array) -> jax.Array:
-  """U x_t + b for every t at once: a gather of U's columns, [T, (B,) m]."""
-  return params.U.T[inputs] + params.b
+def param_count(params: Any) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(params))
 
 
-def rnn_step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
-  """One step of the recurrence: h_t = tanh(W h_{t-1} + U x_t + b).
-
-  Args:
-    h: h_{t-1}, [m] or [B, m].
-    x: x_t, int [] or [B].
-
-  Returns:
-    h_t, same shape as h.
-  """
-  return jnp.tanh(h @ params.W.T + params.U.T[x] + params.b)
-
-
-def hidden_states(params: Params, h0: jax.Array, inputs: jax.Array) -> jax.Array:
-  """h_1..h_T by `lax.scan`, keeping only W h_{t-1} inside the time loop.
-
-  U x_t + b does not depend on h, so it is computed for the whole chunk first
-  (a gather); the scan then does one matrix-vector product and a tanh a step.
-
-  Args:
-    h0: [m] or [B, m].
-    inputs: int [T] or [T, B].
-
-  Returns:
-    hs: [T, m] or [T, B, m], hs[t] = h_{t+1}.
-  """
-  W = params.W
-
-  def step(h, ux_t):
-    h = jnp.tanh(h @ W.T + ux_t)  # h_t = tanh(W h_{t-1} + U x_t + b)
-    return h, h
-
-  _, hs = lax.scan(step, h0, input_term(params, inputs))
-  return hs
+def named_leaves(params: Params) -> list[tuple[str, jax.Array]]:
+  """(name, array) for every parameter, in `jax.tree.leaves` order: U, W, b, V, c for the
+  course's network; layer1.U, ..., layer2.U, ..., V, c with more layers."""
+  multi = len(params.layers) > 1
+  out = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if path[0].name == "layers":
+      inner = jax.tree_util.keystr(path[2:], simple=True, separator=".")
+      out.append((f"layer{path[1].idx + 1}.{inner}" if multi else inner, leaf))
+    else:
+      out.append((path[0].name, leaf))
+  return out
 
 
-def forward(params: Params, h0: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The forward pass over a chunk.
-
-  Args:
-    params: the RNN's parameters.
-    h0: the hidden state before the chunk, [m] or [B, m].
-    inputs: int [T] or [T, B], the input character ids.
-
-  Returns:
-    (logits, hs): o_1..o_T [T, (B,) K] and h_1..h_T [T, (B,) m].
-  """
-  hs = hidden_states(params, h0, inputs)
-  logits = hs @ params.V.T + params.c  # o_t = V h_t + c, all t at once
-  return logits, hs
+def replace_leaf(params: Params, name: str, value: jax.Array) -> Params:
+  """params with the leaf called `name` (see `named_leaves`) replaced by value."""
+  names = [n for n, _ in named_leaves(params)]
+  leaves, tree = jax.tree.flatten(params)
+  leaves[names.index(name)] = value
+  return jax.tree.unflatten(tree, leaves)
 
 
-def loss(params: Params, h0: jax.Array, inputs: jax.Array, targets: jax.Array,
-         reduction: str = "sum") -> tuple[jax.Array, jax.Array]:
-  """Cross-entropy of the chunk: sum (or mean) over t (and streams) of -log p_t[y_t].
-
-  Args:
-    params: the RNN's parameters.
-    h0: [m] or [B, m].
-    inputs: int [T] or [T, B].
-    targets: int, same shape as inputs.
-    reduction: "sum" (the course) or "mean" (per character).
-
-  Returns:
-    (loss, h_last): a scalar and h_T (same shape as h0), so that
-    `jax.grad(loss, has_aux=True)` gives the gradients and the state to carry.
-  """
-  logits, hs = forward(params, h0, inputs)
-  log_p = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(log_p, targets[..., None], axis=-1)
-  total = jnp.sum(nll)
-  if reduction == "mean":
-    total = total / targets.size
-  elif reduction != "sum":
-    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
-  return total, hs[-1]
+def first_stream(carry: Any) -> Any:
+  """Stream 0 of a batched carry (leaves [B, ...] -> [...])."""
+  return jax.tree.map(lambda x: x[0], carry)
 
 
 def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
@@ -163,14 +186,15 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
   return jnp.where(keep, logits, -jnp.inf)
 
 
-@functools.partial(jax.jit, static_argnames=("n",))
-def sample(params: Params, h0: jax.Array, x0: jax.Array, n: int, key: jax.Array,
+@functools.partial(jax.jit, static_argnames=("net", "n"))
+def sample(net: Model, params: Params, carry0: tuple, x0: jax.Array, n: int, key: jax.Array,
            temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0) -> jax.Array:
   """Draws n characters, feeding each drawn character back in.
 
   Args:
-    params: the RNN's parameters.
-    h0: the hidden state before x0, [m] (or [B, m] for B streams at once).
+    net: the network's shapes and cell.
+    params: its parameters.
+    carry0: the carry before x0 (leaves [...] for one stream, [B, ...] for B).
     x0: the first input id, int [] (or [B]).
     n: how many characters to draw (static).
     key: PRNG key; the same key gives the same text.
@@ -181,18 +205,18 @@ def sample(params: Params, h0: jax.Array, x0: jax.Array, n: int, key: jax.Array,
   Returns:
     ids: int32 [n] (or [n, B]), the drawn characters (x0 not included).
   """
-  temperature = jnp.asarray(temperature, params.W.dtype)
-  top_p = jnp.asarray(top_p, params.W.dtype)
+  dtype = params.V.dtype
+  temperature = jnp.asarray(temperature, dtype)
+  top_p = jnp.asarray(top_p, dtype)
 
   def step(carry, key_t):
-    h, x = carry
-    h = rnn_step(params, h, x)
-    logits = h @ params.V.T + params.c
+    c, x = carry
+    logits, c = net.step(params, c, x)
     greedy = jnp.argmax(logits, axis=-1)
     scaled = _nucleus(logits / jnp.where(temperature > 0, temperature, 1.0), top_p)
     drawn = jax.random.categorical(key_t, scaled, axis=-1)
     x = jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
-    return (h, x), x
+    return (c, x), x
 
-  _, ids = lax.scan(step, (h0, jnp.asarray(x0, jnp.int32)), jax.random.split(key, n))
+  _, ids = lax.scan(step, (carry0, jnp.asarray(x0, jnp.int32)), jax.random.split(key, n))
   return ids

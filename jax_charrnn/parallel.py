@@ -124,15 +124,17 @@ def run_sharding(num_runs: int, num_devices: int = 0) -> NamedSharding | None:
 
 
 def state_shardings(state: Any, mesh: Mesh) -> Any:
-  """Hidden states split along the streams, everything else replicated.
+  """Carries split along the streams, everything else replicated.
 
-  Knows the `loop.TrainState` fields whose leading axis is the batch: h,
-  best_h [B, m] and best_x [B].
+  Knows the `loop.TrainState` fields whose leading axis is the batch: carry,
+  best_carry (pytrees whose leaves are [B, ...]) and best_x [B].
   """
   replicated = NamedSharding(mesh, P())
   by_stream = NamedSharding(mesh, P(AXIS))
   shardings = jax.tree.map(lambda _: replicated, state)
-  return shardings._replace(h=by_stream, best_h=by_stream, best_x=by_stream)
+  streams = lambda tree: jax.tree.map(lambda _: by_stream, tree)
+  return shardings._replace(carry=streams(state.carry), best_carry=streams(state.best_carry),
+                            best_x=by_stream)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
@@ -177,8 +179,8 @@ def to_host(x: jax.Array) -> np.ndarray:
 def first_row(x: jax.Array) -> np.ndarray:
   """x[0] as NumPy, from this process's own shards (no collective).
 
-  The rows of the hidden state are streams; stream 0 lives on process 0, so
-  process 0 can read it alone (it writes the samples).
+  The rows of a carry are streams; stream 0 lives on process 0, so process 0
+  can read it alone (it writes the samples).
   """
   if x.is_fully_addressable:
     return np.asarray(x[0])
@@ -187,6 +189,11 @@ def first_row(x: jax.Array) -> np.ndarray:
     if (rows.start or 0) == 0:
       return np.asarray(shard.data[0])
   raise ValueError("row 0 of this array lives on another process")
+
+
+def tree_first_row(tree: Any) -> Any:
+  """`first_row` of every leaf: stream 0 of a carry."""
+  return jax.tree.map(first_row, tree)
 
 
 def tree_to_host(tree: Any) -> Any:
@@ -199,6 +206,12 @@ def any_process(flag: bool) -> bool:
     return flag
   flags = multihost_utils.process_allgather(np.array([flag], np.int32))
   return bool(np.asarray(flags).any())
+
+
+def barrier(name: str) -> None:
+  """Waits until every process gets here (a no-op in a single process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def is_primary() -> bool:

@@ -21,6 +21,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from jax_charrnn import checkpoint
+from jax_charrnn.config import TrainConfig, settings_rows
+
 METRICS = "metrics.jsonl"
 LOSS_PLOT = "loss.png"
 SAMPLES = "samples.txt"
@@ -36,6 +39,15 @@ def remove_outputs(workdir: str) -> None:
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.remove(path)
+
+
+def outputs_current(workdir: str) -> bool:
+  """Whether report.md exists and is newer than the newest checkpoint (finishing happened)."""
+  path = os.path.join(workdir, REPORT)
+  if not os.path.exists(path):
+    return False
+  saved = checkpoint.latest_mtime(workdir)
+  return saved is None or os.path.getmtime(path) >= saved
 
 
 def append_metrics(workdir: str, rows: Iterable[dict]) -> None:
@@ -164,6 +176,8 @@ class RunFacts:
   source: str
   num_chars: int
   vocab_size: int
+  model: str                  # e.g. "1 layer of rnn, H = 100"
+  num_params: int
   steps_per_epoch: int
   total_steps: int
   steps_done: int
@@ -173,44 +187,66 @@ class RunFacts:
   best_step: int
   best_metric: str
   compile_seconds: float
-  train_seconds: float
+  train_seconds: float        # this session
+  total_train_seconds: float  # all sessions of the run (resumes add up)
   chars_per_second: float
   status: str
   gradcheck_table: str | None
+  gradcheck_note: str = ""
 
 
-def write_report(workdir: str, config_dict: dict, facts: RunFacts) -> str:
-  """report.md: settings, gradient check, loss plot, text evolution, best passage."""
+def _training_time(facts: RunFacts) -> str:
+  total, now = facts.total_train_seconds, facts.train_seconds
+  speed = f"{facts.chars_per_second:,.0f} characters/s"
+  if now == total:
+    return f"{total:.1f} s ({speed}), plus {facts.compile_seconds:.1f} s of compilation."
+  if not now:
+    return f"{total:.1f} s in all sessions."
+  return (f"{total:.1f} s in all sessions (the run was resumed); the last one trained {now:.1f} s "
+          f"({speed}), plus {facts.compile_seconds:.1f} s of compilation.")
 
+
+def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
+  """report.md: model, results, gradient check, loss plot, text evolution, best passage, settings.
+
+  Args:
+    config: the run's TrainConfig (its declared settings make the settings table).
+  """
   def read(name):
     path = os.path.join(workdir, name)
-    return open(path, encoding="utf-8").read().rstrip() if os.path.exists(path) else "(none)"
+    if not os.path.exists(path):
+      return "(none)"
+    with open(path, encoding="utf-8", errors="replace") as f:
+      return f.read().rstrip()
 
-  settings = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(config_dict.items()))
+  def value(v):
+    return f"`{v}`" if v != "" else "(empty)"
+
+  settings = "\n".join(f"| {name} | {value(v)} | {help_text} |"
+                       for name, v, help_text in settings_rows(config))
   epochs = facts.steps_done / facts.steps_per_epoch
   first = facts.first_logged
   first = "" if first is None else f"{first['smooth_loss']:.3f} at update {first['step']:,}, "
   lines = [
-      "# Character-level vanilla RNN: training report",
+      "# Character-level recurrent network: training report",
       "",
       f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by jax_charrnn. Status: **{facts.status}**.",
       "",
       "## Data and model",
       f"- Text: {facts.source}, {facts.num_chars:,} characters, K = {facts.vocab_size} distinct.",
-      f"- One-layer tanh RNN, m = {config_dict['hidden_size']} hidden units; "
-      f"chunks of T = {config_dict['seq_length']} characters, {config_dict['batch_size']} "
-      f"stream(s); {facts.steps_per_epoch:,} updates per epoch.",
-      f"- {config_dict['optimizer']} with learning rate {config_dict['learning_rate']}, gradients "
-      f"clipped elementwise to ±{config_dict['clip']}; {config_dict['grad']} gradients; "
-      f"loss reduction: {config_dict['loss_reduction']}.",
+      f"- Network: {facts.model}, {facts.num_params:,} parameters; chunks of T = "
+      f"{config.seq_length} characters, {config.batch_size} stream(s); "
+      f"{facts.steps_per_epoch:,} updates per epoch.",
+      f"- {config.optimizer} with learning rate {config.learning_rate}, gradients clipped "
+      f"elementwise to ±{config.clip}; {config.grad} gradients; loss reduction: "
+      f"{config.loss_reduction}.",
       "",
       "## Results",
       f"- Updates: {facts.steps_done:,} of {facts.total_steps:,} ({epochs:.2f} epochs).",
       f"- Smooth loss: {first}**{facts.final_smooth_loss:.3f}** at the end.",
       f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** at update "
       f"{facts.best_step + 1:,}; those parameters wrote the passage below.",
-      f"- Training time {facts.train_seconds:.1f} s ({facts.chars_per_second:,.0f} characters/s), "
-      f"plus {facts.compile_seconds:.1f} s of compilation.",
+      f"- Training time: {_training_time(facts)}",
       "",
       f"![loss]({LOSS_PLOT})",
       "",
@@ -220,13 +256,13 @@ def write_report(workdir: str, config_dict: dict, facts: RunFacts) -> str:
     lines += [
         "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text, at "
         f"freshly initialised parameters of this shape, float64, finite-difference step 1e-4 "
-        f"(numerical gradients on {config_dict['report_gradcheck_entries']} random entries per "
+        f"(numerical gradients on {config.report_gradcheck_entries} random entries per "
         "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
         "",
         facts.gradcheck_table,
     ]
   else:
-    lines.append("Skipped (report_gradcheck_entries = 0).")
+    lines.append(facts.gradcheck_note or "Skipped (report_gradcheck_entries = 0).")
   lines += [
       "",
       "## Evolution of the generated text",
@@ -243,8 +279,8 @@ def write_report(workdir: str, config_dict: dict, facts: RunFacts) -> str:
       "",
       "## Settings",
       "",
-      "| setting | value |",
-      "|---|---|",
+      "| setting | value | meaning |",
+      "|---|---|---|",
       settings,
       "",
   ]
@@ -252,3 +288,20 @@ def write_report(workdir: str, config_dict: dict, facts: RunFacts) -> str:
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
+
+
+def plot_runs(path: str, rows_by_run: dict[str, Sequence[dict]]) -> None:
+  """Every run's smooth loss in one plot (a sweep's sweep_loss.png)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+  for name, rows in rows_by_run.items():
+    ax.plot([x["step"] for x in rows], [x["smooth_loss"] for x in rows], lw=1.2, label=name)
+  ax.set_xlabel("update step")
+  ax.set_ylabel("smooth loss")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

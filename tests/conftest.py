@@ -1,20 +1,26 @@
-"""Shared test set-up: CPU only, small shared fixtures."""
+"""Test set-up: CPU only, and the pytest fixtures (shared helpers live in helpers.py)."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests compile many identical programs (in-process and in the subprocesses that run
+# the command lines, which inherit these variables); JAX's persistent compilation
+# cache compiles each once per test session.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The suite is mostly XLA compiling small programs: LLVM's lowest optimisation
+# level compiles them about a third faster. It changes how fast the machine code
+# runs, not what it computes (IEEE arithmetic either way, no fast-math); the
+# benchmarks, not the tests, measure speed.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
-import jax  # noqa: E402  (after the environment is set)
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_charrnn import data  # noqa: E402
 
-# A short English text with repeated characters; every test that needs "a book" uses it.
-TINY_TEXT = (
-    "the quick brown fox jumps over the lazy dog. " * 3
-    + "harry looked at hermione, and hermione looked at ron.\n" * 4
-)
+from helpers import TINY_TEXT, write_text  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +35,13 @@ def tiny_vocab():
 
 @pytest.fixture()
 def text_file(tmp_path):
-  """Writes TINY_TEXT to a file and returns its path."""
-  path = tmp_path / "book.txt"
-  path.write_text(TINY_TEXT * 4, encoding="utf-8")
-  return str(path)
+  """TINY_TEXT four times in a file; returns its path."""
+  return write_text(tmp_path / "book.txt")
 
 
-def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+@pytest.fixture()
+def strict_promotion():
+  """Strict dtype promotion: a float32/float64 or int/float mix is an error, not a silent cast."""
+  import jax  # pylint: disable=g-import-not-at-top
+  with jax.numpy_dtype_promotion("strict"):
+    yield

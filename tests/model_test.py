@@ -1,142 +1,190 @@
+"""The network: the course's equations written out, stacking, the read-out, sampling."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_charrnn import model
-from jax_charrnn.model import Params
+from jax_charrnn import cells, model
+from jax_charrnn.cells import rnn
+from jax_charrnn.model import Model, Params
+
+pytestmark = pytest.mark.usefixtures("strict_promotion")
+RNN = cells.get("rnn")
 
 
-def _params(K=7, m=5, sigma=0.5, seed=0, dtype=jnp.float32):
-  p = model.init_params(jax.random.key(seed), K, m, sigma, dtype=dtype)
-  k = jax.random.split(jax.random.key(seed + 1), 2)
-  return p._replace(b=0.1 * jax.random.normal(k[0], (m,), dtype),
-                    c=0.1 * jax.random.normal(k[1], (K,), dtype))
+def _net(K=7, m=5, layers=1):
+  return Model(RNN, vocab_size=K, hidden_size=m, num_layers=layers)
+
+
+def _params(K=7, m=5, layers=1, sigma=0.5, seed=0, dtype=jnp.float32):
+  net = _net(K, m, layers)
+  p = net.init(jax.random.key(seed), sigma=sigma, dtype=dtype)
+  k = jax.random.split(jax.random.key(seed + 1), 2 + layers)
+  layers_ = tuple(l._replace(b=0.1 * jax.random.normal(k[2 + i], (m,), dtype))
+                  for i, l in enumerate(p.layers))
+  return net, p._replace(layers=layers_, c=0.1 * jax.random.normal(k[1], (K,), dtype))
 
 
 def test_init_shapes_and_scale():
-  p = model.init_params(jax.random.key(0), 54, 100)
-  assert [x.shape for x in p] == [(100, 54), (100, 100), (54, 100), (100,), (54,)]
-  assert all(x.dtype == jnp.float32 for x in p)
-  assert float(jnp.abs(p.b).max()) == 0 and float(jnp.abs(p.c).max()) == 0
-  assert 0.008 < float(jnp.std(p.W)) < 0.012
-  u = model.init_params(jax.random.key(0), 54, 100, dist="uniform")
-  assert float(u.W.min()) >= 0 and float(u.W.max()) < 0.01
+  net = _net(54, 100)
+  p = net.init(jax.random.key(0))
+  assert [(n, x.shape) for n, x in model.named_leaves(p)] == [
+      ("U", (100, 54)), ("W", (100, 100)), ("b", (100,)), ("V", (54, 100)), ("c", (54,))]
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
+  assert float(jnp.abs(p.layers[0].b).max()) == 0 and float(jnp.abs(p.c).max()) == 0
+  assert 0.008 < float(jnp.std(p.layers[0].W)) < 0.012
+  assert model.param_count(p) == 100 * 54 * 2 + 100 * 100 + 100 + 54
+  u = net.init(jax.random.key(0), dist="uniform")
+  assert float(u.layers[0].W.min()) >= 0 and float(u.layers[0].W.max()) < 0.01
   with pytest.raises(ValueError):
-    model.init_params(jax.random.key(0), 5, 5, dist="cauchy")
+    net.init(jax.random.key(0), dist="cauchy")
+  stacked = _net(54, 100, layers=3).init(jax.random.key(0))
+  assert [n for n, _ in model.named_leaves(stacked)][:4] == ["layer1.U", "layer1.W", "layer1.b",
+                                                             "layer2.U"]
+  assert stacked.layers[1].U.shape == (100, 100)  # layers above the first read H numbers
 
 
-def test_forward_scan_equals_python_loop():
-  p = _params()
+def test_forward_scan_equals_the_course_formula_written_out():
+  net, p = _params()
+  U, W, b = p.layers[0]
   inputs = jnp.array([1, 3, 3, 0, 6, 2])
   h0 = jnp.linspace(-0.5, 0.5, 5)
-  logits, hs = model.forward(p, h0, inputs)
-  h = h0
+  logits, (h_last,) = net.forward(p, (h0,), inputs)
+  h = np.asarray(h0)
   for t, x in enumerate(inputs):
-    a = p.W @ h + p.U[:, x] + p.b      # the course's formula, written out
-    h = np.tanh(a)
-    np.testing.assert_allclose(hs[t], h, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(logits[t], p.V @ h + p.c, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(model.rnn_step(p, hs[t - 1] if t else h0, x), h, rtol=1e-6)
+    a = W @ h + U[:, x] + b          # a_t = W h_{t-1} + U x_t + b
+    h = np.tanh(a)                   # h_t = tanh(a_t)
+    np.testing.assert_allclose(logits[t], p.V @ h + p.c, rtol=1e-6, atol=1e-6)  # o_t = V h_t + c
+  np.testing.assert_allclose(h_last, h, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(rnn.step(p.layers[0], h0, inputs[0]),
+                             np.tanh(W @ h0 + U[:, 1] + b), rtol=1e-6)
+
+
+def test_two_layers_feed_each_other():
+  net, p = _params(layers=2)
+  inputs = jnp.array([1, 3, 0, 6])
+  carry0 = (jnp.full((5,), 0.2), jnp.full((5,), -0.1))
+  logits, carry = net.forward(p, carry0, inputs)
+  h1, h2 = np.asarray(carry0[0]), np.asarray(carry0[1])
+  (U1, W1, b1), (U2, W2, b2) = p.layers
+  for t, x in enumerate(inputs):
+    h1 = np.tanh(W1 @ h1 + U1[:, x] + b1)
+    h2 = np.tanh(W2 @ h2 + U2 @ h1 + b2)  # layer 2 reads layer 1's h_t
+    np.testing.assert_allclose(logits[t], p.V @ h2 + p.c, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(carry[0], h1, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(carry[1], h2, rtol=1e-5, atol=1e-6)
+  # One character at a time (net.step, as sampling runs) gives the same.
+  c = carry0
+  for t, x in enumerate(inputs):
+    step_logits, c = net.step(p, c, x)
+    np.testing.assert_allclose(step_logits, logits[t], rtol=1e-5, atol=1e-6)
 
 
 def test_batched_forward_equals_one_stream_at_a_time():
-  p = _params()
+  net, p = _params()
   inputs = jnp.array([[1, 2], [3, 3], [0, 6]])  # [T=3, B=2]
   h0 = jnp.array([[0.1] * 5, [-0.2] * 5])
-  logits, hs = model.forward(p, h0, inputs)
-  for b in range(2):
-    lb, hb = model.forward(p, h0[b], inputs[:, b])
-    np.testing.assert_allclose(logits[:, b], lb, rtol=1e-6)
-    np.testing.assert_allclose(hs[:, b], hb, rtol=1e-6)
+  logits, _ = net.forward(p, (h0,), inputs)
+  for s in range(2):
+    ls, _ = net.forward(p, (h0[s],), inputs[:, s])
+    np.testing.assert_allclose(logits[:, s], ls, rtol=1e-6)
 
 
 def test_loss_at_init_is_about_T_log_K():
   K, T = 54, 25
-  p = model.init_params(jax.random.key(0), K, 100)
+  net = _net(K, 100)
+  p = net.init(jax.random.key(0))
   inputs = jnp.arange(T) % K
-  loss, h_last = model.loss(p, jnp.zeros(100), inputs, (inputs + 1) % K)
+  loss, (h_last,) = net.loss(p, net.zero_carry(), inputs, (inputs + 1) % K)
   assert abs(float(loss) - T * np.log(K)) < 0.05
   assert h_last.shape == (100,)
-  mean, _ = model.loss(p, jnp.zeros(100), inputs, (inputs + 1) % K, "mean")
+  mean, _ = net.loss(p, net.zero_carry(), inputs, (inputs + 1) % K, "mean")
   np.testing.assert_allclose(mean, loss / T, rtol=1e-6)
 
 
 def test_loss_equals_cross_entropy_by_hand():
-  p = _params()
+  net, p = _params()
   inputs, targets = jnp.array([1, 2, 4]), jnp.array([2, 4, 0])
-  logits, _ = model.forward(p, jnp.zeros(5), inputs)
+  logits, _ = net.forward(p, net.zero_carry(), inputs)
   probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   expected = -np.log(probs[np.arange(3), targets]).sum()
-  np.testing.assert_allclose(model.loss(p, jnp.zeros(5), inputs, targets)[0], expected, rtol=1e-5)
+  np.testing.assert_allclose(net.loss(p, net.zero_carry(), inputs, targets)[0], expected,
+                             rtol=1e-5)
 
 
 def test_unknown_reduction_is_rejected():
+  net, p = _params()
   with pytest.raises(ValueError):
-    model.loss(_params(), jnp.zeros(5), jnp.array([1]), jnp.array([2]), "max")
+    net.loss(p, net.zero_carry(), jnp.array([1]), jnp.array([2]), "max")
 
 
-def _known_params(K=4, m=2):
-  """Params whose output distribution is softmax(c) whatever the input: V = 0."""
-  z = jnp.zeros
-  return Params(U=z((m, K)), W=z((m, m)), V=z((K, m)), b=z((m,)),
-                c=jnp.log(jnp.array([0.5, 0.3, 0.15, 0.05])))
+def _echo_params(K=5):
+  """A network that echoes its input one step later: x -> (x + 1) mod K, by hand."""
+  eye = jnp.eye(K)
+  layer = rnn.Params(U=3.0 * eye, W=jnp.zeros((K, K)), b=jnp.zeros(K))
+  return _net(K, K), Params(layers=(layer,), V=10.0 * jnp.roll(eye, 1, axis=0), c=jnp.zeros(K))
+
+
+def _fixed_distribution(probs):
+  """A network whose output distribution is `probs` whatever the input (V = 0)."""
+  K = len(probs)
+  layer = rnn.Params(U=jnp.zeros((2, K)), W=jnp.zeros((2, 2)), b=jnp.zeros(2))
+  return _net(K, 2), Params(layers=(layer,), V=jnp.zeros((K, 2)), c=jnp.log(jnp.array(probs)))
 
 
 def test_sample_is_reproducible_for_a_key():
-  p = _params()
-  a = model.sample(p, jnp.zeros(5), 1, 50, jax.random.key(3))
-  b = model.sample(p, jnp.zeros(5), 1, 50, jax.random.key(3))
-  c = model.sample(p, jnp.zeros(5), 1, 50, jax.random.key(4))
+  net, p = _params()
+  c0 = net.zero_carry()
+  a = model.sample(net, p, c0, 1, 50, jax.random.key(3))
+  b = model.sample(net, p, c0, 1, 50, jax.random.key(3))
+  c = model.sample(net, p, c0, 1, 50, jax.random.key(4))
   assert a.shape == (50,) and a.dtype == jnp.int32
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
 
 
 def test_sample_temperature_zero_is_argmax():
-  # An RNN that echoes its input one step later: x -> (x + 1) mod K, by hand.
-  K, m = 5, 5
-  eye = jnp.eye(K)
-  shift = jnp.roll(eye, 1, axis=0)  # row (x+1) of shift @ onehot(x) is 1
-  p = Params(U=3.0 * eye, W=jnp.zeros((m, m)), V=10.0 * shift, b=jnp.zeros(m), c=jnp.zeros(K))
-  ids = model.sample(p, jnp.zeros(m), 2, 8, jax.random.key(0), temperature=0.0)
+  net, p = _echo_params()
+  ids = model.sample(net, p, net.zero_carry(), 2, 8, jax.random.key(0), temperature=0.0)
   assert ids.tolist() == [3, 4, 0, 1, 2, 3, 4, 0]
-  tiny = model.sample(p, jnp.zeros(m), 2, 8, jax.random.key(0), temperature=1e-3)
+  tiny = model.sample(net, p, net.zero_carry(), 2, 8, jax.random.key(0), temperature=1e-3)
   assert tiny.tolist() == ids.tolist()
 
 
 def test_sample_top_p_restricts_to_the_nucleus():
-  p = _known_params()
-  n = 4000
-  ids = np.asarray(model.sample(p, jnp.zeros(2), 0, n, jax.random.key(0), top_p=0.7))
+  net, p = _fixed_distribution([0.5, 0.3, 0.15, 0.05])
+  n, c0 = 4000, net.zero_carry()
+  ids = np.asarray(model.sample(net, p, c0, 0, n, jax.random.key(0), top_p=0.7))
   # Probabilities 0.5, 0.3, 0.15, 0.05: the smallest set holding 0.7 is {0, 1}.
   assert set(ids.tolist()) == {0, 1}
   assert abs((ids == 0).mean() - 0.5 / 0.8) < 0.03
-  all_ids = np.asarray(model.sample(p, jnp.zeros(2), 0, n, jax.random.key(0), top_p=1.0))
-  freq = np.bincount(all_ids, minlength=4) / n
-  np.testing.assert_allclose(freq, [0.5, 0.3, 0.15, 0.05], atol=0.025)
-  only_top = np.asarray(model.sample(p, jnp.zeros(2), 0, 200, jax.random.key(0), top_p=0.1))
+  all_ids = np.asarray(model.sample(net, p, c0, 0, n, jax.random.key(0), top_p=1.0))
+  np.testing.assert_allclose(np.bincount(all_ids, minlength=4) / n, [0.5, 0.3, 0.15, 0.05],
+                             atol=0.025)
+  only_top = np.asarray(model.sample(net, p, c0, 0, 200, jax.random.key(0), top_p=0.1))
   assert set(only_top.tolist()) == {0}
 
 
+def test_sample_top_p_zero_is_greedy_not_garbage():
+  net, p = _fixed_distribution([0.5, 0.3, 0.15, 0.05])
+  ids = model.sample(net, p, net.zero_carry(), 0, 50, jax.random.key(0), top_p=0.0)
+  assert set(np.asarray(ids).tolist()) == {0}  # the most likely character, always kept
+  net, p = _fixed_distribution([0.05, 0.3, 0.5, 0.15])
+  ids = model.sample(net, p, net.zero_carry(), 0, 50, jax.random.key(0), top_p=0.0)
+  assert set(np.asarray(ids).tolist()) == {2}
+
+
 def test_sample_batched_streams():
-  p = _params()
-  ids = model.sample(p, jnp.zeros((3, 5)), jnp.array([0, 1, 2]), 10, jax.random.key(0))
+  net, p = _params()
+  ids = model.sample(net, p, net.zero_carry((3,)), jnp.array([0, 1, 2]), 10, jax.random.key(0))
   assert ids.shape == (10, 3)
 
 
 def test_jitted_sample_is_not_retraced_for_new_values():
-  p = _params()
-  model.sample(p, jnp.zeros(5), 1, 20, jax.random.key(0), 0.5, 0.9)
+  net, p = _params()
+  model.sample(net, p, net.zero_carry(), 1, 20, jax.random.key(0), 0.5, 0.9)
   before = model.sample._cache_size()
-  model.sample(p, jnp.ones(5) * 0.1, 2, 20, jax.random.key(1), 0.7, 0.8)
+  model.sample(net, jax.tree.map(lambda x: x * 2, p), (jnp.ones(5) * 0.1,), 2, 20,
+               jax.random.key(1), 0.7, 0.8)
   assert model.sample._cache_size() == before
-
-
-def test_sample_top_p_zero_is_greedy_not_garbage():
-  p = _known_params()
-  ids = model.sample(p, jnp.zeros(2), 0, 50, jax.random.key(0), top_p=0.0)
-  assert set(np.asarray(ids).tolist()) == {0}  # the most likely character, always kept
-  p = p._replace(c=jnp.log(jnp.array([0.05, 0.3, 0.5, 0.15])))
-  ids = model.sample(p, jnp.zeros(2), 0, 50, jax.random.key(0), top_p=0.0)
-  assert set(np.asarray(ids).tolist()) == {2}

@@ -1,39 +1,42 @@
-"""The optax chain against the course's AdaGrad formula, written out in NumPy."""
+"""The optax chain against the course's AdaGrad formula; which optimisers may run on a flat vector."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from jax_charrnn import optim
-from jax_charrnn.config import TrainConfig
-from jax_charrnn.model import Params
+
+from helpers import NOT_STRICT_SAFE, strict_x64
+
+SHAPES = [(4, 3), (4, 4), (3, 4), (4,), (3,)]
 
 
 def _tree(rng, scale):
-  return Params(*(scale * rng.standard_normal(s) for s in [(4, 3), (4, 4), (3, 4), (4,), (3,)]))
+  return {name: jnp.asarray(scale * rng.standard_normal(s)) for name, s in zip("UWVbc", SHAPES)}
 
 
 def test_adagrad_equals_the_course_formula_over_three_steps():
   rng = np.random.default_rng(0)
-  with jax.enable_x64(True):
+  with strict_x64():
     params = _tree(rng, 0.1)
     grads = [_tree(rng, 4.0) for _ in range(3)]  # many entries beyond +-5: clipping matters
-    tx = optim.make_optimizer(TrainConfig(learning_rate=0.1, clip=5.0))
-    state = tx.init(jax.tree.map(jnp.asarray, params))
-    p = jax.tree.map(jnp.asarray, params)
-    ref_p = [np.array(x) for x in params]
-    G = [np.zeros_like(x) for x in ref_p]
+    tx = optim.make_optimizer("adagrad", learning_rate=0.1, clip=5.0)
+    state = tx.init(params)
+    p = params
+    ref_p = {k: np.array(v) for k, v in params.items()}
+    G = {k: np.zeros_like(v) for k, v in ref_p.items()}
     for g in grads:
-      updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
+      updates, state = tx.update(g, state, p)
       p = optax.apply_updates(p, updates)
-      for i, gi in enumerate(g):
-        gi = np.clip(gi, -5, 5)                         # clip each entry to [-5, 5]
-        G[i] = G[i] + gi * gi                           # G += g^2
-        ref_p[i] = ref_p[i] - 0.1 * gi / np.sqrt(G[i] + 1e-8)  # theta -= eta g / sqrt(G + eps)
-      for got, want in zip(p, ref_p):
-        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-14, atol=1e-15)
+      for k, gk in g.items():
+        gk = np.clip(np.asarray(gk), -5, 5)                     # clip each entry to [-5, 5]
+        G[k] = G[k] + gk * gk                                   # G += g^2
+        ref_p[k] = ref_p[k] - 0.1 * gk / np.sqrt(G[k] + 1e-8)  # theta -= eta g / sqrt(G + eps)
+      for k in p:
+        np.testing.assert_allclose(np.asarray(p[k]), ref_p[k], rtol=1e-14, atol=1e-15)
     assert float(optim.learning_rate(state)) == 0.1
 
 
@@ -46,11 +49,37 @@ def test_optax_default_adagrad_is_not_the_course_formula():
   assert abs(float(u[0]) - course) > 0.01
 
 
-@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "adamw"])
 def test_other_optimizers_clip_first(name):
-  tx = optim.make_optimizer(TrainConfig(optimizer=name, learning_rate=0.01, clip=1.0))
-  g = jnp.array([100.0, -0.5])
-  ref = {"adam": optax.adam(0.01), "rmsprop": optax.rmsprop(0.01)}[name]
-  u, _ = tx.update(g, tx.init(g))
-  u_ref, _ = ref.update(jnp.clip(g, -1.0, 1.0), ref.init(g))
-  np.testing.assert_allclose(u, u_ref, rtol=1e-6)
+  tx = optim.make_optimizer(name, learning_rate=0.01, clip=1.0,
+                            weight_decay=0.1 if name == "adamw" else 0.0)
+  g = {"w": jnp.array([[100.0, -0.5]]), "b": jnp.array([3.0])}
+  p = {"w": jnp.ones((1, 2)), "b": jnp.ones(1)}
+  ref = {"adam": optax.adam(0.01), "rmsprop": optax.rmsprop(0.01), "sgd": optax.sgd(0.01),
+         "adamw": optax.adamw(0.01, weight_decay=0.1, mask=optim._matrices)}[name]
+  u, _ = tx.update(g, tx.init(p), p)
+  u_ref, _ = ref.update(jax.tree.map(lambda x: jnp.clip(x, -1.0, 1.0), g), ref.init(p), p)
+  for k in u:
+    np.testing.assert_allclose(u[k], u_ref[k], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_the_elementwise_list_is_exactly_who_may_run_on_a_flat_vector(name):
+  """The flat-vector trick (loop.py) is exact for an optimiser iff raveling the parameters
+  changes none of its numbers: run three steps on the tree and on its raveled vector."""
+  rng = np.random.default_rng(1)
+  with strict_x64(strict=name not in NOT_STRICT_SAFE):
+    params = _tree(rng, 0.5)
+    grads = [_tree(rng, 2.0) for _ in range(3)]
+    tx = optim.make_optimizer(name, learning_rate=0.05, clip=5.0,
+                              weight_decay=0.5 if name == "adamw" else 0.0)
+    flat, unravel = ravel_pytree(params)
+    p, s, fp, fs = params, tx.init(params), flat, tx.init(flat)
+    for g in grads:
+      u, s = tx.update(g, s, p)
+      p = optax.apply_updates(p, u)
+      fu, fs = tx.update(ravel_pytree(g)[0], fs, fp)
+      fp = optax.apply_updates(fp, fu)
+    same = all(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=0)
+               for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(unravel(fp))))
+  assert same == (name in optim.ELEMENTWISE), name

@@ -9,7 +9,7 @@ from benchmarks import numpy_ref
 from jax_charrnn import data, loop
 from jax_charrnn.config import TrainConfig
 
-from conftest import TINY_TEXT
+from helpers import TINY_TEXT
 
 
 @pytest.mark.parametrize("impl", ["gist", "vectorised"])
@@ -20,11 +20,11 @@ def test_numpy_references_train_exactly_like_jax_charrnn(impl):
   n = inputs.shape[0] + 4  # across an epoch boundary
   with jax.enable_x64(True):
     state = loop.init_state(cfg, vocab.size)
-    params = [np.asarray(p) for p in state.params]
+    params = numpy_ref.course_arrays(state.params)
     ref = (numpy_ref.MinCharRNN(*params) if impl == "gist" else
            numpy_ref.NumpyCharRNN(*params, dtype=np.float64))
     h = np.zeros(cfg.hidden_size)
-    step = loop.make_train_step(cfg)
+    step = loop.make_train_step(cfg, loop.build_model(cfg, vocab.size))
     x, y = jnp.asarray(inputs), jnp.asarray(targets)
     for s in range(n):
       e = s % inputs.shape[0]
@@ -33,6 +33,6 @@ def test_numpy_references_train_exactly_like_jax_charrnn(impl):
       ref_loss, h = ref.update(h, inputs[e, :, 0], targets[e, :, 0])
       state, m = step(state, x, y)
       np.testing.assert_allclose(float(m.loss), ref_loss, rtol=1e-8)
-    for got, want in zip(state.params, ref.params):
-      np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(np.asarray(state.h[0]), h, rtol=1e-6, atol=1e-9)
+    for got, want in zip(numpy_ref.course_arrays(state.params), ref.params):
+      np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(state.carry[0][0]), h, rtol=1e-6, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Sweeps: one vmapped program equals separate runs; a diverging run does not stop the others."""
+"""Sweeps: one vmapped program equals separate runs, through the trainer's own host loop."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, generate, sweep, train
+from jax_charrnn import checkpoint, generate, report, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
@@ -15,29 +15,36 @@ from jax_charrnn.errors import UserError
 def _config(text_file, **kw):
   base = dict(data_path=text_file, hidden_size=12, seq_length=10, num_steps=60, steps_per_call=32,
               log_every=20, sample_every=0, report_every=0, checkpoint_every=0,
-              report_gradcheck_entries=0, sample_length=10, passage_length=10, dtype="float64")
+              report_gradcheck_entries=0, sample_length=10, passage_length=10)
   base.update(kw)
   return TrainConfig(**base)
 
 
-def test_sweep_runs_equal_separate_runs(text_file, tmp_path):
+def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_path):
   # vmap sums in another order than a lone run; at lr 0.2 this tiny model
   # amplifies those 1e-16 differences ~10x every few updates, so the
   # comparison stops at 20 updates (in float64), where they are still ~1e-7;
   # a wrong learning rate or seed would differ by ~1e-2.
-  cfg = _config(text_file, num_steps=20)
+  cfg = _config(text_file, num_steps=20, dtype="float64", report_every=10)
   with jax.enable_x64(True):
-    results = sweep.sweep(cfg, [0.05, 0.2], [0, 1], str(tmp_path / "sw"))
+    results = trainer.sweep(cfg, [0.05, 0.2], [0, 1], str(tmp_path / "sw"))
     assert [r.name for r in results] == ["lr0.05_seed0", "lr0.05_seed1", "lr0.2_seed0",
                                          "lr0.2_seed1"]
     for lr, seed in [(0.05, 1), (0.2, 0)]:
-      alone = train.train(cfg.replace(learning_rate=lr, seed=seed),
-                          str(tmp_path / f"alone{lr}{seed}"))
-      params, *_ = generate.load(str(tmp_path / "sw" / sweep.run_name(lr, seed)), "latest")
-      for a, b in zip(params, alone.state.params):
+      alone = trainer.train(cfg.replace(learning_rate=lr, seed=seed),
+                            str(tmp_path / f"alone{lr}{seed}"))
+      run_dir = str(tmp_path / "sw" / trainer.run_name(lr, seed))
+      _, params, *_ = generate.load(run_dir, "latest")
+      for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(alone.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-      got = next(r for r in results if r.learning_rate == lr and r.seed == seed)
+      got = next(r for r in results if r.name == trainer.run_name(lr, seed))
       assert got.final_smooth_loss == pytest.approx(alone.final_smooth_loss, rel=1e-8)
+      # The same files, and the same metrics rows, as a lone run.
+      for name in report.ALL_FILES:
+        assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
+      swept_rows, alone_rows = report.read_metrics(run_dir), report.read_metrics(alone.workdir)
+      assert [set(r) for r in swept_rows] == [set(r) for r in alone_rows]
+      assert [r["step"] for r in swept_rows] == [20]
   summary = json.loads((tmp_path / "sw" / "summary.json").read_text())
   assert len(summary["runs"]) == 4
   assert (tmp_path / "sw" / "sweep_loss.png").stat().st_size > 0
@@ -46,26 +53,40 @@ def test_sweep_runs_equal_separate_runs(text_file, tmp_path):
   assert step == 20 and meta["config"]["learning_rate"] == 0.2 and meta["config"]["seed"] == 1
 
 
-def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path):
-  results = sweep.sweep(_config(text_file, dtype="float32"), [0.1, 1e38], [0], str(tmp_path))
-  by_lr = {r.learning_rate: r for r in results}
-  assert by_lr[1e38].diverged_at is not None
-  assert by_lr[0.1].diverged_at is None and np.isfinite(by_lr[0.1].final_smooth_loss)
+def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path, capsys):
+  results = trainer.sweep(_config(text_file), [0.1, 1e38], [0], str(tmp_path))
+  by_name = {r.name: r for r in results}
+  assert by_name["lr1e+38_seed0"].diverged_at is not None
+  assert by_name["lr0.1_seed0"].diverged_at is None
+  assert np.isfinite(by_name["lr0.1_seed0"].final_smooth_loss)
   assert "diverged at update" in (tmp_path / "summary.md").read_text()
+  assert "Run lr1e+38_seed0 diverged at update" in capsys.readouterr().err
+  # Its best parameters (from before it diverged) are still there to sample from.
+  _, params, *_ = generate.load(str(tmp_path / "lr1e+38_seed0"), "best")
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
-def test_an_existing_sweep_is_not_overwritten_silently(text_file, tmp_path):
-  cfg = _config(text_file, dtype="float32", num_steps=5)
+def test_the_same_sweep_resumes_and_another_is_refused(text_file, tmp_path):
   workdir = str(tmp_path / "sw")
-  sweep.sweep(cfg, [0.1], [0], workdir)
+  straight = trainer.sweep(_config(text_file, num_steps=40), [0.1], [0, 1], str(tmp_path / "a"))
+  first = trainer.sweep(_config(text_file, num_steps=20), [0.1], [0, 1], workdir)
+  assert [r.steps_done for r in first] == [20, 20]
+  resumed = trainer.sweep(_config(text_file, num_steps=40), [0.1], [0, 1], workdir)
+  assert [r.steps_done for r in resumed] == [40, 40]
+  for a, b in zip(resumed, straight):
+    for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
   (tmp_path / "sw" / "notes.txt").write_text("mine")
-  with pytest.raises(UserError, match="already holds a sweep"):
-    sweep.sweep(cfg, [0.1], [0], workdir)
-  assert len(sweep.sweep(cfg, [0.2], [0, 1], workdir, overwrite=True)) == 2
-  assert sorted(os.listdir(workdir)) == ["lr0.2_seed0", "lr0.2_seed1", "notes.txt", "summary.json",
-                                         "summary.md", "sweep_loss.png"]
+  with pytest.raises(UserError, match="holds another sweep"):
+    trainer.sweep(_config(text_file, num_steps=40), [0.2], [0], workdir)
+  with pytest.raises(UserError, match=r"hidden_size \(12 saved, 16 now\)"):
+    trainer.sweep(_config(text_file, num_steps=40, hidden_size=16), [0.1], [0, 1], workdir)
+  assert len(trainer.sweep(_config(text_file, num_steps=5), [0.2], [0, 1], workdir,
+                           overwrite=True)) == 2
+  assert sorted(os.listdir(workdir)) == ["lr0.2_seed0", "lr0.2_seed1", "notes.txt",
+                                         "summary.json", "summary.md", "sweep_loss.png"]
 
 
 def test_a_run_named_twice_is_refused(text_file, tmp_path):
   with pytest.raises(UserError, match="names some runs twice"):
-    sweep.sweep(_config(text_file, dtype="float32"), [0.1, 0.10], [0], str(tmp_path))
+    trainer.sweep(_config(text_file), [0.1, 0.10], [0], str(tmp_path))

@@ -1,0 +1,73 @@
+"""Small pieces every cell uses: input projections and their gradients, sums, initial weights.
+
+JAX only. A layer's input is either character ids (int [T, ...], standing for
+one-hot vectors of the K characters) or the layer below's outputs (float
+[T, ..., in]); `project` and `project_grads` handle both, so a cell is written
+once for every depth.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+INIT_DISTS = ("normal", "uniform")
+
+
+def is_ids(xs: jax.Array) -> bool:
+  return jnp.issubdtype(xs.dtype, jnp.integer)
+
+
+def project(w: jax.Array, xs: jax.Array) -> jax.Array:
+  """w x_t for every t: w [rows, in]; xs ids [...] or [..., in] -> [..., rows].
+
+  For ids, w @ onehot(x_t) is column x_t of w: a gather, no product.
+  """
+  if is_ids(xs):
+    return w.T[xs]
+  return xs @ w.T
+
+
+def project_grads(w: jax.Array, xs: jax.Array, dz: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+  """(dL/dw, dL/dxs) of z_t = w x_t, given dz = dL/dz [T, ..., rows].
+
+  dL/dw = sum_t dz_t x_t^T; for ids that is dL/dw[:, x_t] += dz_t (a scatter-add:
+  a character seen twice adds twice). dL/dx_t = w^T dz_t (None for ids).
+  """
+  if is_ids(xs):
+    dw = jnp.zeros((w.shape[1], w.shape[0]), dz.dtype).at[xs].add(dz).T
+    return dw, None
+  return sum_outer(dz, xs), dz @ w
+
+
+def sum_leading(a: jax.Array) -> jax.Array:
+  """sum over t (and streams) of a_t: [T, ..., n] -> [n]."""
+  return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
+
+
+def sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
+  """sum over t (and streams) of a_t b_t^T: [T, ..., i], [T, ..., j] -> [i, j].
+
+  One matrix product contracting the leading axes as they are: no reshape
+  that would merge T with a stream axis split over devices (which makes
+  XLA gather the activations instead of summing partial products).
+  """
+  lead = tuple(range(a.ndim - 1))
+  return lax.dot_general(a, b, ((lead, lead), ((), ())))
+
+
+def shifted(h0: jax.Array, hs: jax.Array) -> jax.Array:
+  """h_0..h_{T-1} from h0 and hs = h_1..h_T: [T, ..., H]."""
+  return jnp.concatenate([h0[None], hs[:-1]], axis=0)
+
+
+def draw(key: jax.Array, shape: tuple[int, ...], *, sigma: float, dist: str,
+         dtype) -> jax.Array:
+  """Initial weights: sigma * N(0, 1) ("normal", the handout) or sigma * U[0, 1) ("uniform",
+  the original notebook's np.random.rand)."""
+  if dist == "normal":
+    return sigma * jax.random.normal(key, shape, dtype)
+  if dist == "uniform":
+    return sigma * jax.random.uniform(key, shape, dtype)
+  raise ValueError(f"dist must be one of {INIT_DISTS}; got {dist!r}.")

@@ -1,0 +1,155 @@
+"""What every command line shares: flag parsing, errors as paragraphs, devices and processes.
+
+Only entry points (train, sweep, sample, gradcheck, the benchmark) use this
+module: it is where flags are parsed, where 64-bit JAX is switched on, where
+JAX's distributed runtime is started and where the absl log is sent to a file.
+
+  run(main)           absl's app.run, with every user mistake (a bad flag value,
+                      an unreadable flag file, a UserError) as one paragraph and
+                      a non-zero exit, never a traceback; --help exits 0
+  Runtime             the settings of devices and processes (declared once)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging as std_logging
+import os
+import sys
+from typing import Callable, Sequence
+
+import jax
+from absl import app, flags, logging
+
+from jax_charrnn import config as config_lib
+from jax_charrnn import errors, parallel
+from jax_charrnn.config import setting
+
+_HELP_FLAGS = {"help", "?", "helpshort", "helpfull", "helpxml"}
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Drops INFO records that third-party libraries log through absl."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def _parse(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    errors.fail(f"{e}. Check the flag's spelling and value, or run with --help.")
+  except UnicodeDecodeError as e:
+    errors.fail(f"A flag file is not UTF-8 text (byte offset {e.start} cannot be decoded). "
+                "Save it as UTF-8.")
+  except OSError as e:
+    errors.fail(f"Could not read a flag file: {e}.")
+  return []
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """`app.run(main)`, with flag errors and user errors reported as one paragraph."""
+
+  def guarded(argv):
+    # JAX logs at INFO which accelerator plugins it did not find; orbax logs
+    # every save step by step: noise for a person, so only their warnings pass.
+    std_logging.getLogger("jax").setLevel(std_logging.WARNING)
+    handler = logging.get_absl_handler()
+    handler.addFilter(_QuietLibraries())
+    # The person at the terminal reads the Console's plain lines; the full log
+    # goes to a file in the workdir (`log_to_file`), errors also to stderr.
+    handler.setLevel(std_logging.ERROR)
+    try:
+      main(argv)
+    except errors.UserError as e:
+      errors.fail(str(e))
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop
+      errors.fail("Interrupted.", exit_code=130)
+
+  try:
+    app.run(guarded, flags_parser=_parse)
+  except SystemExit as e:
+    asked_for_help = any(a.lstrip("-").split("=")[0] in _HELP_FLAGS
+                         for a in sys.argv[1:] if a.startswith("-"))
+    if asked_for_help and e.code == 1:  # absl exits 1 after printing the help
+      sys.exit(0)
+    raise
+
+
+def no_extra_args(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise errors.UserError(f"Unexpected arguments: {' '.join(argv[1:])}. Flags start with --.")
+
+
+def workdir(path: str) -> str:
+  """A --workdir as given, with ~ expanded (the shell leaves it alone inside --flag=~/x)."""
+  if not path:
+    raise errors.UserError("--workdir is empty: pass the directory the run lives in.")
+  return os.path.expanduser(path)
+
+
+def log_to_file(workdir: str, name: str) -> None:
+  """Sends the absl log (INFO and up) to <workdir>/<name>.log (process k > 0: <name>.process<k>.log)."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    suffix = "" if jax.process_index() == 0 else f".process{jax.process_index()}"
+    handler = std_logging.FileHandler(os.path.join(workdir, f"{name}{suffix}.log"),
+                                      encoding="utf-8")
+  except OSError:
+    return  # the trainer reports an unusable workdir itself, as a paragraph
+  handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  handler.addFilter(_QuietLibraries())
+  std_logging.getLogger().addHandler(handler)
+
+
+def enable_x64_for(dtype: str) -> None:
+  """64-bit JAX for the whole process when the run computes in float64."""
+  if dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  """Devices and processes: how the program is spread, not what it computes."""
+
+  cpu_devices: int = setting(
+      0, "On a CPU, present it to JAX as this many devices (each runs on its own thread), so "
+      "that data parallelism uses several cores. 0: JAX's default (one).", ge=0, le=4096)
+  coordinator_address: str = setting(
+      "", "host:port of process 0 of a multi-process run (JAX's distributed runtime). Empty: "
+      "a single process.")
+  num_processes: int = setting(1, "Processes in a multi-process run.", ge=1, le=65536)
+  process_id: int = setting(0, "This process's index, 0 to --num_processes - 1.", ge=0,
+                            le=65535)
+  distributed_auto: bool = setting(False, "Join a multi-process run on a cluster JAX detects "
+                                   "by itself (SLURM, Cloud TPU, ...).")
+  distributed_timeout: int = setting(300, "Seconds to wait for all processes of a "
+                                     "multi-process run.", ge=1, le=86400)
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      message = config_lib.check(f, getattr(self, f.name))
+      if message:
+        raise errors.UserError(message)
+    if self.process_id >= self.num_processes:
+      raise errors.UserError(f"--process_id must lie in [0, --num_processes); got process "
+                             f"{self.process_id} of {self.num_processes}.")
+
+  @property
+  def multi_process(self) -> bool:
+    return bool(self.coordinator_address or self.num_processes > 1 or self.distributed_auto)
+
+
+def start_runtime(rt: Runtime) -> None:
+  """Devices and processes, before JAX touches a device."""
+  if rt.cpu_devices:
+    jax.config.update("jax_num_cpu_devices", rt.cpu_devices)
+  if rt.distributed_auto:
+    parallel.initialize_auto(rt.distributed_timeout)
+  elif rt.coordinator_address or rt.num_processes > 1:
+    if not rt.coordinator_address:
+      raise errors.UserError("--num_processes > 1 needs --coordinator_address=HOST:PORT (the "
+                             "address of process 0).")
+    parallel.initialize(rt.coordinator_address, rt.num_processes, rt.process_id,
+                        rt.distributed_timeout)

@@ -1,0 +1,357 @@
+"""The one host loop: `python -m jax_charrnn.train` and `python -m jax_charrnn.sweep` both run it.
+
+The updates run on the device, up to --steps_per_call of them per jitted call
+(loop.py). Between calls the host decides only what is due: progress lines
+and metrics rows, samples, checkpoints, a stop (Ctrl-C / SIGTERM, a loss that
+became NaN or infinite). At the end it writes every run's outputs (the best
+passage, loss.png, report.md). It drives one run or many at once (a sweep's
+vmapped program) through the same `Program` interface, so every run, alone or
+in a sweep, writes the same files and stops and resumes the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import threading
+import time
+import zlib
+from typing import Any, Protocol, Sequence
+
+import jax
+import numpy as np
+
+from jax_charrnn import checkpoint, data, errors, generate, gradcheck, loop, model, parallel, report
+from jax_charrnn.config import TrainConfig
+from jax_charrnn.console import Console
+
+
+class Diverged(errors.UserError):
+  """The loss became NaN or infinite."""
+
+
+class Program(Protocol):
+  """A compiled training program for R runs that share the data (R = 1 for train)."""
+
+  num_runs: int
+  compile_seconds: float
+
+  def advance(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs n updates of every run; returns (losses, smooth losses), float [R, n]."""
+
+  def state_of(self, r: int) -> loop.TrainState:
+    """Run r's state (device arrays; sharded over the mesh for a lone run)."""
+
+  def learning_rates(self) -> np.ndarray:
+    """Every run's learning rate, read from its optimiser state, [R]."""
+
+
+@dataclasses.dataclass
+class Run:
+  """One run's place on disk and what the host keeps about it between device calls."""
+
+  name: str                     # how progress lines and the sweep's summary call it
+  workdir: str
+  config: TrainConfig
+  earlier_seconds: float = 0.0  # training time of earlier sessions (from the checkpoint)
+  rows: list = dataclasses.field(default_factory=list)  # metrics rows not yet written
+  diverged_at: int | None = None
+
+
+@dataclasses.dataclass
+class Summary:
+  """How a run ended: what `train` returns, one per run for a sweep."""
+
+  name: str
+  workdir: str
+  state: loop.TrainState
+  steps_done: int
+  total_steps: int
+  final_smooth_loss: float
+  best_loss: float
+  best_step: int
+  interrupted: bool
+  diverged_at: int | None
+  compile_seconds: float
+  train_seconds: float          # this session
+  total_train_seconds: float    # every session of the run
+  chars_per_second: float
+
+
+class Interrupts:
+  """SIGINT/SIGTERM become a flag the host loop reads between device calls.
+
+  The first signal asks the loop to save and stop after the current call;
+  later ones are acknowledged and change nothing, so a save in progress is
+  never cut short.
+  """
+
+  def __init__(self, console: Console):
+    self.console = console
+    self.signal: int | None = None
+    self._old = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    if self.signal is not None:
+      self.console.warn(f"Received {name}: already stopping; saving...")
+      return
+    self.signal = signum
+    self.console.warn(f"Received {name}: saving the state after the current device call, "
+                      "then stopping.")
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)
+
+
+def next_event(step: int, total: int, config: TrainConfig) -> int:
+  """The first step after `step` at which the host has something to do."""
+  stop = min(total, step + config.steps_per_call)
+  for every in (config.log_every, config.sample_every, config.report_every,
+                config.checkpoint_every):
+    if every > 0:
+      stop = min(stop, (step // every + 1) * every)
+  return stop
+
+
+def due(step: int, every: int) -> bool:
+  """Whether something done every `every` updates (0: never) is due after update `step`."""
+  return every > 0 and step % every == 0
+
+
+def fingerprint(text: str) -> str:
+  return f"{len(text)}:{zlib.crc32(text.encode('utf-8')):08x}"
+
+
+def checkpoint_meta(config: TrainConfig, corpus: data.Corpus, state: loop.TrainState, step: int,
+                    train_seconds: float) -> dict:
+  """The JSON half of a checkpoint: enough to resume, to sample, and for a person to read."""
+  return {
+      "vocab": corpus.vocab.to_json(), "config": config.to_dict(), "step": step,
+      "epoch": step // corpus.steps_per_epoch, "position": step % corpus.steps_per_epoch,
+      "steps_per_epoch": corpus.steps_per_epoch, "next_char": corpus.next_char(step),
+      "smooth_loss": float(parallel.to_host(state.smooth_loss)),
+      "best_loss": float(parallel.to_host(state.best_loss)),
+      "best_step": int(parallel.to_host(state.best_step)), "source": corpus.source,
+      "num_chars": len(corpus.text), "text": fingerprint(corpus.text),
+      "train_seconds": train_seconds,
+  }
+
+
+def _hms(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 \
+      else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class _Texts:
+  """Samples from a run's state, on the writing process, from host copies (no collective)."""
+
+  def __init__(self, net: model.Model, corpus: data.Corpus, config: TrainConfig):
+    self.net, self.corpus, self.config = net, corpus, config
+
+  def sample(self, state: loop.TrainState, step: int, length: int, best: bool = False) -> str:
+    key = jax.random.fold_in(jax.random.wrap_key_data(parallel.to_host(state.key)), step)
+    if best:
+      params, carry = state.best_params, state.best_carry
+      x0 = int(parallel.first_row(state.best_x))
+    else:
+      params, carry, x0 = state.params, state.carry, self.corpus.next_char(step)
+    return generate.generate(self.net, parallel.tree_to_host(params), self.corpus.vocab,
+                             parallel.tree_first_row(carry), x0, length, key,
+                             self.config.temperature)[0]
+
+
+def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model.Model, *,
+          start_step: int, total: int, console: Console, stop_on_divergence: bool) -> list[Summary]:
+  """Trains every run from `start_step` to `total`, writing their files; see the module docstring.
+
+  Args:
+    program: the compiled program, its state at `start_step`.
+    runs: one Run per run of the program, in its order.
+    corpus: the text they train on.
+    net: the network (for samples).
+    start_step, total: where the runs are and where they stop.
+    console: where progress goes.
+    stop_on_divergence: raise `Diverged` when a run's loss is not finite (a lone
+      run); otherwise that run is reported and the others go on (a sweep).
+
+  Returns:
+    One Summary per run.
+  """
+  config = runs[0].config  # the settings the runs share (the host loop's are the same)
+  writer = parallel.is_primary()
+  texts = _Texts(net, corpus, config)
+  chars_per_step = config.seq_length * config.batch_size
+  sweep = len(runs) > 1
+  if start_step == 0 and writer:
+    for r, run in enumerate(runs):
+      report.append_sample(run.workdir, 0, texts.sample(program.state_of(r), 0,
+                                                        config.sample_length), None)
+
+  step, train_seconds, interrupted = start_step, 0.0, False
+  interval_start, interval_step = time.perf_counter(), step
+  mngrs = [checkpoint.make_manager(run.workdir) for run in runs]
+
+  def save(step):
+    for r, run in enumerate(runs):
+      if writer:
+        report.append_metrics(run.workdir, run.rows)
+      run.rows = []
+      state = program.state_of(r)
+      # Every process takes part; orbax coordinates who writes what.
+      meta = checkpoint_meta(run.config, corpus, state, step, run.earlier_seconds + train_seconds)
+      checkpoint.save(mngrs[r], step, state, dict(meta, diverged_at=run.diverged_at))
+
+  try:
+    with Interrupts(console) as interrupts:
+      while step < total:
+        n = next_event(step, total, config)
+        t = time.perf_counter()
+        losses, smooths = program.advance(n - step)  # waits for the device
+        train_seconds += time.perf_counter() - t
+        for r in np.flatnonzero(~np.isfinite(losses).all(axis=1)):
+          run = runs[r]
+          if run.diverged_at is None:
+            run.diverged_at = step + int(np.flatnonzero(~np.isfinite(losses[r]))[0]) + 1
+            if stop_on_divergence:
+              if writer:
+                report.append_metrics(run.workdir, run.rows)
+              last = mngrs[r].latest_step()
+              raise Diverged(
+                  f"The loss became {losses[r][run.diverged_at - step - 1]} at update "
+                  f"{run.diverged_at} (epoch {(run.diverged_at - 1) // corpus.steps_per_epoch + 1}"
+                  f"); training stopped. The last good checkpoint is "
+                  f"{'step %d' % last if last is not None else 'none'} in {run.workdir!r}. "
+                  "Lower --learning_rate or --clip (with --overwrite, or in another --workdir), "
+                  "or check the data.")
+            console.warn(f"Run {run.name} diverged at update {run.diverged_at} (its best "
+                         "parameters are kept); the others go on.")
+        step = n
+        stop = parallel.any_process(interrupts.signal is not None)
+        if writer:
+          for r, run in enumerate(runs):
+            report.append_step_losses(run.workdir, losses[r], smooths[r])
+
+        if due(step, config.log_every) or step == total:
+          now = time.perf_counter()
+          speed = (step - interval_step) * chars_per_step / max(now - interval_start, 1e-9)
+          interval_start, interval_step = now, step
+          rates = program.learning_rates()
+          for r, run in enumerate(runs):
+            run.rows.append({
+                "step": step, "epoch": step / corpus.steps_per_epoch,
+                "loss": float(losses[r, -1]), "smooth_loss": float(smooths[r, -1]),
+                "loss_per_char": float(losses[r, -1]) / (
+                    1 if config.loss_reduction == "mean" else chars_per_step),
+                "learning_rate": float(str(np.float32(rates[r]))),
+                "chars_per_s": speed, "wall_time": time.time(),
+            })
+          eta = (total - step) * chars_per_step / max(speed, 1e-9)
+          where = (f"step {step}/{total} (epoch {step / corpus.steps_per_epoch:.2f}, "
+                   f"{100 * step / total:.1f}%)")
+          if sweep:
+            losses_now = "  ".join(f"{run.name} {smooths[r, -1]:.3f}" for r, run in enumerate(runs))
+            console.say(f"{where}  smooth loss: {losses_now}  {speed * len(runs):,.0f} chars/s  "
+                        f"ETA {_hms(eta)}")
+          else:
+            console.say(f"{where}  loss {losses[0, -1]:.3f}  smooth {smooths[0, -1]:.3f}  "
+                        f"{speed:,.0f} chars/s  ETA {_hms(eta)}")
+        log_sample = due(step, config.sample_every) and not sweep
+        keep_sample = due(step, config.report_every)
+        if writer and (log_sample or keep_sample):  # one text serves both when both are due
+          for r, run in enumerate(runs):
+            if run.diverged_at is not None:
+              continue
+            text = texts.sample(program.state_of(r), step, config.sample_length)
+            if log_sample:
+              console.say(f"sample at step {step}:\n{text}")
+            if keep_sample:
+              report.append_sample(run.workdir, step, text, float(smooths[r, -1]))
+        if due(step, config.checkpoint_every) or step == total or stop:
+          save(step)
+        if stop:
+          interrupted = True
+          break
+  finally:
+    for mngr in mngrs:
+      mngr.wait_until_finished()
+      mngr.close()
+
+  speed = (step - start_step) * chars_per_step / max(train_seconds, 1e-9)
+  summaries = [summarize(run, program.state_of(r), step, total, interrupted=interrupted,
+                         compile_seconds=program.compile_seconds, train_seconds=train_seconds,
+                         chars_per_second=speed) for r, run in enumerate(runs)]
+  if writer:
+    console.say("Writing the report (loss plot, best passage"
+                f"{', gradient check' if config.report_gradcheck_entries else ''})...")
+    finish(runs, summaries, corpus, net, texts)
+  return summaries
+
+
+def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
+              interrupted: bool, compile_seconds: float, train_seconds: float,
+              chars_per_second: float) -> Summary:
+  return Summary(name=run.name, workdir=run.workdir, state=state, steps_done=steps_done,
+                 total_steps=total, final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
+                 best_loss=float(parallel.to_host(state.best_loss)),
+                 best_step=int(parallel.to_host(state.best_step)), interrupted=interrupted,
+                 diverged_at=run.diverged_at, compile_seconds=compile_seconds,
+                 train_seconds=train_seconds,
+                 total_train_seconds=run.earlier_seconds + train_seconds,
+                 chars_per_second=chars_per_second)
+
+
+def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpus,
+           net: model.Model, texts: _Texts | None = None) -> None:
+  """Every run's best_passage.txt, loss.png and report.md (the writing process only)."""
+  texts = texts or _Texts(net, corpus, runs[0].config)
+  tables: dict[Any, tuple[str | None, str]] = {}
+  for run, summary in zip(runs, summaries):
+    config = run.config
+    if summary.best_step >= 0:
+      report.write_passage(run.workdir, texts.sample(summary.state, summary.best_step,
+                                                     config.passage_length, best=True))
+    rows = report.read_metrics(run.workdir)
+    report.plot_loss(run.workdir, rows, f"{os.path.basename(corpus.source)}: {net.describe()}, "
+                     f"{config.optimizer} lr={config.learning_rate:g}")
+    # The gradient check depends on the shapes and the seed, not on the learning rate.
+    key = (config.seed, config.report_gradcheck_entries)
+    if key not in tables:
+      tables[key] = _gradcheck_table(config, corpus)
+    table, note = tables[key]
+    if summary.diverged_at is not None:
+      status = f"diverged at update {summary.diverged_at}"
+    else:
+      status = "interrupted" if summary.interrupted else "finished"
+    report.write_report(run.workdir, config, report.RunFacts(
+        source=corpus.source, num_chars=len(corpus.text), vocab_size=corpus.vocab.size,
+        model=net.describe(), num_params=model.param_count(summary.state.params),
+        steps_per_epoch=corpus.steps_per_epoch, total_steps=summary.total_steps,
+        steps_done=summary.steps_done, first_logged=rows[0] if rows else None,
+        final_smooth_loss=summary.final_smooth_loss, best_loss=summary.best_loss,
+        best_step=summary.best_step, best_metric=config.best_metric,
+        compile_seconds=summary.compile_seconds, train_seconds=summary.train_seconds,
+        total_train_seconds=summary.total_train_seconds,
+        chars_per_second=summary.chars_per_second, status=status, gradcheck_table=table,
+        gradcheck_note=note))
+
+
+def _gradcheck_table(config: TrainConfig, corpus: data.Corpus) -> tuple[str | None, str]:
+  if not config.report_gradcheck_entries:
+    return None, ""
+  rows = gradcheck.check_text(corpus.text, corpus.vocab, config,
+                              entries=config.report_gradcheck_entries)
+  return gradcheck.format_table(rows, 1e-6, markdown=True), ""

@@ -1,0 +1,75 @@
+"""Helpers the tests share (imported as `from helpers import ...`; conftest only sets up)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A short English text with repeated characters; every test that needs "a book" uses it.
+TINY_TEXT = (
+    "the quick brown fox jumps over the lazy dog. " * 3
+    + "harry looked at hermione, and hermione looked at ron.\n" * 4
+)
+
+
+def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
+  assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a),
+                                                         jax.tree.structure(b))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+# optax's Adam family raises a Python float to an int32 power (its bias correction),
+# which strict promotion refuses: their tests run with standard promotion.
+NOT_STRICT_SAFE = ("adam", "adamw")
+
+
+@contextlib.contextmanager
+def strict_x64(strict: bool = True):
+  """float64 and strict dtype promotion: no silent float32/float64 or int/float mixing."""
+  with jax.enable_x64(True), jax.numpy_dtype_promotion("strict" if strict else "standard"):
+    yield
+
+
+def write_text(path, text: str = TINY_TEXT * 4) -> str:
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+  return str(path)
+
+
+def run_module(module: str, *args: str, timeout: int = 240, cwd: str = REPO,
+               **kw) -> subprocess.CompletedProcess:
+  """`python -m module args...` as a user would run it (CPU only)."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                        timeout=timeout, env=env, cwd=cwd, **kw)
+
+
+def assert_user_error(result, *phrases, code=2):
+  """A one-paragraph error: the exit code, no traceback, the phrases in stderr."""
+  assert result.returncode == code, result.stdout[-1000:] + result.stderr[-2000:]
+  assert "Traceback" not in result.stderr, result.stderr[-2000:]
+  joined = " ".join(result.stderr.split())
+  for phrase in phrases:
+    assert phrase in joined, result.stderr[-2000:]
+
+
+def load_course_fixture():
+  """The updates recorded before the cell refactor (by tests/fixtures/make_course_updates.py of
+  commit 609fd03): {chain name: (config dict, inputs, targets, {step: {name: array}})}."""
+  z = np.load(os.path.join(REPO, "tests", "fixtures", "course_updates.npz"))
+  index = json.loads(str(z["index"]))
+  out = {}
+  for name, chain in index.items():
+    states = {int(s): {k: z[v] for k, v in st.items()} for s, st in chain["states"].items()}
+    out[name] = (chain["config"], z[chain["inputs"]], z[chain["targets"]], states)
+  return out
