@@ -66,6 +66,10 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       errors.fail(str(e))
     except KeyboardInterrupt:  # Ctrl-C outside the training loop
       errors.fail("Interrupted.", exit_code=130)
+    except BrokenPipeError:
+      # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(141)
 
   try:
     app.run(guarded, flags_parser=_parse)
@@ -87,6 +91,24 @@ def workdir(path: str) -> str:
   if not path:
     raise errors.UserError("--workdir is empty: pass the directory the run lives in.")
   return os.path.expanduser(path)
+
+
+def require_run(path: str | None) -> str:
+  """The --workdir of a finished or running training run; a paragraph if it is not one."""
+  from jax_charrnn import checkpoint  # pylint: disable=g-import-not-at-top
+  if not path:
+    raise errors.UserError("Pass --workdir=RUN, the directory a training run wrote.")
+  path = workdir(path)
+  if checkpoint.has_checkpoint(path):
+    return path
+  runs = sorted(n for n in (os.listdir(path) if os.path.isdir(path) else [])
+                if checkpoint.has_checkpoint(os.path.join(path, n)))
+  if runs:  # e.g. the root of a sweep
+    raise errors.UserError(
+        f"{path!r} holds several runs, not one: pass one of them, e.g. "
+        f"--workdir={os.path.join(path, runs[0])} (runs: {', '.join(runs)}).")
+  raise errors.UserError(f"No checkpoint in {path!r}: train first, e.g. "
+                         f"`python -m jax_charrnn.train --workdir={path}`.")
 
 
 def log_to_file(workdir: str, name: str) -> None:

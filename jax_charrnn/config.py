@@ -27,7 +27,7 @@ from jax_charrnn.cells.ops import INIT_DISTS
 from jax_charrnn.errors import UserError
 
 GRADS = ("manual", "autodiff")
-BEST_METRICS = ("smooth_loss", "loss")
+BEST_METRICS = ("smooth_loss", "loss", "val_bpc")
 REDUCTIONS = ("sum", "mean")
 DTYPES = ("float32", "float64")
 INT64_MAX = 2**63 - 1
@@ -62,6 +62,13 @@ class TrainConfig:
       "CPython's documentation text (pydoc_data.topics), no download needed.")
   lowercase: bool = setting(
       False, "Lowercase the text first (the original notebook did; the handout does not).",
+      defines_run=True)
+  raw_newlines: bool = setting(
+      False, "Keep every \\r of the file as a character. Default: \\r\\n and \\r become "
+      "\\n, as Python's text mode (and the course) read them.", defines_run=True)
+  val_fraction: float = setting(
+      0.0, "Hold out this last fraction of the text (a contiguous tail never trained on) and "
+      "score it in bits per character. 0: no held-out split (the course).", ge=0.0, lt=1.0,
       defines_run=True)
   seq_length: int = setting(25, "T, characters per chunk (one update).", ge=1, le=INT32_MAX,
                             defines_run=True)
@@ -102,8 +109,9 @@ class TrainConfig:
                         le=INT32_MAX)
   num_steps: int = setting(0, "Total updates; 0 means --epochs decides.", ge=0, le=INT32_MAX)
   best_metric: str = setting(
-      "smooth_loss", "Which loss picks the best parameters (the notebook used loss).",
-      choices=BEST_METRICS, defines_run=True)
+      "smooth_loss", "What picks the best parameters: the smooth loss, one chunk's loss (the "
+      "notebook), or the held-out bits per character (val_bpc, checked every --eval_every "
+      "updates; needs --val_fraction).", choices=BEST_METRICS, defines_run=True)
   smoothing: float = setting(0.999, "smooth = smoothing * smooth + (1 - smoothing) * loss.",
                              ge=0.0, lt=1.0, defines_run=True)
   # ---- the host loop and its outputs ----
@@ -112,6 +120,8 @@ class TrainConfig:
       "sampling or checkpointing is due. 1 = one call per update.", ge=1, le=INT32_MAX)
   log_every: int = setting(100, "Print progress and record metrics every N updates.", ge=1,
                            le=INT32_MAX)
+  eval_every: int = setting(1000, "Score the held-out text every N updates (and at the end; "
+                            "0: only at the end). Needs --val_fraction.", ge=0, le=INT32_MAX)
   sample_every: int = setting(500, "Print a sample every N updates (0: never).", ge=0,
                               le=INT32_MAX)
   report_every: int = setting(10000, "Append a sample to samples.txt every N updates (0: only "
@@ -140,6 +150,8 @@ class TrainConfig:
     if self.grad == "manual" and cells.get(self.cell).backward is None:
       raise UserError(f"The {self.cell!r} cell has no hand-derived BPTT: use grad=autodiff "
                       "(jax.grad) with it.")
+    if self.best_metric == "val_bpc" and not self.val_fraction:
+      raise UserError("best_metric val_bpc needs a held-out split: set val_fraction (e.g. 0.1).")
     if self.weight_decay and self.optimizer != "adamw":
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")

@@ -62,6 +62,19 @@ class Vocab:
           f"({self.size} characters); use only characters of the training text."
       ) from None
 
+  def encode_known(self, text: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Like `encode`, but a character outside the vocabulary becomes id K (the model reads
+    it as a zero vector); returns (ids, {unknown character: how often})."""
+    index, unknown, K = self._index, {}, self.size
+    ids = np.empty(len(text), np.int32)
+    for i, ch in enumerate(text):
+      j = index.get(ch)
+      if j is None:
+        unknown[ch] = unknown.get(ch, 0) + 1
+        j = K
+      ids[i] = j
+    return ids, unknown
+
   def decode(self, ids: Sequence[int] | np.ndarray) -> str:
     """Ids -> text. Ids outside [0, K) are a ValueError."""
     ids = np.asarray(ids).reshape(-1)
@@ -94,8 +107,17 @@ def builtin_corpus() -> str:
   return "".join(topics.topics[k] for k in sorted(topics.topics))
 
 
-def load_text(path: str, lowercase: bool = False) -> str:
+def universal_newlines(text: str) -> str:
+  """\r\n and a lone \r become \n, as Python's text mode reads a file (and the course did)."""
+  return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def load_text(path: str, lowercase: bool = False, raw_newlines: bool = False) -> str:
   """Reads a UTF-8 text file; "" means the built-in corpus.
+
+  Line endings are read as Python's text mode reads them (\r\n and \r become
+  \n), unless raw_newlines keeps every \r as a character of its own. The
+  course's book (CRLF line endings) is then 1,107,542 characters, K = 80.
 
   Raises:
     UserError: the file is missing, is a directory, cannot be read, is empty,
@@ -108,6 +130,10 @@ def load_text(path: str, lowercase: bool = False) -> str:
     if os.path.isdir(path):
       raise UserError(f"The data path {path!r} is a directory; pass a UTF-8 text file.")
     if not os.path.exists(path):
+      parent = os.path.dirname(os.path.abspath(path))
+      if os.path.isdir(parent) and not os.access(parent, os.R_OK | os.X_OK):
+        raise UserError(f"The data file {path!r} cannot be read: its directory {parent!r} is "
+                        "not readable (permission denied).")
       raise UserError(
           f"The data file {path!r} does not exist. Pass the path of a UTF-8 text "
           "file with --data_path, or leave it empty to use the built-in corpus.")
@@ -127,6 +153,8 @@ def load_text(path: str, lowercase: bool = False) -> str:
     text = text.removeprefix("\ufeff")
     if not text:
       raise UserError(f"The data file {path!r} is empty; it needs some text to learn from.")
+  if not raw_newlines:
+    text = universal_newlines(text)
   return text.lower() if lowercase else text
 
 
@@ -194,15 +222,26 @@ def stream_chunks(ids: np.ndarray, seq_length: int, batch_size: int) -> tuple[np
   return to_streams(inputs), to_streams(targets)
 
 
+def split_point(num_chars: int, val_fraction: float) -> int:
+  """Where the held-out tail starts: the first int(N * (1 - val_fraction)) characters train.
+
+  nanoGPT's split (train = data[:int(n * 0.9)]): with val_fraction = 0.1,
+  tiny-shakespeare's 1,115,394 characters hold out the last 111,540.
+  """
+  return int(num_chars * round(1.0 - val_fraction, 12))
+
+
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-  """A run's text, its vocabulary, and the chunks of one epoch."""
+  """A run's text, its vocabulary, the chunks of one epoch, and the held-out tail."""
 
-  text: str
+  text: str             # the whole text (the vocabulary comes from all of it)
   source: str           # the file, or the built-in corpus's name
   vocab: Vocab
-  inputs: np.ndarray    # int32 [n, T, B]
+  inputs: np.ndarray    # int32 [n, T, B], from the training part only
   targets: np.ndarray   # int32 [n, T, B]
+  val_ids: np.ndarray   # int32 [N_val], the held-out tail (empty without one)
+  num_train_chars: int  # characters before the held-out tail
 
   @property
   def steps_per_epoch(self) -> int:
@@ -214,10 +253,29 @@ class Corpus:
       return int(self.inputs[0, 0, 0])
     return int(self.targets[(step - 1) % self.steps_per_epoch, -1, 0])
 
+  def next_chars(self, step: int) -> np.ndarray:
+    """`next_char` of every stream, int32 [B]."""
+    if step == 0:
+      return self.inputs[0, 0, :]
+    return self.targets[(step - 1) % self.steps_per_epoch, -1, :]
 
-def load_corpus(path: str, lowercase: bool, seq_length: int, batch_size: int) -> Corpus:
-  """`load_text`, the vocabulary and `stream_chunks` in one go."""
-  text = load_text(path, lowercase)
+
+def load_corpus(path: str, *, lowercase: bool = False, raw_newlines: bool = False,
+                seq_length: int, batch_size: int, val_fraction: float = 0.0) -> Corpus:
+  """`load_text`, the vocabulary (of the whole text), the training chunks and the held-out tail.
+
+  Raises:
+    UserError: as `load_text`; a training part too short for one chunk per
+      stream, or a held-out tail too short for one prediction.
+  """
+  text = load_text(path, lowercase, raw_newlines)
   vocab = Vocab.from_text(text)
-  inputs, targets = stream_chunks(vocab.encode(text), seq_length, batch_size)
-  return Corpus(text, path or BUILTIN_CORPUS_NAME, vocab, inputs, targets)
+  ids = vocab.encode(text)
+  split = split_point(len(ids), val_fraction) if val_fraction > 0 else len(ids)
+  if val_fraction > 0 and len(ids) - split < 2:
+    raise UserError(
+        f"--val_fraction={val_fraction} holds out {len(ids) - split} character(s) of "
+        f"{len(ids):,}: one prediction needs two. Use a larger --val_fraction or a longer text.")
+  inputs, targets = stream_chunks(ids[:split], seq_length, batch_size)
+  return Corpus(text, path or BUILTIN_CORPUS_NAME, vocab, inputs, targets,
+                np.ascontiguousarray(ids[split:]), split)

@@ -6,6 +6,8 @@ passage) and by the sampling CLI (`python -m jax_charrnn.sample`).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any, Sequence
 
 import jax
@@ -54,9 +56,39 @@ def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
   return [prime + vocab.decode(ids[:, i]) for i in range(num_samples)]
 
 
-def count_words(passages: Sequence[str], words: Sequence[str]) -> dict[str, int]:
-  """In how many passages each word occurs (as a substring, case as given)."""
-  return {w: sum(w in p for p in passages) for w in words}
+@dataclasses.dataclass(frozen=True)
+class WordCount:
+  """Where a word of interest occurs in a set of passages."""
+
+  passages: int          # how many passages hold it at least once
+  occurrences: int       # how often it occurs in all
+  examples: tuple[str, ...]  # a few occurrences in their context
+
+
+def count_words(passages: Sequence[str], words: Sequence[str], case_sensitive: bool = False,
+                examples: int = 3, context: int = 20) -> dict[str, WordCount]:
+  """Whole-word occurrences of each word (case-insensitively unless case_sensitive).
+
+  "ron" counts in "Ron said" but not in "Ronald" or "wrong".
+  """
+  out = {}
+  for w in words:
+    pattern = re.compile(rf"(?<!\w){re.escape(w)}(?!\w)", 0 if case_sensitive else re.IGNORECASE)
+    hits = [(p, m) for p in passages for m in pattern.finditer(p)]
+    shown = []
+    for p, m in hits[:examples]:
+      left = p[max(0, m.start() - context):m.start()]
+      right = p[m.end():m.end() + context]
+      shown.append(" ".join(f"…{left}{m.group(0)}{right}…".split()))
+    out[w] = WordCount(sum(1 for p in passages if pattern.search(p)), len(hits), tuple(shown))
+  return out
+
+
+def which_params(which: str, meta: dict) -> str:
+  """E.g. "the best parameters (after 273,807 updates)", from a checkpoint's meta."""
+  if which == "best" and meta.get("best_step", -1) >= 0:
+    return f"the best parameters (after {meta['best_step']:,} updates)"
+  return f"the latest parameters (after {meta.get('step', 0):,} updates)"
 
 
 def load(workdir: str, which: str = "best") -> tuple[Model, Params, data.Vocab, Any, int, dict]:

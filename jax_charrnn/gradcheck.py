@@ -185,7 +185,7 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
 # ---- the command line ----
 
 # The settings of the network and the chunk are the trainer's (declared once, in config.py).
-SHARED = ("data_path", "lowercase", "seq_length", "batch_size", "cell", "num_layers",
+SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", "cell", "num_layers",
           "hidden_size", "init_sigma", "init_dist", "seed", "loss_reduction")
 
 
@@ -216,7 +216,7 @@ def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   config = TrainConfig(**{name: flags.FLAGS[name].value for name in SHARED})
   own = config_lib.from_flags(CheckSettings)
-  text = data.load_text(config.data_path, config.lowercase)
+  text = data.load_text(config.data_path, config.lowercase, config.raw_newlines)
   vocab = data.Vocab.from_text(text)
   source = config.data_path or data.BUILTIN_CORPUS_NAME
   net = loop.build_model(config, vocab.size)

@@ -23,7 +23,8 @@ from typing import Any, Protocol, Sequence
 import jax
 import numpy as np
 
-from jax_charrnn import checkpoint, data, errors, generate, gradcheck, loop, model, parallel, report
+from jax_charrnn import (checkpoint, data, errors, evaluate, generate, gradcheck, loop, model,
+                         parallel, report)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 
@@ -47,6 +48,9 @@ class Program(Protocol):
   def learning_rates(self) -> np.ndarray:
     """Every run's learning rate, read from its optimiser state, [R]."""
 
+  def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
+    """Makes run r's current parameters (and carry, and next characters [B]) its best copy."""
+
 
 @dataclasses.dataclass
 class Run:
@@ -58,6 +62,7 @@ class Run:
   earlier_seconds: float = 0.0  # training time of earlier sessions (from the checkpoint)
   rows: list = dataclasses.field(default_factory=list)  # metrics rows not yet written
   diverged_at: int | None = None
+  val: evaluate.Score | None = None  # the latest held-out score
 
 
 @dataclasses.dataclass
@@ -78,6 +83,7 @@ class Summary:
   train_seconds: float          # this session
   total_train_seconds: float    # every session of the run
   chars_per_second: float
+  val: evaluate.Score | None = None  # the held-out score at the end (with --val_fraction)
 
 
 class Interrupts:
@@ -117,8 +123,9 @@ class Interrupts:
 def next_event(step: int, total: int, config: TrainConfig) -> int:
   """The first step after `step` at which the host has something to do."""
   stop = min(total, step + config.steps_per_call)
+  evals = config.eval_every if config.val_fraction else 0
   for every in (config.log_every, config.sample_every, config.report_every,
-                config.checkpoint_every):
+                config.checkpoint_every, evals):
     if every > 0:
       stop = min(stop, (step // every + 1) * every)
   return stop
@@ -146,6 +153,12 @@ def checkpoint_meta(config: TrainConfig, corpus: data.Corpus, state: loop.TrainS
       "num_chars": len(corpus.text), "text": fingerprint(corpus.text),
       "train_seconds": train_seconds,
   }
+
+
+def score(net: model.Model, state: loop.TrainState, corpus: data.Corpus) -> evaluate.Score:
+  """The held-out tail's score under the state's current parameters (host copies: every
+  process computes the same number without a collective)."""
+  return evaluate.score_ids(net, parallel.tree_to_host(state.params), corpus.val_ids)
 
 
 def _hms(seconds: float) -> str:
@@ -213,7 +226,9 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
       state = program.state_of(r)
       # Every process takes part; orbax coordinates who writes what.
       meta = checkpoint_meta(run.config, corpus, state, step, run.earlier_seconds + train_seconds)
-      checkpoint.save(mngrs[r], step, state, dict(meta, diverged_at=run.diverged_at))
+      meta.update(diverged_at=run.diverged_at,
+                  val_bpc=None if run.val is None else run.val.bits_per_char)
+      checkpoint.save(mngrs[r], step, state, meta)
 
   try:
     with Interrupts(console) as interrupts:
@@ -245,7 +260,17 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
           for r, run in enumerate(runs):
             report.append_step_losses(run.workdir, losses[r], smooths[r])
 
-        if due(step, config.log_every) or step == total:
+        scores = [None] * len(runs)
+        if config.val_fraction and (due(step, config.eval_every) or step == total):
+          for r, run in enumerate(runs):
+            if run.diverged_at is None:
+              state = program.state_of(r)
+              scores[r] = run.val = score(net, state, corpus)
+              if (config.best_metric == "val_bpc" and
+                  scores[r].bits_per_char < float(parallel.to_host(state.best_loss))):
+                program.keep_best(r, scores[r].bits_per_char, corpus.next_chars(step))
+        evaluated = any(s is not None for s in scores)
+        if due(step, config.log_every) or step == total or evaluated:
           now = time.perf_counter()
           speed = (step - interval_step) * chars_per_step / max(now - interval_start, 1e-9)
           interval_start, interval_step = now, step
@@ -259,6 +284,9 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
                 "learning_rate": float(str(np.float32(rates[r]))),
                 "chars_per_s": speed, "wall_time": time.time(),
             })
+            if scores[r] is not None:
+              run.rows[-1].update(val_bpc=scores[r].bits_per_char,
+                                  val_loss_per_char=scores[r].nats_per_char)
           eta = (total - step) * chars_per_step / max(speed, 1e-9)
           where = (f"step {step}/{total} (epoch {step / corpus.steps_per_epoch:.2f}, "
                    f"{100 * step / total:.1f}%)")
@@ -269,6 +297,11 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
           else:
             console.say(f"{where}  loss {losses[0, -1]:.3f}  smooth {smooths[0, -1]:.3f}  "
                         f"{speed:,.0f} chars/s  ETA {_hms(eta)}")
+          if evaluated:
+            console.say(f"held-out at step {step}: " + "  ".join(
+                f"{'' if not sweep else run.name + ' '}{s.bits_per_char:.4f} bits/char "
+                f"({s.nats_per_char:.4f} nats/char)" for run, s in zip(runs, scores)
+                if s is not None))
         log_sample = due(step, config.sample_every) and not sweep
         keep_sample = due(step, config.report_every)
         if writer and (log_sample or keep_sample):  # one text serves both when both are due
@@ -311,7 +344,7 @@ def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
                  diverged_at=run.diverged_at, compile_seconds=compile_seconds,
                  train_seconds=train_seconds,
                  total_train_seconds=run.earlier_seconds + train_seconds,
-                 chars_per_second=chars_per_second)
+                 chars_per_second=chars_per_second, val=run.val)
 
 
 def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpus,
@@ -325,8 +358,13 @@ def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpu
       report.write_passage(run.workdir, texts.sample(summary.state, summary.best_step,
                                                      config.passage_length, best=True))
     rows = report.read_metrics(run.workdir)
-    report.plot_loss(run.workdir, rows, f"{os.path.basename(corpus.source)}: {net.describe()}, "
-                     f"{config.optimizer} lr={config.learning_rate:g}")
+    report.plot_loss(
+        run.workdir, rows, f"{os.path.basename(corpus.source)}\n{net.describe()}; "
+        f"{config.optimizer} lr={config.learning_rate:g}; B = {config.batch_size} stream(s) of "
+        f"T = {config.seq_length}, {config.loss_reduction} loss",
+        per_update_chars=(1 if config.loss_reduction == "mean"
+                          else config.seq_length * config.batch_size),
+        steps_per_epoch=corpus.steps_per_epoch)
     # The gradient check depends on the shapes and the seed, not on the learning rate.
     key = (config.seed, config.report_gradcheck_entries)
     if key not in tables:
@@ -346,7 +384,9 @@ def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpu
         compile_seconds=summary.compile_seconds, train_seconds=summary.train_seconds,
         total_train_seconds=summary.total_train_seconds,
         chars_per_second=summary.chars_per_second, status=status, gradcheck_table=table,
-        gradcheck_note=note))
+        gradcheck_note=note, val_chars=len(corpus.val_ids),
+        val_bpc=None if summary.val is None else summary.val.bits_per_char,
+        val_nats=None if summary.val is None else summary.val.nats_per_char))
 
 
 def _gradcheck_table(config: TrainConfig, corpus: data.Corpus) -> tuple[str | None, str]:

@@ -151,6 +151,9 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
   loss_and_grads = grad_fn(config, net)
   smoothing = config.smoothing
   track_smooth = config.best_metric == "smooth_loss"
+  # The held-out score is the host loop's to compute (every --eval_every updates): with
+  # best_metric val_bpc the update keeps no best copy itself (hostloop.keep_best does).
+  tracked_here = config.best_metric in ("smooth_loss", "loss")
   ravel = (lambda t: ravel_pytree(t)[0]) if flat else (lambda t: t)
 
   def update(state: TrainState, inputs: jax.Array, targets: jax.Array, unravel):
@@ -167,6 +170,8 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
     smooth = jnp.where(state.step == 0, loss, smoothing * state.smooth_loss + (1 - smoothing) * loss)
     metric = smooth if track_smooth else loss
     better = metric < state.best_loss  # False for NaN: a NaN never becomes the best
+    if not tracked_here:
+      better = jnp.zeros((), bool)
     keep = lambda new, old: jax.tree.map(functools.partial(jnp.where, better), new, old)
     new_state = TrainState(
         params=params,
@@ -260,6 +265,18 @@ def make_run_steps(config: TrainConfig, net: Model, max_steps: int, state_shardi
   """
   return jax.jit(run_steps_fn(config, net, max_steps),
                  out_shardings=_out_shardings(state_shardings))
+
+
+def keep_as_best(state: TrainState, metric: jax.Array, next_x: jax.Array) -> TrainState:
+  """The state with its current parameters, carry and next characters [B] as the best copy.
+
+  For a best metric the host computes (the held-out score): after `state.step`
+  updates the parameters scored `metric`; they are those before update number
+  `state.step` (0-based), as in the update's own tracking.
+  """
+  return state._replace(best_loss=jnp.asarray(metric, state.best_loss.dtype),
+                        best_step=state.step, best_params=jax.tree.map(jnp.copy, state.params),
+                        best_carry=state.carry, best_x=jnp.asarray(next_x, jnp.int32))
 
 
 def stack(states: list[TrainState]) -> TrainState:

@@ -128,12 +128,17 @@ def read_step_losses(workdir: str) -> np.ndarray:
   return np.fromfile(path, dtype="<f4").reshape(-1, 2)
 
 
-def plot_loss(workdir: str, rows: Sequence[dict], title: str) -> str | None:
-  """loss.png: smooth loss and chunk loss against updates; returns its path.
+def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_chars: int = 1,
+              steps_per_epoch: int = 0) -> str | None:
+  """loss.png: the training loss and the held-out score per character against updates.
 
-  Uses every update's losses (losses.f32) when they are there, else the
-  logged rows. The chunk loss is drawn as the mean of bins of updates, so
-  that hundreds of thousands of noisy points stay readable.
+  Every curve is in nats per character, so that runs with other batch sizes,
+  chunk lengths and loss reductions compare on one axis: a summed loss is
+  divided by `per_update_chars` (T x B; 1 for a mean loss). The training loss
+  comes from every update (losses.f32) when it is there, else from the logged
+  rows, drawn as the mean of bins of updates so that hundreds of thousands of
+  noisy points stay readable; the held-out points from the rows' val_loss_per_char.
+  Dotted lines mark epoch boundaries (where the carry restarts from zero).
   """
   per_step = read_step_losses(workdir)
   if len(per_step):
@@ -142,26 +147,36 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str) -> str | None:
     usable = len(per_step) // stride * stride
     loss_x = steps[:usable].reshape(-1, stride).mean(axis=1)
     loss_y = per_step[:usable, 0].reshape(-1, stride).mean(axis=1)
-    loss_label = "loss (one chunk)" if stride == 1 else f"loss (mean of {stride} chunks)"
+    binned = "one update" if stride == 1 else f"mean of {stride} updates"
     smooth_x, smooth_y = steps[::stride], per_step[::stride, 1]
   elif rows:
     loss_x = smooth_x = np.array([r["step"] for r in rows])
     loss_y, smooth_y = [r["loss"] for r in rows], [r["smooth_loss"] for r in rows]
-    loss_label = "loss (one chunk)"
+    binned = "logged updates"
   else:
     return None
+  scale = 1.0 / per_update_chars
+  val = [(r["step"], r["val_loss_per_char"]) for r in rows if "val_loss_per_char" in r]
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")  # headless: no display needed
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-  ax.plot(loss_x, loss_y, lw=0.6, alpha=0.45, label=loss_label)
-  ax.plot(smooth_x, smooth_y, lw=1.8, label="smooth loss")
+  ax.plot(loss_x, np.asarray(loss_y) * scale, lw=0.6, alpha=0.45,
+          label=f"training loss ({binned}; mean over its characters)")
+  ax.plot(smooth_x, np.asarray(smooth_y) * scale, lw=1.8, label="smooth training loss")
+  if val:
+    ax.plot(*zip(*val), "o-", ms=3.5, lw=1.4, label="held-out text")
+  last = float(max(loss_x[-1], smooth_x[-1]))
+  if steps_per_epoch and last / steps_per_epoch <= 60:
+    for e in range(steps_per_epoch, int(last) + 1, steps_per_epoch):
+      ax.axvline(e, color="0.6", lw=0.7, ls=":",
+                 label="epoch boundary" if e == steps_per_epoch else None)
   ax.set_xlabel("update step")
-  ax.set_ylabel("loss")
-  ax.set_title(title)
+  ax.set_ylabel("nats per character")
+  ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
-  ax.legend()
+  ax.legend(fontsize=8)
   fig.tight_layout()
   path = os.path.join(workdir, LOSS_PLOT)
   fig.savefig(path)
@@ -193,6 +208,31 @@ class RunFacts:
   status: str
   gradcheck_table: str | None
   gradcheck_note: str = ""
+  val_chars: int = 0          # held-out characters (0: no held-out split)
+  val_bpc: float | None = None           # at the end
+  val_nats: float | None = None
+
+
+def _held_out(config: TrainConfig, facts: RunFacts) -> str:
+  if not facts.val_chars:
+    return "- No held-out text (val_fraction = 0): the losses above are on training text."
+  where = (f"the last {config.val_fraction:g} of the text, {facts.val_chars:,} characters never "
+           "trained on")
+  if facts.val_bpc is None:
+    return f"- Held-out text: {where}; not scored yet."
+  return (f"- Held-out text ({where}): **{facts.val_bpc:.4f} bits/char** ({facts.val_nats:.4f} "
+          f"nats/char) with the final parameters (`python -m jax_charrnn.evaluate` scores any "
+          "text the same way).")
+
+
+def _best(facts: RunFacts) -> str:
+  if facts.best_step < 0:
+    return f"- Best {facts.best_metric.replace('_', ' ')}: none yet."
+  if facts.best_metric == "val_bpc":
+    return (f"- Best held-out score: **{facts.best_loss:.4f} bits/char** after "
+            f"{facts.best_step:,} updates; those parameters wrote the passage below.")
+  return (f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** at update "
+          f"{facts.best_step + 1:,}; those parameters wrote the passage below.")
 
 
 def _training_time(facts: RunFacts) -> str:
@@ -244,8 +284,8 @@ def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
       "## Results",
       f"- Updates: {facts.steps_done:,} of {facts.total_steps:,} ({epochs:.2f} epochs).",
       f"- Smooth loss: {first}**{facts.final_smooth_loss:.3f}** at the end.",
-      f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** at update "
-      f"{facts.best_step + 1:,}; those parameters wrote the passage below.",
+      _held_out(config, facts),
+      _best(facts),
       f"- Training time: {_training_time(facts)}",
       "",
       f"![loss]({LOSS_PLOT})",

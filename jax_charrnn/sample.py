@@ -13,14 +13,13 @@ how many each word appears (the original notebook's "words of interest").
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Sequence
 
 import jax
 from absl import flags
 
-from jax_charrnn import checkpoint, cli, config, errors, generate
+from jax_charrnn import checkpoint, cli, config, generate
 
 _OWN: dict = {}
 
@@ -45,29 +44,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   _OWN["num_samples"] = flags.DEFINE_integer("num_samples", 1, "How many passages to draw.",
                                              lower_bound=1, **kw)
   _OWN["words"] = flags.DEFINE_list("words", [], "Count in how many passages each of these words "
-                                    "appears.", **kw)
-
-
-def _check_run(workdir: str) -> None:
-  if checkpoint.has_checkpoint(workdir):
-    return
-  runs = sorted(n for n in (os.listdir(workdir) if os.path.isdir(workdir) else [])
-                if checkpoint.has_checkpoint(os.path.join(workdir, n)))
-  if runs:  # e.g. the root of a sweep
-    raise errors.UserError(
-        f"{workdir!r} holds several runs, not one: pass one of them, e.g. "
-        f"--workdir={os.path.join(workdir, runs[0])} (runs: {', '.join(runs)}).")
-  raise errors.UserError(f"No checkpoint in {workdir!r}: train first, e.g. "
-                         f"`python -m jax_charrnn.train --workdir={workdir}`.")
+                                    "appears (whole words, any case) and show where.", **kw)
+  _OWN["case_sensitive"] = flags.DEFINE_bool("case_sensitive", False, "--words: count only "
+                                             "the exact case given.", **kw)
 
 
 def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
-  if not o["workdir"]:
-    raise errors.UserError("Pass --workdir=RUN, the directory a training run wrote.")
-  workdir = cli.workdir(o["workdir"])
-  _check_run(workdir)
+  workdir = cli.require_run(o["workdir"])
   _, meta = checkpoint.read_meta(workdir)
   cli.enable_x64_for(meta.get("config", {}).get("dtype", "float32"))
   net, params, vocab, carry, x0, meta = generate.load(workdir, o["which"])
@@ -76,11 +61,16 @@ def main(argv: Sequence[str]) -> None:
                                o["prime"], o["num_samples"])
   out = sys.stdout
   if o["words"]:
-    counts = generate.count_words(passages, o["words"])
-    out.write(f"{len(passages)} passages of {o['length']} characters from the {o['which']} "
-              f"parameters (step {meta.get('step')}):\n")
-    for w, n in counts.items():
-      out.write(f"  {w!r}: in {n} of {len(passages)} ({100 * n / len(passages):.0f}%)\n")
+    counts = generate.count_words(passages, o["words"], o["case_sensitive"])
+    out.write(f"{len(passages)} passages of {o['length']} characters from "
+              f"{generate.which_params(o['which'], meta)}; whole words, "
+              f"{'exact case' if o['case_sensitive'] else 'any case'}:\n")
+    for w, c in counts.items():
+      n = len(passages)
+      out.write(f"  {w!r}: in {c.passages} of {n} passages ({100 * c.passages / n:.0f}%), "
+                f"{c.occurrences} times\n")
+      for example in c.examples:
+        out.write(f"      {example}\n")
     return
   for i, p in enumerate(passages):
     if len(passages) > 1:

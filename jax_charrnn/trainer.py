@@ -45,6 +45,8 @@ class OneRun:
     self._run = loop.make_run_steps(config, net, config.steps_per_call, shardings).lower(
         state, self.inputs, self.targets, jnp.int32(1)).compile()
     self.compile_seconds = time.perf_counter() - t
+    self._shardings = shardings
+    self._keep = jax.jit(loop.keep_as_best, out_shardings=shardings)
 
   def advance(self, n: int) -> tuple[np.ndarray, np.ndarray]:
     self.state, m = self._run(self.state, self.inputs, self.targets, jnp.int32(n))
@@ -56,6 +58,11 @@ class OneRun:
 
   def learning_rates(self) -> np.ndarray:
     return np.asarray([parallel.to_host(optim.learning_rate(self.state.opt_state))])
+
+  def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
+    del r
+    next_x = parallel.put(np.asarray(next_x, np.int32), self._shardings.best_x)
+    self.state = self._keep(self.state, metric, next_x)
 
 
 class ManyRuns:
@@ -71,6 +78,7 @@ class ManyRuns:
       self.inputs = jax.device_put(self.inputs, replicated)
       self.targets = jax.device_put(self.targets, replicated)
     self.devices = 1 if by_run is None else by_run.mesh.size
+    self._by_run, self._set_run = by_run, None
     self.state = states
     t = time.perf_counter()
     self._run = loop.make_run_many(config, net, config.steps_per_call, by_run).lower(
@@ -87,6 +95,21 @@ class ManyRuns:
 
   def learning_rates(self) -> np.ndarray:
     return np.asarray(optim.learning_rate(self.state.opt_state))
+
+  def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
+    def set_run(states, r, metric, next_x):
+      one = loop.keep_as_best(loop.unstack(states, r), metric, next_x)
+      return jax.tree.map(lambda all_runs, x: all_runs.at[r].set(x), states, one)
+    if self._set_run is None:
+      self._set_run = jax.jit(set_run, out_shardings=self._by_run)
+    self.state = self._set_run(self.state, jnp.int32(r), metric, jnp.asarray(next_x, jnp.int32))
+
+
+def load_corpus(config: TrainConfig) -> data.Corpus:
+  """The text, vocabulary, training chunks and held-out tail that `config` asks for."""
+  return data.load_corpus(config.data_path, lowercase=config.lowercase,
+                          raw_newlines=config.raw_newlines, seq_length=config.seq_length,
+                          batch_size=config.batch_size, val_fraction=config.val_fraction)
 
 
 # ---- workdirs ----
@@ -150,6 +173,9 @@ def _nothing_to_do(runs: Sequence[Run], states: Sequence[loop.TrainState], corpu
                                   chars_per_second=0.0) for run, state in zip(runs, states)]
   step = summaries[0].steps_done
   stale = [run for run in runs if not report.outputs_current(run.workdir)]
+  if stale and runs[0].config.val_fraction:
+    for run, summary, state in zip(runs, summaries, states):
+      run.val = summary.val = hostloop.score(net, state, corpus)
   if stale and parallel.is_primary():
     console.say(f"The run has already made {step} updates ({total} asked for); writing its "
                 "missing or outdated outputs...")
@@ -188,8 +214,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
     UserError: bad data or settings, a workdir holding another run, a diverged loss.
   """
   console = console or Console(quiet=not parallel.is_primary())
-  corpus = data.load_corpus(config.data_path, config.lowercase, config.seq_length,
-                            config.batch_size)
+  corpus = load_corpus(config)
   total = config.total_steps(corpus.steps_per_epoch)
   net = loop.build_model(config, corpus.vocab.size)
   mesh = parallel.make_mesh(config.num_devices, config.batch_size)
@@ -233,11 +258,16 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
     console.say(f"Stopped at step {summary.steps_done}; the state is saved. Run the same "
                 "command again to resume.")
   else:
+    if config.best_metric == "val_bpc":
+      best = f"best held-out {summary.best_loss:.4f} bits/char after {summary.best_step} updates"
+    else:
+      best = (f"best {config.best_metric} {summary.best_loss:.3f} at update "
+              f"{summary.best_step + 1}")
+    val = "" if summary.val is None else f", held-out {summary.val.bits_per_char:.4f} bits/char"
     console.say(
-        f"Done: {summary.steps_done} updates, smooth loss {summary.final_smooth_loss:.3f}, best "
-        f"{config.best_metric} {summary.best_loss:.3f} at update {summary.best_step + 1}; "
-        f"{summary.train_seconds:.1f} s of training ({summary.chars_per_second:,.0f} chars/s). "
-        f"Report: {os.path.join(workdir, report.REPORT)}")
+        f"Done: {summary.steps_done} updates, smooth loss {summary.final_smooth_loss:.3f}{val}, "
+        f"{best}; {summary.train_seconds:.1f} s of training ({summary.chars_per_second:,.0f} "
+        f"chars/s). Report: {os.path.join(workdir, report.REPORT)}")
   return summary
 
 
@@ -271,8 +301,7 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
     raise errors.UserError(f"The sweep names some runs twice ({', '.join(names)}); give each "
                            "learning rate and seed once.")
   configs = [config.replace(learning_rate=lr, seed=seed) for lr, seed in pairs]
-  corpus = data.load_corpus(config.data_path, config.lowercase, config.seq_length,
-                            config.batch_size)
+  corpus = load_corpus(config)
   total = config.total_steps(corpus.steps_per_epoch)
   net = loop.build_model(config, corpus.vocab.size)
   check_workdir(workdir)
@@ -356,9 +385,14 @@ def _write_summary(workdir: str, config: TrainConfig, corpus: data.Corpus, pairs
   """summary.json, summary.md and sweep_loss.png."""
   results = [dict(name=s.name, learning_rate=lr, seed=seed, final_smooth_loss=s.final_smooth_loss,
                   best_loss=s.best_loss, best_step=s.best_step, diverged_at=s.diverged_at,
-                  steps_done=s.steps_done)
+                  steps_done=s.steps_done,
+                  val_bpc=None if s.val is None else s.val.bits_per_char)
              for (lr, seed), s in zip(pairs, summaries)]
-  ranked = sorted(results, key=lambda r: (r["diverged_at"] is not None, r["final_smooth_loss"]))
+  held_out = bool(config.val_fraction)
+  # Ranked by the held-out score where there is one (what generalises), else the smooth loss.
+  rank_by = "val_bpc" if held_out else "final_smooth_loss"
+  ranked = sorted(results, key=lambda r: (r["diverged_at"] is not None or r[rank_by] is None,
+                                          r[rank_by] or 0.0))
   seconds = summaries[0].total_train_seconds
   with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"config": config.to_dict(), "updates": total, "train_seconds": seconds,
@@ -371,12 +405,15 @@ def _write_summary(workdir: str, config: TrainConfig, corpus: data.Corpus, pairs
            f"{loop.build_model(config, corpus.vocab.size).describe()}, {config.optimizer}; "
            f"{seconds:.1f} s of training for all runs together.",
            "",
-           f"| run | learning rate | seed | final smooth loss | best {best_name} | at update |",
-           "|---|---|---|---|---|---|"]
+           f"| run | learning rate | seed | final smooth loss |"
+           f"{' held-out bits/char |' if held_out else ''} best {best_name} | at update |",
+           "|---|---|---|---|---|---|" + ("---|" if held_out else "")]
   for r in ranked:
     final = (f"diverged at update {r['diverged_at']}" if r["diverged_at"] is not None
              else f"{r['final_smooth_loss']:.3f}")
-    lines.append(f"| {r['name']} | {r['learning_rate']:g} | {r['seed']} | {final} | "
+    val = "" if not held_out else (
+        " – |" if r["val_bpc"] is None else f" {r['val_bpc']:.4f} |")
+    lines.append(f"| {r['name']} | {r['learning_rate']:g} | {r['seed']} | {final} |{val} "
                  f"{r['best_loss']:.3f} | {r['best_step'] + 1:,} |")
   lines += ["", "![smooth loss of every run](sweep_loss.png)", ""]
   with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:

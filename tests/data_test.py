@@ -117,3 +117,45 @@ def test_load_text_errors_say_which_and_where(tmp_path, kind):
   with pytest.raises(UserError, match=match) as e:
     data.load_text(str(path))
   assert str(path) in str(e.value)
+
+
+def test_line_endings_are_read_as_python_text_mode_reads_them(tmp_path):
+  p = tmp_path / "crlf.txt"
+  p.write_bytes(b"one\r\ntwo\rthree\n\r\n")
+  assert data.load_text(str(p)) == "one\ntwo\nthree\n\n"
+  with open(p, encoding="utf-8") as f:  # what the course's code saw
+    assert data.load_text(str(p)) == f.read()
+  assert data.load_text(str(p), raw_newlines=True) == "one\r\ntwo\rthree\n\r\n"
+
+
+def test_nanogpt_split_of_tiny_shakespeare():
+  n = 1_115_394
+  split = data.split_point(n, 0.1)
+  assert split == int(n * 0.9) and n - split == 111_540
+
+
+def test_corpus_trains_on_the_head_and_holds_out_the_tail(tmp_path):
+  text = "abcdefghij" * 100  # 1,000 characters
+  p = tmp_path / "t.txt"
+  p.write_text(text)
+  c = data.load_corpus(str(p), seq_length=10, batch_size=1, val_fraction=0.25)
+  assert c.num_train_chars == 750 and len(c.val_ids) == 250
+  assert c.vocab.decode(c.val_ids) == text[750:]
+  assert c.inputs.shape == (74, 10, 1)  # floor((750 - 1) / 10) chunks, all from the head
+  assert c.targets.max() < c.vocab.size and c.inputs[-1, -1, 0] == c.vocab.encode(text[739])[0]
+  np.testing.assert_array_equal(c.next_chars(3), c.targets[2, -1, :])
+  whole = data.load_corpus(str(p), seq_length=10, batch_size=1)
+  assert len(whole.val_ids) == 0 and whole.inputs.shape[0] == 99
+
+
+def test_a_held_out_tail_too_short_for_one_prediction_is_refused(tmp_path):
+  p = tmp_path / "t.txt"
+  p.write_text("abcdefghij" * 10)
+  with pytest.raises(UserError, match="holds out 1 character"):
+    data.load_corpus(str(p), seq_length=5, batch_size=1, val_fraction=0.01)
+
+
+def test_encode_known_marks_characters_outside_the_vocabulary():
+  v = data.Vocab.from_text("abc")
+  ids, unknown = v.encode_known("abxcay")
+  assert ids.tolist() == [0, 1, 3, 2, 0, 3] and unknown == {"x": 1, "y": 1}

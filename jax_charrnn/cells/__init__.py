@@ -46,7 +46,10 @@ class Cell:
       (None when xs are ids). None: the cell has no hand BPTT, and training
       uses jax.grad.
     gates: G, the number of H-row blocks in the input weights (1 for the RNN),
-      PyTorch's layout, used by the export.
+      PyTorch's layout.
+    export: `params -> {"weight_ih", "weight_hh", "bias_ih", "bias_hh": NumPy arrays}`,
+      the layer as PyTorch's nn.RNN / nn.LSTM / nn.GRU name it ([G·H, in],
+      [G·H, H], [G·H], [G·H]); None: the cell has no PyTorch counterpart.
   """
 
   name: str
@@ -57,10 +60,12 @@ class Cell:
   forward: Callable[..., Any] | None = None
   backward: Callable[..., Any] | None = None
   gates: int = 1
+  export: Callable[[Any], dict] | None = None
 
 
 _REGISTRY: dict[str, Cell] = {
-    "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward),
+    "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward,
+                gates=1, export=rnn.export),
 }
 
 

@@ -22,10 +22,12 @@ def is_ids(xs: jax.Array) -> bool:
 def project(w: jax.Array, xs: jax.Array) -> jax.Array:
   """w x_t for every t: w [rows, in]; xs ids [...] or [..., in] -> [..., rows].
 
-  For ids, w @ onehot(x_t) is column x_t of w: a gather, no product.
+  For ids, w @ onehot(x_t) is column x_t of w: a gather, no product. An id
+  outside [0, in) (a character the vocabulary lacks, when scoring another
+  text) stands for the zero vector: its column is zeros.
   """
   if is_ids(xs):
-    return w.T[xs]
+    return jnp.take(w.T, xs, axis=0, mode="fill", fill_value=0)
   return xs @ w.T
 
 

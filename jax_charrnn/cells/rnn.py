@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+import numpy as np
+
 from jax_charrnn.cells import ops
 
 
@@ -117,3 +119,10 @@ def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residu
   db = ops.sum_leading(da)                                  # sum_t da_t
   dU, dxs = ops.project_grads(params.U, xs, da)             # dU[:, x_t] += da_t; U^T da_t
   return Params(U=dU, W=dW, b=db), dxs
+
+
+def export(params: Params) -> dict[str, np.ndarray]:
+  """The layer under PyTorch nn.RNN's names (tanh): weight_ih = U, weight_hh = W, bias_ih = b,
+  bias_hh = 0 (nn.RNN has two biases; the course's one is their sum)."""
+  return {"weight_ih": np.asarray(params.U), "weight_hh": np.asarray(params.W),
+          "bias_ih": np.asarray(params.b), "bias_hh": np.zeros_like(np.asarray(params.b))}

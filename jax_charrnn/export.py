@@ -1,0 +1,92 @@
+"""A trained model as plain NumPy arrays under PyTorch's names, loadable without JAX.
+
+  python -m jax_charrnn.export --workdir=runs/goblet_val --out=model.npz [--which=best|latest]
+
+model.npz holds float32 arrays named as the state_dict of PyTorch's nn.RNN
+(tanh) / nn.LSTM / nn.GRU with an nn.Linear read-out:
+
+  rnn.weight_ih_l{k} [G·H, in]   rnn.weight_hh_l{k} [G·H, H]   (layer k = 0, 1, ...)
+  rnn.bias_ih_l{k}   [G·H]       rnn.bias_hh_l{k}   [G·H]
+  decoder.weight     [K, H]      decoder.bias       [K]
+
+plus `cell` (rnn, lstm or gru) and `vocab` (the characters in id order, one
+string each). Layer 0 reads a one-hot vector of the K characters, so
+rnn.weight_ih_l0 is [G·H, K]. The course's RNN: U -> rnn.weight_ih_l0, W ->
+rnn.weight_hh_l0, b -> rnn.bias_ih_l0, zeros -> rnn.bias_hh_l0, V ->
+decoder.weight, c -> decoder.bias. README shows loading it into PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from jax_charrnn import data
+from jax_charrnn.model import Model, Params
+
+
+def state_dict(net: Model, params: Params, vocab: data.Vocab) -> dict[str, np.ndarray]:
+  """The arrays of model.npz (see the module docstring)."""
+  if net.cell.export is None:
+    raise ValueError(f"the {net.cell.name!r} cell has no PyTorch counterpart to export to")
+  out = {}
+  for k, layer in enumerate(params.layers):
+    for name, value in net.cell.export(layer).items():
+      out[f"rnn.{name}_l{k}"] = np.asarray(value, np.float32)
+  out["decoder.weight"] = np.asarray(params.V, np.float32)
+  out["decoder.bias"] = np.asarray(params.c, np.float32)
+  out["cell"] = np.array(net.cell.name)
+  out["vocab"] = np.array(list(vocab.chars))
+  return out
+
+
+# ---- the command line ----
+
+_OWN: dict = {}
+
+
+def define_flags(flag_values=None) -> dict:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import config  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  kw = dict(flag_values=flag_values, module_name=config.flag_module(__name__))
+  return {
+      "workdir": flags.DEFINE_string("workdir", None, "Directory of a training run.", **kw),
+      "which": flags.DEFINE_enum("which", "best", ["best", "latest"], "Export the best "
+                                 "parameters or the latest ones.", **kw),
+      "out": flags.DEFINE_string("out", "model.npz", "Where to write the NumPy archive.", **kw),
+  }
+
+
+def main(argv: Sequence[str]) -> None:
+  from jax_charrnn import checkpoint, cli, errors, generate  # pylint: disable=g-import-not-at-top
+  cli.no_extra_args(argv)
+  o = {name: holder.value for name, holder in _OWN.items()}
+  workdir = cli.require_run(o["workdir"])
+  _, meta = checkpoint.read_meta(workdir)
+  cli.enable_x64_for(meta.get("config", {}).get("dtype", "float32"))
+  net, params, vocab, _, _, meta = generate.load(workdir, o["which"])
+  try:
+    arrays = state_dict(net, params, vocab)
+  except ValueError as e:
+    raise errors.UserError(f"Cannot export {workdir!r}: {e}.") from None
+  out = os.path.expanduser(o["out"])
+  if not out.endswith(".npz"):
+    out += ".npz"  # np.savez would add it anyway; say the name it really has
+  try:
+    np.savez(out, **arrays)
+  except OSError as e:
+    raise errors.UserError(f"Cannot write {out!r} ({e.strerror}). Pass an --out in a directory "
+                           "you can write to.") from None
+  sys.stdout.write(f"Wrote {out}: {generate.which_params(o['which'], meta)} of "
+                   f"{workdir}, {net.describe()}, K = {vocab.size}, as PyTorch names them "
+                   f"({', '.join(k for k in arrays if k not in ('cell', 'vocab'))}).\n")
+
+
+if __name__ == "__main__":
+  from jax_charrnn import cli  # pylint: disable=g-import-not-at-top
+  _OWN.update(define_flags())
+  cli.run(main)
