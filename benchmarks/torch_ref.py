@@ -57,3 +57,42 @@ class TorchCharRNN:
       torch.nn.utils.clip_grad_value_(self.params, self.clip)
       self.opt.step()
     return float(loss.detach())
+
+
+class TorchCharCells:
+  """nn.LSTM / nn.GRU / nn.RNN + nn.Linear on one-hot inputs, B streams: the training step a
+  PyTorch user writes (hidden state carried and detached, value clipping, Adam, mean loss)."""
+
+  def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int = 1,
+               learning_rate: float = 3e-3, clip: float = 5.0, seed: int = 0):
+    import torch  # pylint: disable=g-import-not-at-top
+    from torch import nn  # pylint: disable=g-import-not-at-top
+    torch.manual_seed(seed)
+    self.torch, self.cell, self.clip, self.K = torch, cell, clip, vocab_size
+    kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+    self.rnn = kind(vocab_size, hidden_size, num_layers=num_layers)
+    self.out = nn.Linear(hidden_size, vocab_size)
+    self.params = list(self.rnn.parameters()) + list(self.out.parameters())
+    self.opt = torch.optim.Adam(self.params, lr=learning_rate)
+    self.loss_fn = nn.CrossEntropyLoss()
+    self.carry = None
+
+  def train(self, inputs: np.ndarray, targets: np.ndarray, num_steps: int) -> float:
+    """num_steps updates over chunks inputs[s % n] ([n, T, B] ids)."""
+    torch = self.torch
+    xs = torch.nn.functional.one_hot(torch.as_tensor(inputs, dtype=torch.long), self.K).float()
+    ys = torch.as_tensor(targets, dtype=torch.long)
+    loss = None
+    for step in range(num_steps):
+      e = step % len(xs)
+      if e == 0:
+        self.carry = None
+      self.opt.zero_grad(set_to_none=True)
+      hs, carry = self.rnn(xs[e], self.carry)                       # [T, B, H]
+      self.carry = tuple(c.detach() for c in carry) if isinstance(carry, tuple) else carry.detach()
+      logits = self.out(hs)
+      loss = self.loss_fn(logits.reshape(-1, self.K), ys[e].reshape(-1))
+      loss.backward()
+      torch.nn.utils.clip_grad_value_(self.params, self.clip)
+      self.opt.step()
+    return float(loss.detach())

@@ -65,6 +65,17 @@ _THROUGHPUT = flags.DEFINE_bool("throughput", False, "Also the throughput table:
                                 "streams over all devices, a sweep of runs, GFLOP/s vs peak.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "8", "32", "128", "512"], "--throughput: batch sizes.")
 _SWEEP_RUNS = flags.DEFINE_integer("sweep_runs", 8, "--throughput: runs in the vmapped sweep.")
+_CELLS = flags.DEFINE_list("cells", ["lstm", "gru"], "Also time these cells (hand BPTT, "
+                           "jax.grad, PyTorch) at --cell_hidden, --cell_batch, --cell_seq "
+                           "(empty: skip).")
+_CELL_HIDDEN = flags.DEFINE_integer("cell_hidden", 256, "H for the cells table.", lower_bound=1)
+_CELL_BATCH = flags.DEFINE_integer("cell_batch", 64, "B streams for the cells table.",
+                                   lower_bound=1)
+_CELL_SEQ = flags.DEFINE_integer("cell_seq", 50, "T for the cells table.", lower_bound=1)
+_CELL_LAYERS = flags.DEFINE_integer("cell_layers", 1, "Layers for the cells table.",
+                                    lower_bound=1)
+_CELL_STEPS = flags.DEFINE_integer("cell_steps", 20, "Updates per timed block for the cells "
+                                   "table.", lower_bound=1)
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "Present the CPU to JAX as this many "
                                     "devices (0: JAX's default, one).")
 
@@ -269,6 +280,84 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   return [(k, t / steps, calls[k] / steps) for k, t in total.most_common(15)]
 
 
+def cell_flops_per_update(batch: int, T: int, H: int, K: int, gates: int, layers: int) -> int:
+  """Multiply-adds x 2 of one update of a stacked cell network with one-hot inputs: per layer
+  the recurrent product forward, W_hh^T dz and dW_hh (3 G H^2 a character), for layers above
+  the first also the input product, W_ih^T dz and dW_ih (3 G H^2); the read-out's three
+  (3 K H). The first layer's input product is a gather. Elementwise work not counted."""
+  return 2 * batch * T * (3 * gates * H * H * (2 * layers - 1) + 3 * K * H)
+
+
+def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers: int,
+                steps: int, repeats: int) -> tuple[list[dict], list[str]]:
+  """Each cell trained as the trainer does (fused loop, Adam, mean loss, B streams), hand BPTT
+  and jax.grad, and PyTorch's nn.LSTM / nn.GRU step on the same shapes; timed in turns."""
+  from jax_charrnn import cells as cell_registry  # pylint: disable=g-import-not-at-top
+  vocab = data.Vocab.from_text(text)
+  inputs, targets = data.stream_chunks(vocab.encode(text), T, B)
+  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  methods, notes, info = [], [], {}
+  for cell in cells:
+    base = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
+                       optimizer="adam", learning_rate=3e-3, loss_reduction="mean",
+                       init_dist="pytorch")
+    for grad in ("manual", "autodiff"):
+      cfg = base.replace(grad=grad)
+      net = loop.build_model(cfg, vocab.size)
+      state = [loop.init_state(cfg, vocab.size)]
+      t = time.perf_counter()
+      run = loop.make_run_steps(cfg, net, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
+      compile_s = time.perf_counter() - t
+
+      def block(run=run, state=state):
+        state[0], _ = run(state[0], x, y, jnp.int32(steps))
+        jax.block_until_ready(state[0])
+
+      label = "hand BPTT" if grad == "manual" else "jax.grad"
+      methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
+      info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
+    if torch_ref.available():
+      import torch  # pylint: disable=g-import-not-at-top
+      net = torch_ref.TorchCharCells(cell, vocab.size, H, layers)
+      methods.append(Method(f"{cell} torch {torch.__version__} ({torch.get_num_threads()} "
+                            "threads)", steps,
+                            lambda net=net: net.train(inputs, targets, steps)))
+      info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
+  if not torch_ref.available():
+    notes.append("torch is not installed: the PyTorch rows are skipped.")
+  run_methods(methods, repeats)
+  peak = matmul_peak()
+  rows = []
+  for m in methods:
+    cell, gates = info[m.name]
+    flops = cell_flops_per_update(B, T, H, vocab.size, gates, layers)
+    rows.append({"method": m.name, "cell": cell, "us_per_update": m.us_per_update,
+                 "chars_per_s": B * T / m.us_per_update * 1e6,
+                 "gflops": flops / m.us_per_update / 1e3,
+                 "percent_of_peak": 100 * flops / m.us_per_update / 1e3 / peak,
+                 "compile_s": m.compile_s})
+  for cell in cells:  # ratios within a cell: jax.grad and torch against the hand BPTT
+    mine = [r for r in rows if r["cell"] == cell]
+    hand = mine[0]["us_per_update"]
+    for r in mine:
+      r["x_vs_hand_bptt"] = r["us_per_update"] / hand
+  return rows, notes + [f"matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32)"]
+
+
+def format_cells(rows: Sequence[dict]) -> str:
+  header = ("method", "ms/update", "chars/s", "x vs hand BPTT", "GFLOP/s", "% of peak",
+            "compile s")
+  lines = [header] + [(r["method"], f"{r['us_per_update'] / 1e3:.2f}",
+                       f"{r['chars_per_s']:,.0f}", f"{r['x_vs_hand_bptt']:.2f}",
+                       f"{r['gflops']:.1f}", f"{r['percent_of_peak']:.1f}%",
+                       f"{r['compile_s']:.2f}" if r["compile_s"] else "") for r in rows]
+  widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+  out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                   enumerate(zip(r, widths))) for r in lines]
+  out.insert(1, "-" * len(out[0]))
+  return "\n".join(out)
+
+
 def flops_per_update(batch: int, T: int, m: int, K: int) -> int:
   """Multiply-adds x 2 of one update: two time loops (W h, W^T da), dW, and the output
   layer's three products (V h, V^T g, g h^T); elementwise work not counted."""
@@ -419,6 +508,18 @@ def main(argv: Sequence[str]) -> None:
     for name, us, calls in kernels:
       out.write(f"  {us:8.1f} µs/update  {calls:5.1f} calls/update  {name}\n")
     result["profile"] = {"phases": phases, "kernels": kernels}
+
+  if _CELLS.value:
+    out.write(f"\nCells: {_CELL_LAYERS.value} layer(s), H = {_CELL_HIDDEN.value}, B = "
+              f"{_CELL_BATCH.value} streams of T = {_CELL_SEQ.value}, Adam, mean loss, float32 "
+              f"(median of {_REPEATS.value} blocks of {_CELL_STEPS.value} updates, in turns)\n")
+    rows, cell_notes = cells_table(text, _CELLS.value, _CELL_HIDDEN.value, _CELL_BATCH.value,
+                                   _CELL_SEQ.value, _CELL_LAYERS.value, _CELL_STEPS.value,
+                                   _REPEATS.value)
+    out.write(format_cells(rows) + "\n")
+    for note in cell_notes:
+      out.write(f"Note: {note}\n")
+    result["cells"] = rows
 
   if _FULL.value:
     fr = full_run(config.replace(steps_per_call=1000), text)

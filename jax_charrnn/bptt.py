@@ -11,6 +11,11 @@ my inputs, every t", which is the layer below's "from above". One function per
 cell (e.g. cells/rnn.py's `backward`, where the course's equations are), used
 at every depth; the first layer's inputs are characters and get no gradient.
 
+With dropout a layer's output h reaches the layer above (or the read-out) as
+x = h * m (m: 0 or 1 / (1 - p), fixed for the update), so dL/dh = dL/dx * m:
+each mask multiplies the gradient on its way down where it multiplied the
+activation on its way up.
+
 The carry coming in from the previous chunk gets no gradient, as in the
 course. Clipping is not done here: it belongs to the optimiser, so that these
 gradients can be compared with `jax.grad(net.loss)` as they are.
@@ -26,7 +31,7 @@ from jax_charrnn.model import REDUCTIONS, Model, Params
 
 
 def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
-                   targets: jax.Array, reduction: str = "sum"
+                   targets: jax.Array, reduction: str = "sum", masks=None
                    ) -> tuple[tuple[jax.Array, tuple], Params]:
   """Loss and gradients of `net.loss`, by hand.
 
@@ -37,6 +42,7 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
     inputs: int [T] or [T, B].
     targets: int, same shape as inputs.
     reduction: "sum" or "mean", as in `net.loss`.
+    masks: dropout masks (`net.dropout_masks`), or None, as in `net.loss`.
 
   Returns:
     ((loss, carry_T), grads): the same as
@@ -52,9 +58,9 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   K = V.shape[0]
 
   # ---- forward (net.forward, keeping what the backward pass needs) ----
-  all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs)
-  hs = all_hs[-1]                                           # top layer's h_1..h_T
-  logits = hs @ V.T + c                                     # o_t = V h_t + c
+  all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs, masks)
+  top = all_hs[-1] if masks is None else all_hs[-1] * masks[-1]  # the read-out's input
+  logits = top @ V.T + c                                    # o_t = V h_t + c
   log_p = jax.nn.log_softmax(logits, axis=-1)
   y = jax.nn.one_hot(targets, K, dtype=logits.dtype)        # [T, (B,) K]
   loss = -jnp.sum(y * log_p)
@@ -68,14 +74,18 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
 
   # ---- backward: the read-out, all t at once ----
   g = (jnp.exp(log_p) - y) * scale                          # dL/do_t = p_t - y_t
-  dV = ops.sum_outer(g, hs)                                 # sum_t g_t h_t^T
+  dV = ops.sum_outer(g, top)                                # sum_t g_t h_t^T
   dc = ops.sum_leading(g)                                   # sum_t g_t
-  dh = g @ V                                                # V^T g_t: dL/dh_t of the top layer
+  dh = g @ V                                                # V^T g_t: dL/d(read-out input)_t
+  if masks is not None:
+    dh = dh * masks[-1]                                     # through the dropout mask
 
   # ---- backward: down the stack, one cell backward per layer ----
   layer_grads = [None] * len(params.layers)
   for k in reversed(range(len(params.layers))):
-    xs = inputs if k == 0 else all_hs[k - 1]
-    layer_grads[k], dh = net.cell.backward(params.layers[k], carry0[k], xs, all_hs[k],
-                                           residuals[k], dh)
+    xs = inputs if k == 0 else all_hs[k - 1] * (1.0 if masks is None else masks[k - 1])
+    layer_grads[k], dxs = net.cell.backward(params.layers[k], carry0[k], xs, all_hs[k],
+                                            residuals[k], dh)
+    if k > 0:
+      dh = dxs if masks is None else dxs * masks[k - 1]     # dL/dh of the layer below
   return (loss, carry_T), Params(layers=tuple(layer_grads), V=dV, c=dc)

@@ -76,16 +76,24 @@ class TrainConfig:
       1, "B streams, each walking its own contiguous part of the text (1 = the course).",
       ge=1, le=INT32_MAX, defines_run=True)
   # ---- model ----
-  cell: str = setting("rnn", "The recurrent cell (rnn: the course's tanh RNN).",
-                      choices=cells.names, defines_run=True)
+  cell: str = setting("rnn", "The recurrent cell: rnn (the course's tanh RNN), lstm or gru "
+                      "(PyTorch's nn.LSTM / nn.GRU equations).", choices=cells.names,
+                      defines_run=True)
   num_layers: int = setting(1, "Stacked layers of the cell.", ge=1, le=1000, defines_run=True)
   hidden_size: int = setting(100, "H (the course's m): hidden units per layer.", ge=1,
                              le=INT32_MAX, defines_run=True)
-  init_sigma: float = setting(0.01, "Scale of the random initial weights.", ge=0.0,
-                              defines_run=True)
+  dropout: float = setting(
+      0.0, "Dropout probability on the inputs of the layers above the first and on the "
+      "read-out's input (char-rnn's placement), in training only; a fresh mask every update.",
+      ge=0.0, lt=1.0, defines_run=True)
+  init_sigma: float = setting(0.01, "Scale of the random initial weights (normal, uniform).",
+                              ge=0.0, defines_run=True)
   init_dist: str = setting(
-      "normal", "Initial weights sigma*N(0,1) (normal: the handout) or sigma*U[0,1) "
-      "(uniform: the original notebook).", choices=INIT_DISTS, defines_run=True)
+      "normal", "Initial weights: sigma*N(0,1) (normal: the handout), sigma*U[0,1) (uniform: "
+      "the original notebook), or U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias "
+      "(pytorch: PyTorch's default).", choices=INIT_DISTS, defines_run=True)
+  forget_bias: float = setting(0.0, "LSTM only: added to the forget gate's bias at "
+                               "initialisation (1 is a common choice).", defines_run=True)
   seed: int = setting(0, "PRNG seed (initial weights, samples).", ge=0, le=INT64_MAX,
                       defines_run=True)
   dtype: str = setting("float32", "Floating-point type of the parameters and the computation "

@@ -36,7 +36,7 @@ def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
 
 def numerical_grads(net: Model, params: Params, carry0: Any, inputs: jax.Array,
                     targets: jax.Array, step: float = 1e-4, reduction: str = "sum",
-                    entries: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+                    entries: int | None = None, seed: int = 0, masks=None) -> tuple[dict, dict]:
   """Centred finite differences (L(θ + δ e_i) - L(θ - δ e_i)) / 2δ of `net.loss`.
 
   Treats the network as a black box: each entry is perturbed on its own, and
@@ -68,7 +68,7 @@ def numerical_grads(net: Model, params: Params, carry0: Any, inputs: jax.Array,
   @jax.jit
   def differences(v, ids):
     def one(i):
-      loss_at = lambda w: net.loss(unravel(w), carry0, inputs, targets, reduction)[0]
+      loss_at = lambda w: net.loss(unravel(w), carry0, inputs, targets, reduction, masks)[0]
       return (loss_at(v.at[i].add(step)) - loss_at(v.at[i].add(-step))) / (2 * step)
     return jax.lax.map(one, ids, batch_size=256)
 
@@ -101,25 +101,26 @@ class Row:
 
 def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: jax.Array, *,
           step: float = 1e-4, eps: float = 1e-6, reduction: str = "sum",
-          entries: int | None = None, seed: int = 0) -> list[Row]:
+          entries: int | None = None, seed: int = 0, masks=None) -> list[Row]:
   """Compares the three gradients of `net.loss` at one chunk; one Row per parameter.
 
   Call it with float64 arrays under `jax.enable_x64(True)`. Where `entries`
   limits the finite differences, all three comparisons use only the checked
   entries (the manual/autodiff one too, so that the columns are comparable).
   A cell without a hand BPTT gets the jax.grad/numerical comparison only.
+  masks: dropout masks held fixed for all three (`net.dropout_masks`), or None.
   """
   as_numpy = lambda grads: {n: np.asarray(g) for n, g in model.named_leaves(grads)}
   manual = None
   if net.cell.backward is not None:
     _, manual = jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(
-        net, params, carry0, inputs, targets, reduction)
+        net, params, carry0, inputs, targets, reduction, masks)
     manual = as_numpy(manual)
   _, auto = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
-      params, carry0, inputs, targets, reduction)
+      params, carry0, inputs, targets, reduction, masks)
   auto = as_numpy(auto)
   numerical, mask = numerical_grads(net, params, carry0, inputs, targets, step, reduction,
-                                    entries, seed)
+                                    entries, seed, masks)
   rows = []
   for name, leaf in model.named_leaves(params):
     a, n, k = auto[name], numerical[name], mask[name]
@@ -170,23 +171,26 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
   net = loop.build_model(config, vocab.size)
   with jax.enable_x64(True):
     key = jax.random.key(config.seed)
-    params = net.init(key, sigma=config.init_sigma, dist=config.init_dist, dtype=jnp.float64)
+    params = net.init(key, loop.init_spec(config), jnp.float64)
     carry0 = net.zero_carry((config.batch_size,), jnp.float64)
     if random_carry:
       leaves, tree = jax.tree.flatten(carry0)
       keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
       carry0 = jax.tree.unflatten(tree, [0.5 * jnp.tanh(jax.random.normal(k, x.shape, x.dtype))
                                          for k, x in zip(keys, leaves)])
-    return check(net, params, carry0, jnp.asarray(inputs[chunk_index]),
-                 jnp.asarray(targets[chunk_index]), step=step, eps=eps,
-                 reduction=config.loss_reduction, entries=entries, seed=config.seed)
+    x = jnp.asarray(inputs[chunk_index])
+    masks = net.dropout_masks(jax.random.fold_in(key, 2), x.shape, jnp.float64)
+    return check(net, params, carry0, x, jnp.asarray(targets[chunk_index]), step=step, eps=eps,
+                 reduction=config.loss_reduction, entries=entries, seed=config.seed,
+                 masks=masks)
 
 
 # ---- the command line ----
 
 # The settings of the network and the chunk are the trainer's (declared once, in config.py).
-SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", "cell", "num_layers",
-          "hidden_size", "init_sigma", "init_dist", "seed", "loss_reduction")
+SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", "cell",
+          "num_layers", "hidden_size", "dropout", "init_sigma", "init_dist", "forget_bias", "seed",
+          "loss_reduction")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 from jax_charrnn import bptt, cells, optim
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
+from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.model import Model, Params
 
 
@@ -60,7 +61,13 @@ class StepMetrics(NamedTuple):
 def build_model(config: TrainConfig, vocab_size: int) -> Model:
   """The network `config` describes, for a vocabulary of `vocab_size` characters."""
   return Model(cell=cells.get(config.cell), vocab_size=vocab_size,
-               hidden_size=config.hidden_size, num_layers=config.num_layers)
+               hidden_size=config.hidden_size, num_layers=config.num_layers,
+               dropout=config.dropout)
+
+
+def init_spec(config: TrainConfig) -> InitSpec:
+  return InitSpec(sigma=config.init_sigma, dist=config.init_dist,
+                  forget_bias=config.forget_bias)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -76,8 +83,7 @@ def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
                     "True) first, or work inside `with jax.enable_x64(True):`.")
   net = build_model(config, vocab_size)
   key = jax.random.key(config.seed)
-  params = net.init(jax.random.fold_in(key, 0), sigma=config.init_sigma, dist=config.init_dist,
-                    dtype=dtype)
+  params = net.init(jax.random.fold_in(key, 0), init_spec(config), dtype)
   carry = net.zero_carry((config.batch_size,), dtype)
   return TrainState(
       params=params,
@@ -95,14 +101,20 @@ def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
 
 
 def grad_fn(config: TrainConfig, net: Model) -> Callable[..., tuple[tuple[jax.Array, Any], Params]]:
-  """`(params, carry, x, y) -> ((loss, carry), grads)`: hand BPTT ("manual") or jax.grad."""
+  """`(params, carry, x, y, masks) -> ((loss, carry), grads)`: hand BPTT ("manual") or jax.grad."""
   reduction = config.loss_reduction
   if config.grad == "manual":
-    return lambda p, c, x, y: bptt.loss_and_grads(net, p, c, x, y, reduction)
+    return lambda p, c, x, y, m: bptt.loss_and_grads(net, p, c, x, y, reduction, m)
   if config.grad == "autodiff":
     vg = jax.value_and_grad(net.loss, has_aux=True)
-    return lambda p, c, x, y: vg(p, c, x, y, reduction)
+    return lambda p, c, x, y, m: vg(p, c, x, y, reduction, m)
   raise ValueError(f"unknown gradient {config.grad!r}")
+
+
+def dropout_key(state_key: jax.Array, step: jax.Array) -> jax.Array:
+  """The key of update `step`'s dropout masks: the run's key and the step, so a resumed run
+  draws the masks an uninterrupted one would (samples use other keys of the same run key)."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state_key), 0xD0), step)
 
 
 def uses_flat_vector(config: TrainConfig) -> bool:
@@ -163,7 +175,11 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
     new_epoch = pos == 0                                         # the carry restarts from zero
     carry = jax.tree.map(lambda c: jnp.where(new_epoch, jnp.zeros_like(c), c), state.carry)
 
-    (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y)
+    masks = None
+    if net.dropout:  # a fresh mask every update, from the run's key and the step
+      masks = net.dropout_masks(dropout_key(state.key, state.step), x.shape,
+                                state.smooth_loss.dtype)
+    (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y, masks)
     updates, opt_state = tx.update(ravel(grads), state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 

@@ -42,22 +42,40 @@ class Params(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """The shapes and the cell of a network; its methods are pure functions of params."""
+  """The shapes and the cell of a network; its methods are pure functions of params.
+
+  dropout: char-rnn's placement, in training only: the inputs of the layers
+  above the first and the read-out's input are multiplied by masks of 0 and
+  1 / (1 - dropout) (`dropout_masks`, drawn per update); p = 0 draws none.
+  """
 
   cell: cells.Cell
   vocab_size: int       # K
   hidden_size: int      # H
   num_layers: int = 1
+  dropout: float = 0.0
 
-  def init(self, key: jax.Array, *, sigma: float = 0.01, dist: str = "normal",
+  def init(self, key: jax.Array, spec: ops.InitSpec = ops.InitSpec(),
            dtype=jnp.float32) -> Params:
-    """Each layer as its cell initialises it; V = sigma * N(0, 1) (or U[0, 1)); c = 0."""
+    """Each layer as its cell initialises it; V as spec says (sigma * N(0, 1) by default); c = 0
+    (U(-1/sqrt(H), 1/sqrt(H)) for V and c with spec.dist "pytorch", as nn.Linear)."""
     K, H = self.vocab_size, self.hidden_size
     keys = jax.random.split(key, self.num_layers + 1)
-    layers = tuple(self.cell.init(keys[k], K if k == 0 else H, H, sigma=sigma, dist=dist,
-                                  dtype=dtype) for k in range(self.num_layers))
-    return Params(layers=layers, V=ops.draw(keys[-1], (K, H), sigma=sigma, dist=dist, dtype=dtype),
-                  c=jnp.zeros((K,), dtype))
+    layers = tuple(self.cell.init(keys[k], K if k == 0 else H, H, spec=spec, dtype=dtype)
+                   for k in range(self.num_layers))
+    return Params(layers=layers, V=ops.draw(keys[-1], (K, H), spec, H, dtype),
+                  c=ops.bias(jax.random.fold_in(keys[-1], 1), (K,), spec, H, dtype))
+
+  def dropout_masks(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32):
+    """Masks for one chunk of inputs `shape` ([T] or [T, B]): one per input of the layers
+    above the first, and one for the read-out's input, each [*shape, H] of 0 and
+    1 / (1 - dropout). None without dropout."""
+    if not self.dropout:
+      return None
+    keep = 1.0 - self.dropout
+    keys = jax.random.split(key, self.num_layers)
+    return tuple(jax.random.bernoulli(k, keep, (*shape, self.hidden_size)).astype(dtype) / keep
+                 for k in keys)
 
   def zero_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> tuple:
     """Every layer's zero carry, leaves [*batch_shape, ...]."""
@@ -77,10 +95,16 @@ class Model:
     carry_T, hs = lax.scan(step, carry0, xs)
     return hs, carry_T, None
 
-  def hidden_states(self, params: Params, carry0: tuple, inputs: jax.Array):
-    """Every layer's outputs: ([hs of each layer], carry_T, [residuals of each layer])."""
+  def hidden_states(self, params: Params, carry0: tuple, inputs: jax.Array, masks=None):
+    """Every layer's outputs: ([hs of each layer], carry_T, [residuals of each layer]).
+
+    masks: `dropout_masks` (training), or None; masks[k - 1] multiplies layer
+    k's outputs where layer k + 1 reads them.
+    """
     xs, all_hs, carry_T, residuals = inputs, [], [], []
-    for p, carry in zip(params.layers, carry0):
+    for k, (p, carry) in enumerate(zip(params.layers, carry0)):
+      if k > 0 and masks is not None:
+        xs = xs * masks[k - 1]
       hs, last, res = self.layer_forward(p, carry, xs)
       all_hs.append(hs)
       carry_T.append(last)
@@ -88,27 +112,30 @@ class Model:
       xs = hs  # layer k's outputs are layer k+1's inputs
     return all_hs, tuple(carry_T), residuals
 
-  def forward(self, params: Params, carry0: tuple, inputs: jax.Array) -> tuple[jax.Array, tuple]:
+  def forward(self, params: Params, carry0: tuple, inputs: jax.Array,
+              masks=None) -> tuple[jax.Array, tuple]:
     """The forward pass over a chunk.
 
     Args:
       params: the network's parameters.
       carry0: the carry before the chunk (one per layer).
       inputs: int [T] or [T, B], the input character ids.
+      masks: dropout masks (`dropout_masks`), or None.
 
     Returns:
       (logits, carry_T): o_1..o_T [T, (B,) K] and the carry after the chunk.
     """
-    all_hs, carry_T, _ = self.hidden_states(params, carry0, inputs)
-    logits = all_hs[-1] @ params.V.T + params.c  # o_t = V h_t + c, all t at once
+    all_hs, carry_T, _ = self.hidden_states(params, carry0, inputs, masks)
+    top = all_hs[-1] if masks is None else all_hs[-1] * masks[-1]
+    logits = top @ params.V.T + params.c  # o_t = V h_t + c, all t at once
     return logits, carry_T
 
   def loss(self, params: Params, carry0: tuple, inputs: jax.Array, targets: jax.Array,
-           reduction: str = "sum") -> tuple[jax.Array, tuple]:
+           reduction: str = "sum", masks=None) -> tuple[jax.Array, tuple]:
     """Cross-entropy of the chunk: sum (or mean) over t (and streams) of -log p_t[y_t].
 
     Args:
-      params, carry0, inputs: as for `forward`.
+      params, carry0, inputs, masks: as for `forward`.
       targets: int, same shape as inputs.
       reduction: "sum" (the course) or "mean" (per character).
 
@@ -116,7 +143,7 @@ class Model:
       (loss, carry_T): a scalar and the carry to pass on, so that
       `jax.grad(net.loss, has_aux=True)` gives the gradients and the state to carry.
     """
-    logits, carry_T = self.forward(params, carry0, inputs)
+    logits, carry_T = self.forward(params, carry0, inputs, masks)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_p, targets[..., None], axis=-1)
     total = jnp.sum(nll)
@@ -136,9 +163,10 @@ class Model:
     return x @ params.V.T + params.c, tuple(new)
 
   def describe(self) -> str:
-    """E.g. "1 layer of rnn, H = 100"."""
+    """E.g. "1 layer of rnn, H = 100" or "2 layers of lstm, H = 256, dropout 0.2"."""
     layers = f"{self.num_layers} layer{'s' if self.num_layers > 1 else ''}"
-    return f"{layers} of {self.cell.name}, H = {self.hidden_size}"
+    drop = f", dropout {self.dropout:g}" if self.dropout else ""
+    return f"{layers} of {self.cell.name}, H = {self.hidden_size}{drop}"
 
 
 def param_count(params: Any) -> int:

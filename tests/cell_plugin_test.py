@@ -22,10 +22,10 @@ class LeakyParams(NamedTuple):
   bias: jax.Array  # [H]
 
 
-def _init(key, input_size, hidden_size, *, sigma, dist, dtype):
+def _init(key, input_size, hidden_size, *, spec, dtype):
   kx, kh = jax.random.split(key)
-  return LeakyParams(ops.draw(kx, (hidden_size, input_size), sigma=sigma, dist=dist, dtype=dtype),
-                     ops.draw(kh, (hidden_size, hidden_size), sigma=sigma, dist=dist, dtype=dtype),
+  return LeakyParams(ops.draw(kx, (hidden_size, input_size), spec, hidden_size, dtype),
+                     ops.draw(kh, (hidden_size, hidden_size), spec, hidden_size, dtype),
                      jnp.zeros((hidden_size,), dtype))
 
 

@@ -37,7 +37,10 @@ def test_every_setting_is_a_flag_with_its_default_and_help():
     ("--smoothing=1", "smoothing must be less than 1.0; got 1.0."),
     ("--seed=9223372036854775808", "seed must be at most 9,223,372,036,854,775,807"),
     ("--steps_per_call=2147483648", "steps_per_call must be at most 2,147,483,647"),
-    ("--cell=transformer", "cell must be one of rnn"),
+    ("--cell=transformer", "cell must be one of rnn, lstm, gru"),
+    ("--num_layers=0", "num_layers must be at least 1; got 0."),
+    ("--dropout=1", "dropout must be less than 1.0; got 1.0."),
+    ("--val_fraction=-0.1", "val_fraction must be at least 0.0; got -0.1."),
     ("--optimizer=sgdx", "value should be one of"),
 ])
 def test_bad_values_are_refused_at_parse_time_with_the_declared_message(arg, message):

@@ -7,6 +7,7 @@ import pytest
 
 from jax_charrnn import cells, model
 from jax_charrnn.cells import rnn
+from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.model import Model, Params
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
@@ -19,7 +20,7 @@ def _net(K=7, m=5, layers=1):
 
 def _params(K=7, m=5, layers=1, sigma=0.5, seed=0, dtype=jnp.float32):
   net = _net(K, m, layers)
-  p = net.init(jax.random.key(seed), sigma=sigma, dtype=dtype)
+  p = net.init(jax.random.key(seed), InitSpec(sigma=sigma), dtype)
   k = jax.random.split(jax.random.key(seed + 1), 2 + layers)
   layers_ = tuple(l._replace(b=0.1 * jax.random.normal(k[2 + i], (m,), dtype))
                   for i, l in enumerate(p.layers))
@@ -35,10 +36,10 @@ def test_init_shapes_and_scale():
   assert float(jnp.abs(p.layers[0].b).max()) == 0 and float(jnp.abs(p.c).max()) == 0
   assert 0.008 < float(jnp.std(p.layers[0].W)) < 0.012
   assert model.param_count(p) == 100 * 54 * 2 + 100 * 100 + 100 + 54
-  u = net.init(jax.random.key(0), dist="uniform")
+  u = net.init(jax.random.key(0), InitSpec(dist="uniform"))
   assert float(u.layers[0].W.min()) >= 0 and float(u.layers[0].W.max()) < 0.01
   with pytest.raises(ValueError):
-    net.init(jax.random.key(0), dist="cauchy")
+    net.init(jax.random.key(0), InitSpec(dist="cauchy"))
   stacked = _net(54, 100, layers=3).init(jax.random.key(0))
   assert [n for n, _ in model.named_leaves(stacked)][:4] == ["layer1.U", "layer1.W", "layer1.b",
                                                              "layer2.U"]

@@ -51,12 +51,14 @@ def test_eight_devices_give_the_one_device_result(tmp_path, book):
       from jax_charrnn.config import TrainConfig
       out = {{}}
       for n in (1, 8):
-        cfg = TrainConfig(data_path=r"{book}", hidden_size=16, seq_length=10, batch_size=8,
+        # An LSTM, two layers, dropout: the carry (h, c) and the masks split by stream too.
+        cfg = TrainConfig(data_path=r"{book}", cell="lstm", num_layers=2, dropout=0.2,
+                          optimizer="adam", learning_rate=0.003, hidden_size=16, seq_length=10, batch_size=8,
                           num_steps=50, steps_per_call=16, log_every=10, sample_every=0,
                           report_every=0, report_gradcheck_entries=0, sample_length=10,
                           passage_length=10, num_devices=n, dtype="float64")
         s = trainer.train(cfg, r"{tmp_path}/run%d" % n)
-        h = s.state.carry[0]
+        h = s.state.carry[0].c  # the LSTM's cell state, split by stream
         assert h.sharding.mesh.size == n, h.sharding
         assert len(h.sharding.device_set) == n
         out[n] = s

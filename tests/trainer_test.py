@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -164,3 +165,27 @@ def test_float64_needs_x64_switched_on_by_the_caller(text_file, tmp_path):
   with pytest.raises(UserError, match="needs 64-bit JAX"):
     trainer.train(_config(text_file, dtype="float64", num_steps=5), str(tmp_path / "run"))
   assert not jax.config.jax_enable_x64
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_every_cell_trains_resumes_exactly_and_samples(cell, text_file, tmp_path):
+  """Two layers with dropout (a fresh mask every update from the run's key and the step):
+  N + N updates equal 2N in one go."""
+  cfg = dict(cell=cell, num_layers=2, dropout=0.25, hidden_size=16, batch_size=2,
+             optimizer="adam", learning_rate=3e-3, init_dist="pytorch", val_fraction=0.1,
+             eval_every=40)
+  straight = trainer.train(_config(text_file, num_steps=80, **cfg), str(tmp_path / "a"))
+  half = str(tmp_path / "b")
+  trainer.train(_config(text_file, num_steps=40, **cfg), half)
+  resumed = trainer.train(_config(text_file, num_steps=80, **cfg), half)
+  assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
+  rows = report.read_metrics(half)
+  assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] and "val_bpc" in rows[-1]
+  net, params, vocab, carry, x0, _ = generate.load(half, "latest")
+  assert net.cell.name == cell and net.num_layers == 2 and net.dropout == 0.25
+  text, = generate.generate(net, params, vocab, carry, x0, 30, jax.random.key(0), prime="the ")
+  assert text.startswith("the ") and len(text) == 34
+  md = open(os.path.join(half, report.REPORT), encoding="utf-8").read()
+  assert f"2 layers of {cell}, H = 16, dropout 0.25" in md and " parameters;" in md
+  with pytest.raises(UserError, match=rf"cell \('{cell}' saved, 'rnn' now\)"):
+    trainer.train(_config(text_file, num_steps=90, **dict(cfg, cell="rnn")), half)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from jax_charrnn.cells import rnn
+from jax_charrnn.cells import gru, lstm, rnn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +30,9 @@ class Cell:
 
   Attributes:
     name: what `--cell` calls it.
-    init: `(key, input_size, hidden_size, *, sigma, dist, dtype) -> params`
-      (a pytree; `input_size` is K for the first layer, whose inputs are ids).
+    init: `(key, input_size, hidden_size, *, spec, dtype) -> params` (a pytree;
+      `input_size` is K for the first layer, whose inputs are ids; spec an
+      `ops.InitSpec`: the distribution, sigma, the LSTM's forget bias).
     zero_carry: `(hidden_size, batch_shape, dtype) -> carry`, zeros.
     output: `carry -> h [..., H]`, what the layer above and the read-out see.
     step: `(params, carry, x_t) -> carry`, one time step (x_t: ids [...] or [..., in]).
@@ -66,6 +67,10 @@ class Cell:
 _REGISTRY: dict[str, Cell] = {
     "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward,
                 gates=1, export=rnn.export),
+    "lstm": Cell("lstm", lstm.init, lstm.zero_carry, lstm.output, lstm.step, lstm.forward,
+                 lstm.backward, gates=4, export=lstm.export),
+    "gru": Cell("gru", gru.init, gru.zero_carry, gru.output, gru.step, gru.forward, gru.backward,
+                gates=3, export=gru.export),
 }
 
 

@@ -8,11 +8,14 @@ once for every depth.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-INIT_DISTS = ("normal", "uniform")
+INIT_DISTS = ("normal", "uniform", "pytorch")
 
 
 def is_ids(xs: jax.Array) -> bool:
@@ -64,12 +67,39 @@ def shifted(h0: jax.Array, hs: jax.Array) -> jax.Array:
   return jnp.concatenate([h0[None], hs[:-1]], axis=0)
 
 
-def draw(key: jax.Array, shape: tuple[int, ...], *, sigma: float, dist: str,
+class InitSpec(NamedTuple):
+  """How a network's initial weights are drawn (every cell and the read-out read it).
+
+  dist: "normal" (sigma * N(0, 1), the handout), "uniform" (sigma * U[0, 1), the
+  original notebook's np.random.rand) or "pytorch" (U(-1/sqrt(H), 1/sqrt(H)) for
+  every weight and bias, H the hidden size: PyTorch's nn.RNN/LSTM/GRU/Linear
+  default; sigma is not used). forget_bias: added to an LSTM's forget-gate input
+  bias (1 is a common choice).
+  """
+
+  sigma: float = 0.01
+  dist: str = "normal"
+  forget_bias: float = 0.0
+
+
+def draw(key: jax.Array, shape: tuple[int, ...], spec: InitSpec, hidden_size: int,
          dtype) -> jax.Array:
-  """Initial weights: sigma * N(0, 1) ("normal", the handout) or sigma * U[0, 1) ("uniform",
-  the original notebook's np.random.rand)."""
-  if dist == "normal":
-    return sigma * jax.random.normal(key, shape, dtype)
-  if dist == "uniform":
-    return sigma * jax.random.uniform(key, shape, dtype)
-  raise ValueError(f"dist must be one of {INIT_DISTS}; got {dist!r}.")
+  """Initial weights of `shape` as `spec` says (see InitSpec)."""
+  if spec.dist == "normal":
+    return spec.sigma * jax.random.normal(key, shape, dtype)
+  if spec.dist == "uniform":
+    return spec.sigma * jax.random.uniform(key, shape, dtype)
+  if spec.dist == "pytorch":
+    bound = 1.0 / math.sqrt(hidden_size)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  raise ValueError(f"dist must be one of {INIT_DISTS}; got {spec.dist!r}.")
+
+
+def bias(key: jax.Array, shape: tuple[int, ...], spec: InitSpec, hidden_size: int,
+         dtype) -> jax.Array:
+  """Initial biases: zeros (the course's dists), or U(-1/sqrt(H), 1/sqrt(H)) ("pytorch")."""
+  if spec.dist == "pytorch":
+    return draw(key, shape, spec, hidden_size, dtype)
+  if spec.dist not in INIT_DISTS:
+    raise ValueError(f"dist must be one of {INIT_DISTS}; got {spec.dist!r}.")
+  return jnp.zeros(shape, dtype)

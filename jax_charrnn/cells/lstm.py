@@ -1,0 +1,144 @@
+"""Long short-term memory, one layer, exactly PyTorch's nn.LSTM: equations, step, BPTT by hand.
+
+  i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)        input gate
+  f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)        forget gate
+  g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)     candidate
+  o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)        output gate
+  c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t                       cell state
+  h_t = o_t ⊙ tanh(c_t)
+
+W_ih [4H, in] stacks W_ii, W_if, W_ig, W_io (rows i, f, g, o: PyTorch's order),
+W_hh [4H, H] likewise, b_ih and b_hh [4H]; in = K for the first layer (x_t
+one-hot), H above. The carry is (h, c). With z_t = W_ih x_t + b_ih + W_hh h_{t-1}
++ b_hh (the four pre-activations), backward, given dL/dh_t from above:
+
+  dL/dh_t  = (from above)_t + W_hh^T dL/dz_{t+1}                   (dh_next)
+  dL/do_t  = dL/dh_t ⊙ tanh(c_t)
+  dL/dc_t  = dL/dh_t ⊙ o_t ⊙ (1 - tanh²(c_t)) + dL/dc_{t+1} ⊙ f_{t+1}   (dc_next)
+  dL/di_t  = dL/dc_t ⊙ g_t      dL/dg_t = dL/dc_t ⊙ i_t      dL/df_t = dL/dc_t ⊙ c_{t-1}
+  dL/dz_t  = [dL/di ⊙ i(1-i), dL/df ⊙ f(1-f), dL/dg ⊙ (1-g²), dL/do ⊙ o(1-o)]_t
+  dL/dW_hh = sum_t dL/dz_t h_{t-1}^T      dL/dW_ih = sum_t dL/dz_t x_t^T
+  dL/db_ih = dL/db_hh = sum_t dL/dz_t     dL/dx_t = W_ih^T dL/dz_t
+
+Only (dh_next, dc_next) couple the time steps, so only they live in the reverse
+scan with the one recurrent product W_hh^T dL/dz_t; the products with W_ih and
+the weight gradients are whole-chunk products outside it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jax_charrnn.cells import ops
+
+
+class Params(NamedTuple):
+  """One LSTM layer, named and laid out as PyTorch's nn.LSTM (rows i, f, g, o)."""
+
+  W_ih: jax.Array  # [4H, in]
+  W_hh: jax.Array  # [4H, H]
+  b_ih: jax.Array  # [4H]
+  b_hh: jax.Array  # [4H]
+
+
+class Carry(NamedTuple):
+  h: jax.Array  # [..., H]
+  c: jax.Array  # [..., H]
+
+
+def init(key: jax.Array, input_size: int, hidden_size: int, *, spec: ops.InitSpec,
+         dtype) -> Params:
+  """Weights as spec says (PyTorch: U(-1/sqrt(H), 1/sqrt(H)) for all); spec.forget_bias is
+  added to the forget gate's rows of b_ih."""
+  H = hidden_size
+  k = jax.random.split(key, 4)
+  b_ih = ops.bias(k[2], (4 * H,), spec, H, dtype)
+  b_ih = b_ih.at[H:2 * H].add(jnp.asarray(spec.forget_bias, dtype))
+  return Params(W_ih=ops.draw(k[0], (4 * H, input_size), spec, H, dtype),
+                W_hh=ops.draw(k[1], (4 * H, H), spec, H, dtype),
+                b_ih=b_ih, b_hh=ops.bias(k[3], (4 * H,), spec, H, dtype))
+
+
+def zero_carry(hidden_size: int, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Carry:
+  z = jnp.zeros((*batch_shape, hidden_size), dtype)
+  return Carry(h=z, c=z)
+
+
+def output(carry: Carry) -> jax.Array:
+  return carry.h
+
+
+def _cell(z: jax.Array, c: jax.Array):
+  """From pre-activations z [..., 4H] and c_{t-1}: (h_t, c_t, (i, f, g, o, tanh c_t))."""
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+  c = f * c + i * g                      # c_t = f ⊙ c_{t-1} + i ⊙ g
+  tc = jnp.tanh(c)
+  return o * tc, c, (i, f, g, o, tc)     # h_t = o ⊙ tanh(c_t)
+
+
+def step(params: Params, carry: Carry, x: jax.Array) -> Carry:
+  """One time step; x ids [...] or [..., in]."""
+  z = (ops.project(params.W_ih, x) + params.b_ih + carry.h @ params.W_hh.T + params.b_hh)
+  h, c, _ = _cell(z, carry.c)
+  return Carry(h=h, c=c)
+
+
+def forward(params: Params, carry0: Carry, xs: jax.Array):
+  """h_1..h_T by `lax.scan`, only W_hh h_{t-1} inside the time loop.
+
+  Returns:
+    (hs [T, ..., H], carry_T, residuals): residuals are c_t and the activated
+    gates i, f, g, o and tanh(c_t) for every t, what `backward` needs.
+  """
+  W_hh_T = params.W_hh.T  # transposed once, outside the loop (see cells/rnn.py's forward)
+
+  def step_(carry, zx_t):
+    h, c, acts = _cell(zx_t + carry.h @ W_hh_T, carry.c)
+    return Carry(h=h, c=c), (h, c) + acts
+
+  zx = ops.project(params.W_ih, xs) + (params.b_ih + params.b_hh)  # all t at once
+  carry_T, (hs, cs, i, f, g, o, tc) = lax.scan(step_, carry0, zx)
+  return hs, carry_T, (cs, i, f, g, o, tc)
+
+
+def backward(params: Params, carry0: Carry, xs: jax.Array, hs: jax.Array, residuals,
+             dhs: jax.Array):
+  """Hand BPTT of one layer (the module docstring has the maths).
+
+  Returns:
+    (grads, dxs): grads a `Params`; dxs = dL/dx_t [T, ..., in], None for ids.
+  """
+  cs, i, f, g, o, tc = residuals
+  W_hh = params.W_hh
+  c_prev = ops.shifted(carry0.c, cs)                             # c_0..c_{T-1}
+
+  def step_(carry, per_t):
+    dh_next, dc_next = carry
+    dh_above, c_prev_t, i_t, f_t, g_t, o_t, tc_t = per_t
+    dh = dh_above + dh_next                                      # dL/dh_t
+    do = dh * tc_t                                               # dL/do_t
+    dc = dc_next + dh * o_t * (1.0 - tc_t * tc_t)                # dL/dc_t
+    dz = jnp.concatenate([dc * g_t * i_t * (1.0 - i_t),         # through σ of i
+                          dc * c_prev_t * f_t * (1.0 - f_t),    # through σ of f
+                          dc * i_t * (1.0 - g_t * g_t),         # through tanh of g
+                          do * o_t * (1.0 - o_t)], axis=-1)     # through σ of o
+    return (dz @ W_hh, dc * f_t), dz                             # dh_next, dc_next
+
+  zeros = jnp.zeros_like(carry0.h)
+  _, dz = lax.scan(step_, (zeros, zeros), (dhs, c_prev, i, f, g, o, tc), reverse=True)
+  dW_hh = ops.sum_outer(dz, ops.shifted(carry0.h, hs))          # sum_t dz_t h_{t-1}^T
+  db = ops.sum_leading(dz)                                       # sum_t dz_t
+  dW_ih, dxs = ops.project_grads(params.W_ih, xs, dz)           # sum_t dz_t x_t^T; W_ih^T dz_t
+  return Params(W_ih=dW_ih, W_hh=dW_hh, b_ih=db, b_hh=db), dxs
+
+
+def export(params: Params) -> dict[str, np.ndarray]:
+  """The layer under nn.LSTM's names (the same layout)."""
+  return {"weight_ih": np.asarray(params.W_ih), "weight_hh": np.asarray(params.W_hh),
+          "bias_ih": np.asarray(params.b_ih), "bias_hh": np.asarray(params.b_hh)}

@@ -1,0 +1,191 @@
+"""LSTM and GRU cells: PyTorch's documented equations, and the hand BPTT proven three ways.
+
+The NumPy references below are written from PyTorch's nn.LSTM / nn.GRU
+documentation (gate rows i, f, g, o and r, z, n; the GRU's reset gate acting on
+W_hn h + b_hn), not from the package.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_charrnn import bptt, cells, gradcheck, model
+from jax_charrnn.cells import lstm
+from jax_charrnn.cells.ops import InitSpec
+from jax_charrnn.model import Model
+
+from helpers import strict_x64
+
+pytestmark = pytest.mark.usefixtures("strict_promotion")
+CELLS = ("rnn", "lstm", "gru")
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_lstm(W_ih, W_hh, b_ih, b_hh, h, c, x):
+  """nn.LSTM's documented step for one input vector x."""
+  z = W_ih @ x + b_ih + W_hh @ h + b_hh
+  H = h.shape[0]
+  i, f, g, o = sigmoid(z[:H]), sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), sigmoid(z[3 * H:])
+  c = f * c + i * g
+  return o * np.tanh(c), c
+
+
+def numpy_gru(W_ih, W_hh, b_ih, b_hh, h, x):
+  """nn.GRU's documented step for one input vector x."""
+  H = h.shape[0]
+  a, u = W_ih @ x + b_ih, W_hh @ h + b_hh
+  r = sigmoid(a[:H] + u[:H])
+  z = sigmoid(a[H:2 * H] + u[H:2 * H])
+  n = np.tanh(a[2 * H:] + r * u[2 * H:])
+  return (1 - z) * n + z * h
+
+
+def _net(cell, K=7, H=5, layers=1, dropout=0.0):
+  return Model(cells.get(cell), vocab_size=K, hidden_size=H, num_layers=layers, dropout=dropout)
+
+
+def _case(cell, T, B, seed, layers=1, dropout=0.0, K=7, H=5):
+  """float64 parameters with every bias non-zero, a random carry, a chunk and dropout masks."""
+  net = _net(cell, K, H, layers, dropout)
+  p = net.init(jax.random.key(seed), InitSpec(dist="pytorch"), jnp.float64)
+  rng = np.random.default_rng(seed)
+  shape = (T,) if B is None else (T, B)
+  carry = jax.tree.map(lambda c: jnp.asarray(0.5 * np.tanh(rng.standard_normal(c.shape)),
+                                             jnp.float64),
+                       net.zero_carry(() if B is None else (B,), jnp.float64))
+  x = jnp.asarray(rng.integers(0, K, shape), jnp.int32)
+  y = jnp.asarray(rng.integers(0, K, shape), jnp.int32)
+  masks = net.dropout_masks(jax.random.key(seed + 1), shape, jnp.float64)
+  return net, p, carry, x, y, masks
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_follows_pytorchs_documented_equations(cell):
+  with strict_x64():
+    net, p, carry, x, _, _ = _case(cell, T=6, B=None, seed=1)
+    logits, carry_T = net.forward(p, carry, x)
+    (W_ih, W_hh, b_ih, b_hh), = [tuple(np.asarray(a) for a in layer) for layer in p.layers]
+    h = np.asarray(net.cell.output(carry[0]))
+    c = np.asarray(carry[0].c) if cell == "lstm" else None
+    for t, xt in enumerate(np.asarray(x)):
+      onehot = np.eye(7)[xt]
+      if cell == "lstm":
+        h, c = numpy_lstm(W_ih, W_hh, b_ih, b_hh, h, c, onehot)
+      else:
+        h = numpy_gru(W_ih, W_hh, b_ih, b_hh, h, onehot)
+      np.testing.assert_allclose(logits[t], np.asarray(p.V) @ h + np.asarray(p.c), rtol=1e-12)
+    np.testing.assert_allclose(net.cell.output(carry_T[0]), h, rtol=1e-12)
+    # One step at a time (as sampling runs) gives the same.
+    step_logits, _ = net.step(p, carry, x[0])
+    np.testing.assert_allclose(step_logits, logits[0], rtol=1e-12)
+
+
+CASES = [(c, T, B, r) for c, T, B, r in itertools.product(["lstm", "gru"], [1, 9], [None, 3],
+                                                           ["sum", "mean"])]
+
+
+@pytest.mark.parametrize("cell,T,B,reduction", CASES)
+def test_hand_bptt_equals_jax_grad(cell, T, B, reduction):
+  with strict_x64():
+    net, p, carry, x, y, _ = _case(cell, T, B, seed=T + (B or 0))
+    _check_manual_vs_autodiff(net, p, carry, x, y, reduction, None)
+
+
+@pytest.mark.parametrize("cell,reduction", list(itertools.product(CELLS, ["sum", "mean"])))
+def test_hand_bptt_equals_jax_grad_for_stacked_layers_with_dropout(cell, reduction):
+  with strict_x64():
+    net, p, carry, x, y, masks = _case(cell, T=8, B=2, seed=5, layers=3, dropout=0.4)
+    assert len(masks) == 3  # the inputs of layers 2 and 3, and the read-out's
+    _check_manual_vs_autodiff(net, p, carry, x, y, reduction, masks)
+
+
+def _check_manual_vs_autodiff(net, p, carry, x, y, reduction, masks):
+  (l1, c1), g1 = jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(net, p, carry, x, y,
+                                                                     reduction, masks)
+  (l2, c2), g2 = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
+      p, carry, x, y, reduction, masks)
+  np.testing.assert_allclose(l1, l2, rtol=1e-12)
+  for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c2)):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+  assert jax.tree.structure(g1) == jax.tree.structure(g2)
+  for (name, a), (_, b) in zip(model.named_leaves(g1), model.named_leaves(g2)):
+    assert gradcheck.relative_error(a, b, eps=1e-30) < 1e-10, name
+
+
+@pytest.mark.parametrize("cell,layers,dropout,B", [
+    ("lstm", 1, 0.0, None), ("gru", 1, 0.0, None),
+    ("lstm", 2, 0.3, 2), ("gru", 2, 0.3, 2), ("rnn", 2, 0.3, 2)])
+def test_three_ways_against_finite_differences(cell, layers, dropout, B):
+  with strict_x64():
+    net, p, carry, x, y, masks = _case(cell, T=6, B=B, seed=7, layers=layers, dropout=dropout,
+                                       H=4)
+    rows = gradcheck.check(net, p, carry, x, y, reduction="mean" if B else "sum", masks=masks)
+  assert len(rows) == 4 * layers + 2 if cell != "rnn" else 3 * layers + 2
+  for r in rows:
+    assert r.manual_vs_autodiff < 1e-10, r
+    assert r.manual_vs_numerical < 1e-6 and r.autodiff_vs_numerical < 1e-6, r
+
+
+def test_dropout_masks():
+  net = _net("lstm", H=50, layers=2, dropout=0.3)
+  masks = net.dropout_masks(jax.random.key(0), (40, 8))
+  assert len(masks) == 2 and masks[0].shape == (40, 8, 50)
+  values = np.unique(np.asarray(masks[0]))
+  np.testing.assert_allclose(values, [0.0, 1 / 0.7], rtol=1e-6)
+  assert abs(float((np.asarray(masks[1]) == 0).mean()) - 0.3) < 0.02
+  again = net.dropout_masks(jax.random.key(0), (40, 8))
+  other = net.dropout_masks(jax.random.key(1), (40, 8))
+  np.testing.assert_array_equal(masks[0], again[0])
+  assert not np.array_equal(masks[0], other[0])
+  assert _net("lstm").dropout_masks(jax.random.key(0), (4,)) is None
+
+
+def test_lstm_forget_bias_and_pytorch_init_bounds():
+  p = lstm.init(jax.random.key(0), 10, 16, spec=InitSpec(dist="pytorch", forget_bias=1.0),
+                dtype=jnp.float32)
+  bound = 1 / 4.0
+  for a in (p.W_ih, p.W_hh, p.b_hh):
+    assert float(jnp.abs(a).max()) <= bound
+  assert float(p.b_ih[16:32].min()) >= 1 - bound and float(p.b_ih[:16].max()) <= bound
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_pytorch_gets_the_same_outputs_and_gradients(cell):
+  torch = pytest.importorskip("torch")
+  from jax_charrnn import export  # pylint: disable=g-import-not-at-top
+  from jax_charrnn.data import Vocab  # pylint: disable=g-import-not-at-top
+  with strict_x64():
+    net, p, _, x, y, _ = _case(cell, T=12, B=None, seed=3, layers=2, K=7, H=5)
+    vocab = Vocab(tuple("abcdefg"))
+    arrays = export.state_dict(net, p, vocab)
+    (loss, _), grads = bptt.loss_and_grads(net, p, net.zero_carry((), jnp.float64), x, y)
+  rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](7, 5, num_layers=2).double()
+  decoder = torch.nn.Linear(5, 7).double()
+  rnn.load_state_dict({k[4:]: torch.tensor(v, dtype=torch.float64) for k, v in arrays.items()
+                       if k.startswith("rnn.")})
+  decoder.load_state_dict({k[8:]: torch.tensor(v, dtype=torch.float64)
+                           for k, v in arrays.items() if k.startswith("decoder.")})
+  # The export is float32: compare against JAX run on those float32-rounded numbers.
+  onehot = torch.nn.functional.one_hot(torch.tensor(np.asarray(x)).long(), 7).double()[:, None]
+  hs, _ = rnn(onehot)
+  logits = decoder(hs[:, 0])
+  torch_loss = torch.nn.functional.cross_entropy(logits, torch.tensor(np.asarray(y)).long(),
+                                                 reduction="sum")
+  torch_loss.backward()
+  with strict_x64():
+    p32 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float32), jnp.float64), p)
+    (loss32, _), g32 = bptt.loss_and_grads(net, p32, net.zero_carry((), jnp.float64), x, y)
+  np.testing.assert_allclose(float(loss32), torch_loss.item(), rtol=1e-10)
+  np.testing.assert_allclose(np.asarray(g32.layers[0].W_hh), rnn.weight_hh_l0.grad.numpy(),
+                             rtol=1e-8, atol=1e-12)
+  np.testing.assert_allclose(np.asarray(g32.layers[1].W_ih), rnn.weight_ih_l1.grad.numpy(),
+                             rtol=1e-8, atol=1e-12)
+  np.testing.assert_allclose(np.asarray(g32.V), decoder.weight.grad.numpy(), rtol=1e-8,
+                             atol=1e-12)
+  assert abs(float(loss) - float(loss32)) < 1e-3  # and the float64 original is close
