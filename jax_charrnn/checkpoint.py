@@ -22,13 +22,18 @@ the current devices, and a checkpoint saved on a GPU restores onto a CPU.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
+from jax_charrnn import parallel
 from jax_charrnn.errors import UserError
 
 FORMAT_VERSION = 2  # 2: the network as stacked cells (layers, V, c) and a carry pytree
@@ -79,61 +84,154 @@ def make_manager(workdir: str, keep: int = 2, read_only: bool = False) -> ocp.Ch
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
+class Damaged(UserError):
+  """No intact checkpoint among the steps asked for."""
+
+
+def checksum(host_state: Any) -> str:
+  """sha256 of every array's dtype, shape and bytes, in tree order (host arrays)."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(host_state):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict) -> None:
-  """Starts saving `state` and `meta` as `step` (call `mngr.wait_until_finished()` before exit)."""
-  meta = dict(meta, format=FORMAT_VERSION)
+  """Starts saving `state` and `meta` as `step` (call `mngr.wait_until_finished()` before exit).
+
+  The meta records a checksum of the state, which `restore` verifies: a step
+  whose files were damaged afterwards is never restored silently. (Every
+  process of a multi-process run calls this: the checksum gathers the carry's
+  shards.)
+  """
+  meta = dict(meta, format=FORMAT_VERSION, checksum=checksum(parallel.tree_to_host(state)))
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)), force=True)
 
 
+# Reading goes to a step's files directly, never through a CheckpointManager: a manager
+# lists and inspects every step when it starts, which fails while a trainer writes or rotates
+# steps in the same directory (sampling a busy workdir must work).
+
+def _step_dir(workdir: str, step: int) -> str:
+  return os.path.join(checkpoint_dir(workdir), str(step))
+
+
+def _read_step_meta(workdir: str, step: int) -> dict:
+  with open(os.path.join(_step_dir(workdir, step), "meta", "metadata"), encoding="utf-8") as f:
+    meta = json.load(f)
+  if not isinstance(meta, dict):
+    raise ValueError("it is not a JSON object")
+  return meta
+
+
+def _read_step_state(workdir: str, step: int, abstract: Any) -> Any:
+  with ocp.StandardCheckpointer() as reader:
+    return reader.restore(os.path.join(_step_dir(workdir, step), "state"), abstract)
+
+
+def _steps(workdir: str, step: int | None) -> list[int]:
+  steps = all_steps(workdir)
+  if not steps:
+    raise UserError(f"No checkpoint in {checkpoint_dir(workdir)!r}: train first, e.g. "
+                    f"`python -m jax_charrnn.train --workdir={workdir}`.")
+  if step is None:
+    return steps[::-1]  # the newest first
+  if step not in steps:
+    raise UserError(f"No checkpoint for step {step} in {checkpoint_dir(workdir)!r}; "
+                    f"there are: {', '.join(map(str, steps))}.")
+  return [step]
+
+
+def _reason(e: BaseException) -> str:
+  text = " ".join(str(e).split())[:200]
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:
-  """(step, meta) of the latest (or given) checkpoint, without reading any array."""
-  with make_manager(workdir, read_only=True) as mngr:
-    step = _pick_step(mngr, workdir, step)
-    restored = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-  return step, dict(restored["meta"])
+  """(step, meta) of the newest (or given) checkpoint whose meta data reads, without arrays."""
+  problems = []
+  for s in _steps(workdir, step):
+    try:
+      return s, _read_step_meta(workdir, s)
+    except Exception as e:  # pylint: disable=broad-except  (any damage: skip the step)
+      problems.append(f"step {s}: {_reason(e)}")
+  raise UserError(f"No checkpoint in {checkpoint_dir(workdir)!r} can be read ("
+                  f"{'; '.join(problems)}). Start the run again with --overwrite or in another "
+                  "--workdir.")
 
 
-def restore(workdir: str, target: Any, step: int | None = None) -> tuple[Any, dict]:
-  """(state, meta) of the latest (or given) checkpoint, restored into `target`'s structure.
+def quarantine(workdir: str, step: int, why: str = "damaged") -> str:
+  """Renames a step's directory to <step>.<why> (kept for a person to look at, and out of the
+  way of the step's next save); returns the new name."""
+  path = os.path.join(checkpoint_dir(workdir), str(step))
+  new, n = f"{path}.{why}", 1
+  while os.path.exists(new):
+    n += 1
+    new = f"{path}.{why}{n}"
+  os.rename(path, new)
+  return os.path.basename(new)
+
+
+def restore(workdir: str, target: Any, step: int | None = None, *,
+            check_meta: Callable[[dict], None] | None = None,
+            warn: Callable[[str], None] | None = None,
+            set_aside: bool = False) -> tuple[Any, dict]:
+  """(state, meta) of the newest intact (or the given) checkpoint, in `target`'s structure.
+
+  A step is intact when its meta data reads and its arrays restore and match
+  the checksum saved with them. A damaged newer step (a truncated or
+  overwritten array file, a missing or garbled meta file, an empty stray
+  directory) is skipped with a warning naming it and the step used instead.
 
   Args:
     target: a pytree of arrays or `jax.ShapeDtypeStruct`s (with shardings) that
       says what to restore and onto which devices.
+    check_meta: called with a step's meta before its arrays are read; raises
+      UserError when the checkpoint belongs to another run (not damage).
+    warn: where the warnings go (default: absl's log).
+    set_aside: rename the damaged steps skipped to <step>.damaged (the process
+      that writes the run does it; a resumed run will save those steps again).
+
+  Raises:
+    UserError: no checkpoint, another version's checkpoint, or none intact.
   """
+  warn = warn or (lambda message: logging.warning("%s", message))
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  with make_manager(workdir, read_only=True) as mngr:
-    step = _pick_step(mngr, workdir, step)
-    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  problems = []
+  for s in _steps(workdir, step):
+    try:
+      meta = _read_step_meta(workdir, s)
+    except Exception as e:  # pylint: disable=broad-except
+      problems.append((s, f"its meta data cannot be read ({_reason(e)})"))
+      continue
     if meta.get("format", 1) != FORMAT_VERSION:
       raise UserError(
-          f"The checkpoint at step {step} in {checkpoint_dir(workdir)!r} was written by another "
+          f"The checkpoint at step {s} in {checkpoint_dir(workdir)!r} was written by another "
           f"version of jax_charrnn (checkpoint format {meta.get('format', 1)}; this version "
           f"reads format {FORMAT_VERSION}). Train it again in another --workdir.")
+    if check_meta is not None:
+      check_meta(meta)
     try:
-      restored = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    except (ValueError, KeyError, TypeError) as e:
-      raise UserError(
-          f"The checkpoint at step {step} in {checkpoint_dir(workdir)!r} does not match this "
-          f"program's training state ({type(e).__name__}: {str(e)[:300]}). It was written by "
-          "another version or with other settings; use another --workdir.") from None
-  return restored["state"], dict(restored["meta"])
+      state = _read_step_state(workdir, s, abstract)
+      if "checksum" in meta and checksum(parallel.tree_to_host(state)) != meta["checksum"]:
+        raise ValueError("its arrays do not match the checksum saved with them")
+    except Exception as e:  # pylint: disable=broad-except
+      problems.append((s, f"its arrays cannot be restored ({_reason(e)})"))
+      continue
+    for bad, why in problems:
+      kept = f" It is kept as {quarantine(workdir, bad)}." if set_aside else ""
+      warn(f"The checkpoint at step {bad} in {checkpoint_dir(workdir)!r} is damaged ({why}); "
+           f"using step {s} instead.{kept}")
+    return state, meta
+  raise Damaged(
+      f"No intact checkpoint in {checkpoint_dir(workdir)!r}: "
+      + "; ".join(f"step {bad}: {why}" for bad, why in problems)
+      + ". Start the run again with --overwrite, or in another --workdir.")
 
 
 def remove_all(workdir: str) -> None:
   """Deletes every checkpoint under workdir (for --overwrite)."""
   shutil.rmtree(checkpoint_dir(workdir), ignore_errors=True)
-
-
-def _pick_step(mngr: ocp.CheckpointManager, workdir: str, step: int | None) -> int:
-  steps = mngr.all_steps()
-  if not steps:
-    raise UserError(f"No checkpoint in {checkpoint_dir(workdir)!r}: train first, e.g. "
-                    f"`python -m jax_charrnn.train --workdir={workdir}`.")
-  if step is None:
-    return max(steps)
-  if step not in steps:
-    raise UserError(f"No checkpoint for step {step} in {checkpoint_dir(workdir)!r}; "
-                    f"there are: {', '.join(map(str, sorted(steps)))}.")
-  return step

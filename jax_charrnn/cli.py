@@ -16,6 +16,7 @@ import dataclasses
 import logging as std_logging
 import os
 import sys
+import threading
 from typing import Callable, Sequence
 
 import jax
@@ -57,9 +58,18 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     std_logging.getLogger("jax").setLevel(std_logging.WARNING)
     handler = logging.get_absl_handler()
     handler.addFilter(_QuietLibraries())
-    # The person at the terminal reads the Console's plain lines; the full log
-    # goes to a file in the workdir (`log_to_file`), errors also to stderr.
-    handler.setLevel(std_logging.ERROR)
+    # The person at the terminal reads the Console's plain lines and our one-paragraph
+    # errors; the full log, libraries' errors and tracebacks included, goes to a file in the
+    # workdir (`log_to_file`). A log line that cannot be written (a full disk) is dropped.
+    handler.setLevel(std_logging.CRITICAL + 1)
+    std_logging.raiseExceptions = False
+    # Libraries' background threads (orbax's savers, tensorstore's event loops) that fail,
+    # e.g. on a full disk, go to the log file; the main thread says what happened, once.
+    threading.excepthook = lambda a: logging.error(
+        "A background thread failed.", exc_info=(a.exc_type, a.exc_value, a.exc_traceback))
+    sys.unraisablehook = lambda u: logging.error(
+        "Ignored an exception in %s.", u.object,
+        exc_info=(u.exc_type, u.exc_value, u.exc_traceback))
     try:
       main(argv)
     except errors.UserError as e:
@@ -70,6 +80,15 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(141)
+    except MemoryError:
+      errors.fail("The run ran out of memory. Use a smaller --hidden_size, --num_layers, "
+                  "--batch_size or --seq_length.")
+    except Exception as e:  # pylint: disable=broad-except
+      text = str(e)
+      if ("RESOURCE_EXHAUSTED" in text or "Out of memory" in text) and "No space left" not in text:
+        errors.fail(f"The device ran out of memory ({' '.join(str(e).split())[:200]}). Use a "
+                    "smaller --hidden_size, --num_layers, --batch_size or --seq_length.")
+      raise
 
   try:
     app.run(guarded, flags_parser=_parse)

@@ -87,7 +87,7 @@ class TrainConfig:
       "read-out's input (char-rnn's placement), in training only; a fresh mask every update.",
       ge=0.0, lt=1.0, defines_run=True)
   init_sigma: float = setting(0.01, "Scale of the random initial weights (normal, uniform).",
-                              ge=0.0, defines_run=True)
+                              ge=0.0, le=1e3, defines_run=True)
   init_dist: str = setting(
       "normal", "Initial weights: sigma*N(0,1) (normal: the handout), sigma*U[0,1) (uniform: "
       "the original notebook), or U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias "
@@ -104,11 +104,11 @@ class TrainConfig:
       "adagrad", "adagrad is the course's (G += g^2; theta -= eta g / sqrt(G + 1e-8)); adamw "
       "decays the weight matrices by --weight_decay.", choices=optim.OPTIMIZERS,
       defines_run=True)
-  learning_rate: float = setting(0.1, "eta.", gt=0.0, defines_run=True)
+  learning_rate: float = setting(0.1, "eta.", gt=0.0, le=1e300, defines_run=True)
   weight_decay: float = setting(0.0, "adamw's decoupled weight decay (weight matrices only).",
-                                ge=0.0, defines_run=True)
+                                ge=0.0, le=1e3, defines_run=True)
   clip: float = setting(5.0, "Clip each gradient entry to [-clip, clip] before the optimiser.",
-                        gt=0.0, defines_run=True)
+                        gt=0.0, le=1e300, defines_run=True)
   loss_reduction: str = setting("sum", "Loss of a chunk: the sum over its characters (the "
                                 "course) or the mean.", choices=REDUCTIONS, defines_run=True)
   grad: str = setting("manual", "Hand-derived BPTT (manual) or jax.grad (autodiff): the same "
@@ -122,6 +122,10 @@ class TrainConfig:
       "updates; needs --val_fraction).", choices=BEST_METRICS, defines_run=True)
   smoothing: float = setting(0.999, "smooth = smoothing * smooth + (1 - smoothing) * loss.",
                              ge=0.0, lt=1.0, defines_run=True)
+  max_loss_ratio: float = setting(
+      3.0, "Stop, naming the last good checkpoint, when a chunk's loss exceeds this multiple "
+      "of the run's first loss, as char-rnn does (a loss that explodes without becoming NaN). "
+      "0: only NaN and infinity stop a run.", ge=0.0, le=1e12)
   # ---- the host loop and its outputs ----
   steps_per_call: int = setting(
       1000, "Updates run inside one jitted call; the host wakes up earlier when logging, "
@@ -134,10 +138,10 @@ class TrainConfig:
                               le=INT32_MAX)
   report_every: int = setting(10000, "Append a sample to samples.txt every N updates (0: only "
                               "before the first update).", ge=0, le=INT32_MAX)
-  sample_length: int = setting(200, "Characters per sample.", ge=1, le=10_000_000)
-  passage_length: int = setting(1000, "Characters in best_passage.txt.", ge=1, le=10_000_000)
+  sample_length: int = setting(200, "Characters per sample.", ge=1, le=100_000)
+  passage_length: int = setting(1000, "Characters in best_passage.txt.", ge=1, le=100_000)
   temperature: float = setting(1.0, "Sampling temperature of the samples (0: the most likely "
-                               "character).", ge=0.0)
+                               "character).", ge=0.0, le=1e6)
   checkpoint_every: int = setting(10000, "Checkpoint every N updates (0: only at the end and "
                                   "on interrupts).", ge=0, le=INT32_MAX)
   report_gradcheck_entries: int = setting(

@@ -8,6 +8,7 @@ of a Python traceback. Genuine bugs still raise.
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -24,7 +25,17 @@ def paragraph(message: str) -> str:
 
 
 def fail(message: str, exit_code: int = 2) -> None:
-  """Prints `message` as one paragraph on stderr and exits."""
+  """Prints `message` as one paragraph on stderr and exits.
+
+  The paragraph is the last thing on stderr: what background threads of the
+  libraries (orbax's, tensorstore's) might print while the interpreter shuts
+  down after a failed save goes to the log file, not to the person.
+  """
   sys.stderr.write(paragraph(message))
   sys.stderr.flush()
+  sys.stdout.flush()
+  try:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+  except (OSError, ValueError):  # no real stderr (embedded, captured): nothing to silence
+    pass
   sys.exit(exit_code)

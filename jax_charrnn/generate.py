@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,38 @@ import numpy as np
 from jax_charrnn import checkpoint, data, errors, loop, model
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.model import Model, Params
+
+
+PIECE = 10_000  # characters drawn per jitted call: long texts stream, and Ctrl-C is heard
+
+
+def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
+                    length: int, key: jax.Array, temperature: float = 1.0, top_p: float = 1.0,
+                    prime: str = "", num_samples: int = 1) -> Iterator[list[str]]:
+  """`generate`, in pieces of at most PIECE characters: yields, for every sample, its next piece
+  (the first piece starts with the prime). The text is the same as one call would draw for
+  lengths up to PIECE; longer texts draw each piece with its own key."""
+  missing = vocab.missing(prime)
+  if missing:
+    raise errors.UserError(
+        f"The prime {prime!r} holds characters the model does not know: "
+        f"{', '.join(map(repr, missing))}. The vocabulary has {vocab.size} characters: "
+        f"{''.join(vocab.chars)!r}.")
+  if prime:
+    ids = jnp.asarray(vocab.encode(prime))
+    if len(prime) > 1:
+      carry = net.hidden_states(params, carry, ids[:-1])[1]
+    x0 = ids[-1]
+  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
+  xs = jnp.full((num_samples,), x0, jnp.int32)
+  done, first = 0, True
+  while done < length:
+    n = min(PIECE, length - done)
+    piece_key = key if length <= PIECE else jax.random.fold_in(key, done)
+    ids, carries, xs = model.sample_on(net, params, carries, xs, n, piece_key, temperature, top_p)
+    ids = np.asarray(ids)  # [n, samples]
+    yield [(prime if first else "") + vocab.decode(ids[:, i]) for i in range(num_samples)]
+    done, first = done + n, False
 
 
 def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int, length: int,
@@ -39,21 +71,11 @@ def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
   Raises:
     UserError: the prime holds characters that are not in the vocabulary.
   """
-  missing = vocab.missing(prime)
-  if missing:
-    raise errors.UserError(
-        f"The prime {prime!r} holds characters the model does not know: "
-        f"{', '.join(map(repr, missing))}. The vocabulary has {vocab.size} characters: "
-        f"{''.join(vocab.chars)!r}.")
-  if prime:
-    ids = jnp.asarray(vocab.encode(prime))
-    if len(prime) > 1:
-      carry = net.hidden_states(params, carry, ids[:-1])[1]
-    x0 = ids[-1]
-  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
-  xs = jnp.full((num_samples,), x0, jnp.int32)
-  ids = np.asarray(model.sample(net, params, carries, xs, length, key, temperature, top_p))
-  return [prime + vocab.decode(ids[:, i]) for i in range(num_samples)]
+  passages = [""] * num_samples
+  for pieces in generate_pieces(net, params, vocab, carry, x0, length, key, temperature, top_p,
+                                prime, num_samples):
+    passages = [p + q for p, q in zip(passages, pieces)]
+  return passages
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Run:
   rows: list = dataclasses.field(default_factory=list)  # metrics rows not yet written
   diverged_at: int | None = None
   val: evaluate.Score | None = None  # the latest held-out score
+  first_loss: float | None = None    # the run's first chunk loss (max_loss_ratio's yardstick)
 
 
 @dataclasses.dataclass
@@ -134,6 +135,34 @@ def next_event(step: int, total: int, config: TrainConfig) -> int:
 def due(step: int, every: int) -> bool:
   """Whether something done every `every` updates (0: never) is due after update `step`."""
   return every > 0 and step % every == 0
+
+
+def _exploded(losses: np.ndarray, first: float | None, ratio: float) -> np.ndarray:
+  """Where a run's losses are NaN, infinite, or above ratio x its first loss (ratio 0: off)."""
+  bad = ~np.isfinite(losses)
+  if ratio and first is not None and first > 0:
+    bad |= losses > ratio * first
+  return bad
+
+
+def _disk_error(e: BaseException) -> bool:
+  """Whether an exception (from orbax or tensorstore, which wrap them) is a file-system error."""
+  text = str(e)
+  return (isinstance(e, OSError) or "No space left on device" in text
+          or "os_error_code" in text or "Permission denied" in text)
+
+
+def _save_failed(run: Run, step: int, error: BaseException) -> errors.UserError:
+  """The paragraph for a checkpoint that could not be written (a full disk, say)."""
+  last = [s for s in checkpoint.all_steps(run.workdir) if s != step]
+  text = str(getattr(error, "strerror", None) or error)
+  reason = ("No space left on device" if "No space left on device" in text
+            else " ".join(text.split())[:200])
+  return errors.UserError(
+      f"Could not save the checkpoint at step {step} in {run.workdir!r} ({reason}). The newest "
+      f"complete checkpoint is {'step %d' % last[-1] if last else 'none'}; nothing older was "
+      "deleted. Free some space (or fix the directory) and run the same command again to "
+      "resume from it.")
 
 
 def fingerprint(text: str) -> str:
@@ -226,34 +255,47 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
       state = program.state_of(r)
       # Every process takes part; orbax coordinates who writes what.
       meta = checkpoint_meta(run.config, corpus, state, step, run.earlier_seconds + train_seconds)
-      meta.update(diverged_at=run.diverged_at,
+      meta.update(diverged_at=run.diverged_at, first_loss=run.first_loss,
                   val_bpc=None if run.val is None else run.val.bits_per_char)
-      checkpoint.save(mngrs[r], step, state, meta)
+      try:
+        checkpoint.save(mngrs[r], step, state, meta)
+      except Exception as e:  # pylint: disable=broad-except
+        if not _disk_error(e):
+          raise
+        raise _save_failed(run, step, e) from None
 
-  try:
-    with Interrupts(console) as interrupts:
+  # The signal handler stays for the whole of it: a signal during the final save or the
+  # report is acknowledged, never a KeyboardInterrupt that cuts the save short.
+  with Interrupts(console) as interrupts:
+    try:
       while step < total:
         n = next_event(step, total, config)
         t = time.perf_counter()
         losses, smooths = program.advance(n - step)  # waits for the device
         train_seconds += time.perf_counter() - t
-        for r in np.flatnonzero(~np.isfinite(losses).all(axis=1)):
-          run = runs[r]
-          if run.diverged_at is None:
-            run.diverged_at = step + int(np.flatnonzero(~np.isfinite(losses[r]))[0]) + 1
-            if stop_on_divergence:
-              if writer:
-                report.append_metrics(run.workdir, run.rows)
-              last = mngrs[r].latest_step()
-              raise Diverged(
-                  f"The loss became {losses[r][run.diverged_at - step - 1]} at update "
-                  f"{run.diverged_at} (epoch {(run.diverged_at - 1) // corpus.steps_per_epoch + 1}"
-                  f"); training stopped. The last good checkpoint is "
-                  f"{'step %d' % last if last is not None else 'none'} in {run.workdir!r}. "
-                  "Lower --learning_rate or --clip (with --overwrite, or in another --workdir), "
-                  "or check the data.")
-            console.warn(f"Run {run.name} diverged at update {run.diverged_at} (its best "
-                         "parameters are kept); the others go on.")
+        for r, run in enumerate(runs):
+          if run.first_loss is None and np.isfinite(losses[r, 0]):
+            run.first_loss = float(losses[r, 0])
+          bad = np.flatnonzero(_exploded(losses[r], run.first_loss, config.max_loss_ratio))
+          if not bad.size or run.diverged_at is not None:
+            continue
+          run.diverged_at = step + int(bad[0]) + 1
+          value = losses[r][bad[0]]
+          what = (f"became {value}" if not np.isfinite(value) else
+                  f"reached {value:.4g}, {value / run.first_loss:.1f} times the first loss "
+                  f"{run.first_loss:.4g} (--max_loss_ratio={config.max_loss_ratio:g})")
+          if stop_on_divergence:
+            if writer:
+              report.append_metrics(run.workdir, run.rows)
+            last = mngrs[r].latest_step()
+            raise Diverged(
+                f"The loss {what} at update {run.diverged_at} (epoch "
+                f"{(run.diverged_at - 1) // corpus.steps_per_epoch + 1}); training stopped. The "
+                f"last good checkpoint is {'step %d' % last if last is not None else 'none'} in "
+                f"{run.workdir!r}. Lower --learning_rate or --clip (with --overwrite, or in "
+                "another --workdir), or check the data.")
+          console.warn(f"Run {run.name} diverged at update {run.diverged_at} (the loss {what}; "
+                       "its best parameters are kept); the others go on.")
         step = n
         stop = parallel.any_process(interrupts.signal is not None)
         if writer:
@@ -318,20 +360,24 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
         if stop:
           interrupted = True
           break
-  finally:
-    for mngr in mngrs:
-      mngr.wait_until_finished()
-      mngr.close()
+    finally:
+      for run, mngr in zip(runs, mngrs):
+        try:
+          mngr.wait_until_finished()
+        except Exception as e:  # pylint: disable=broad-except  (orbax wraps the OSError)
+          raise _save_failed(run, step, e) from None
+        finally:
+          mngr.close()
 
-  speed = (step - start_step) * chars_per_step / max(train_seconds, 1e-9)
-  summaries = [summarize(run, program.state_of(r), step, total, interrupted=interrupted,
-                         compile_seconds=program.compile_seconds, train_seconds=train_seconds,
-                         chars_per_second=speed) for r, run in enumerate(runs)]
-  if writer:
-    console.say("Writing the report (loss plot, best passage"
-                f"{', gradient check' if config.report_gradcheck_entries else ''})...")
-    finish(runs, summaries, corpus, net, texts)
-  return summaries
+    speed = (step - start_step) * chars_per_step / max(train_seconds, 1e-9)
+    summaries = [summarize(run, program.state_of(r), step, total, interrupted=interrupted,
+                           compile_seconds=program.compile_seconds, train_seconds=train_seconds,
+                           chars_per_second=speed) for r, run in enumerate(runs)]
+    if writer:
+      console.say("Writing the report (loss plot, best passage"
+                  f"{', gradient check' if config.report_gradcheck_entries else ''})...")
+      finish(runs, summaries, corpus, net, texts)
+    return summaries
 
 
 def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
@@ -349,7 +395,21 @@ def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
 
 def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpus,
            net: model.Model, texts: _Texts | None = None) -> None:
-  """Every run's best_passage.txt, loss.png and report.md (the writing process only)."""
+  """Every run's best_passage.txt, loss.png and report.md (the writing process only).
+
+  Each file is written whole or not at all; a full disk is a paragraph, and a
+  rerun of the finished run writes what is missing.
+  """
+  try:
+    _finish(runs, summaries, corpus, net, texts)
+  except OSError as e:
+    raise errors.UserError(
+        f"Could not write the run's outputs in {runs[0].workdir!r} ({e.strerror or e}); the "
+        "checkpoints are saved. Free some space and run the same command again: it writes the "
+        "missing outputs.") from None
+
+
+def _finish(runs, summaries, corpus, net, texts) -> None:
   texts = texts or _Texts(net, corpus, runs[0].config)
   tables: dict[Any, tuple[str | None, str]] = {}
   for run, summary in zip(runs, summaries):
@@ -364,7 +424,7 @@ def finish(runs: Sequence[Run], summaries: Sequence[Summary], corpus: data.Corpu
         f"T = {config.seq_length}, {config.loss_reduction} loss",
         per_update_chars=(1 if config.loss_reduction == "mean"
                           else config.seq_length * config.batch_size),
-        steps_per_epoch=corpus.steps_per_epoch)
+        steps_per_epoch=corpus.steps_per_epoch, smoothing=config.smoothing)
     # The gradient check depends on the shapes and the seed, not on the learning rate.
     key = (config.seed, config.report_gradcheck_entries)
     if key not in tables:

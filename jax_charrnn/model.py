@@ -215,24 +215,10 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("net", "n"))
-def sample(net: Model, params: Params, carry0: tuple, x0: jax.Array, n: int, key: jax.Array,
-           temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0) -> jax.Array:
-  """Draws n characters, feeding each drawn character back in.
-
-  Args:
-    net: the network's shapes and cell.
-    params: its parameters.
-    carry0: the carry before x0 (leaves [...] for one stream, [B, ...] for B).
-    x0: the first input id, int [] (or [B]).
-    n: how many characters to draw (static).
-    key: PRNG key; the same key gives the same text.
-    temperature: divides the logits; 0 means always take the most likely character.
-    top_p: nucleus sampling: draw only from the most likely characters whose
-      probabilities add up to at least top_p (1.0 keeps them all).
-
-  Returns:
-    ids: int32 [n] (or [n, B]), the drawn characters (x0 not included).
-  """
+def sample_on(net: Model, params: Params, carry0: tuple, x0: jax.Array, n: int, key: jax.Array,
+              temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0):
+  """`sample`, also returning where the text stands: (ids, carry after the last input, last id),
+  so that a long text can be drawn in pieces, each going on from the one before."""
   dtype = params.V.dtype
   temperature = jnp.asarray(temperature, dtype)
   top_p = jnp.asarray(top_p, dtype)
@@ -246,5 +232,26 @@ def sample(net: Model, params: Params, carry0: tuple, x0: jax.Array, n: int, key
     x = jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
     return (c, x), x
 
-  _, ids = lax.scan(step, (carry0, jnp.asarray(x0, jnp.int32)), jax.random.split(key, n))
-  return ids
+  (carry, x), ids = lax.scan(step, (carry0, jnp.asarray(x0, jnp.int32)), jax.random.split(key, n))
+  return ids, carry, x
+
+
+def sample(net: Model, params: Params, carry0: tuple, x0: jax.Array, n: int, key: jax.Array,
+           temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0) -> jax.Array:
+  """Draws n characters, feeding each drawn character back in (jitted; n is static).
+
+  Args:
+    net: the network's shapes and cell.
+    params: its parameters.
+    carry0: the carry before x0 (leaves [...] for one stream, [B, ...] for B).
+    x0: the first input id, int [] (or [B]).
+    n: how many characters to draw.
+    key: PRNG key; the same key gives the same text.
+    temperature: divides the logits; 0 means always take the most likely character.
+    top_p: nucleus sampling: draw only from the most likely characters whose
+      probabilities add up to at least top_p (1.0 keeps them all).
+
+  Returns:
+    ids: int32 [n] (or [n, B]), the drawn characters (x0 not included).
+  """
+  return sample_on(net, params, carry0, x0, n, key, temperature, top_p)[0]

@@ -56,21 +56,51 @@ def append_metrics(workdir: str, rows: Iterable[dict]) -> None:
       f.write(json.dumps(row) + "\n")
 
 
-def read_metrics(workdir: str) -> list[dict]:
-  """The metrics rows; after a resume, rows past the resumed step are dropped."""
+def _parse_metrics(workdir: str) -> tuple[list[dict], int]:
+  """(rows, lines that are not a metrics row: torn, junk, or not UTF-8)."""
   path = os.path.join(workdir, METRICS)
   if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+    return [], 0
+  rows, bad = [], 0
+  with open(path, "rb") as f:
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line.decode("utf-8"))
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+          raise ValueError(line[:40])
+        rows.append(row)
+      except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        bad += 1
+  return rows, bad
 
 
-def truncate_metrics(workdir: str, step: int) -> None:
-  """Keeps only rows up to `step`: a resumed run rewrites what came after its checkpoint."""
-  rows = [r for r in read_metrics(workdir) if r["step"] <= step]
-  with open(os.path.join(workdir, METRICS), "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row) + "\n")
+def read_metrics(workdir: str) -> list[dict]:
+  """The metrics rows (lines that are not a row are passed over)."""
+  return _parse_metrics(workdir)[0]
+
+
+def truncate_metrics(workdir: str, step: int) -> int:
+  """Keeps only rows up to `step` (a resumed run rewrites what came after its checkpoint);
+  returns how many damaged lines were dropped."""
+  rows, bad = _parse_metrics(workdir)
+  _write_atomic(os.path.join(workdir, METRICS),
+                "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+  return bad
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes a file whole or not at all (a full disk leaves the old one in place)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 _SAMPLE_HEADER = re.compile(
@@ -86,23 +116,25 @@ def append_sample(workdir: str, step: int, text: str, smooth_loss: float | None)
     f.write(f"{header}\n{text}\n\n")
 
 
-def truncate_samples(workdir: str, step: int) -> None:
-  """Drops entries written after `step` (they belong to a run that was not checkpointed)."""
+def truncate_samples(workdir: str, step: int) -> bool:
+  """Drops entries written after `step` (they belong to a run that was not checkpointed);
+  returns whether bytes that are not UTF-8 had to be replaced."""
   path = os.path.join(workdir, SAMPLES)
   if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    content = f.read()
+    return False
+  with open(path, "rb") as f:
+    raw = f.read()
+  content = raw.decode("utf-8", errors="replace")
+  damaged = "\ufffd" in content and "\ufffd".encode() not in raw
   # Entries start at their header lines (generated text may hold "---" too).
   cut = next((m.start() for m in _SAMPLE_HEADER.finditer(content)
               if m.group(1) and int(m.group(1).replace(",", "")) > step), len(content))
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(content[:cut])
+  _write_atomic(path, content[:cut])
+  return damaged
 
 
 def write_passage(workdir: str, text: str) -> None:
-  with open(os.path.join(workdir, PASSAGE), "w", encoding="utf-8") as f:
-    f.write(text + "\n")
+  _write_atomic(os.path.join(workdir, PASSAGE), text + "\n")
 
 
 def append_step_losses(workdir: str, losses: np.ndarray, smooth: np.ndarray) -> None:
@@ -112,12 +144,43 @@ def append_step_losses(workdir: str, losses: np.ndarray, smooth: np.ndarray) -> 
     f.write(pairs.tobytes())
 
 
-def truncate_step_losses(workdir: str, step: int) -> None:
-  """Keeps the pairs of updates 1..step (a resumed run rewrites what came after)."""
+def truncate_step_losses(workdir: str, step: int) -> list[str]:
+  """Makes losses.f32 hold exactly the pairs of updates 1..step; returns what it repaired.
+
+  A torn last pair (a size that is not a multiple of 8 bytes) is cut; pairs
+  after `step` are dropped (a resumed run rewrites them); missing pairs (the
+  file deleted or cut short) become NaN, so that later updates keep their
+  place on the plot's axis.
+  """
   path = os.path.join(workdir, STEP_LOSSES)
-  if os.path.exists(path) and os.path.getsize(path) > 8 * step:
+  notes = []
+  size = os.path.getsize(path) if os.path.exists(path) else 0
+  if size % 8:
+    notes.append(f"{STEP_LOSSES} ended in a torn record ({size % 8} bytes); it was cut")
+  pairs = size // 8
+  if pairs > step or size % 8:
     with open(path, "r+b") as f:
-      f.truncate(8 * step)
+      f.truncate(8 * min(pairs, step))
+  if pairs < step:
+    with open(path, "ab") as f:
+      f.write(np.full((step - pairs, 2), np.nan, "<f4").tobytes())
+    notes.append(f"{STEP_LOSSES} held the losses of {pairs:,} of the {step:,} updates done; the "
+                 "missing ones are left blank in loss.png")
+  return notes
+
+
+def repair_run_files(workdir: str, step: int) -> list[str]:
+  """Cuts the run's files back to `step` (the checkpoint resumed from), repairing what it can;
+  returns one note per repair, for the user."""
+  notes = []
+  bad = truncate_metrics(workdir, step)
+  if bad:
+    notes.append(f"{METRICS} held {bad} line(s) that were not a metrics row (torn or damaged); "
+                 "they were dropped")
+  if truncate_samples(workdir, step):
+    notes.append(f"{SAMPLES} held bytes that are not UTF-8; they were replaced")
+  notes += truncate_step_losses(workdir, step)
+  return [f"In {workdir}: {note}." for note in notes]
 
 
 def read_step_losses(workdir: str) -> np.ndarray:
@@ -125,11 +188,12 @@ def read_step_losses(workdir: str) -> np.ndarray:
   path = os.path.join(workdir, STEP_LOSSES)
   if not os.path.exists(path):
     return np.zeros((0, 2), np.float32)
-  return np.fromfile(path, dtype="<f4").reshape(-1, 2)
+  values = np.fromfile(path, dtype="<f4")
+  return values[: len(values) // 2 * 2].reshape(-1, 2)  # a torn last pair is not read
 
 
 def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_chars: int = 1,
-              steps_per_epoch: int = 0) -> str | None:
+              steps_per_epoch: int = 0, smoothing: float = 0.999) -> str | None:
   """loss.png: the training loss and the held-out score per character against updates.
 
   Every curve is in nats per character, so that runs with other batch sizes,
@@ -164,7 +228,16 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
   ax.plot(loss_x, np.asarray(loss_y) * scale, lw=0.6, alpha=0.45,
           label=f"training loss ({binned}; mean over its characters)")
-  ax.plot(smooth_x, np.asarray(smooth_y) * scale, lw=1.8, label="smooth training loss")
+  if len(per_step) >= 100:
+    # The exponential smooth loss lags by about 1 / (1 - smoothing) updates, far behind a
+    # short run's loss; a moving mean over a fiftieth of the run follows it.
+    window = max(2, len(per_step) // 50)
+    csum = np.cumsum(np.nan_to_num(per_step[:, 0].astype(np.float64)))
+    mean = (csum[window - 1:] - np.concatenate([[0.0], csum[:-window]])) / window
+    ax.plot(np.arange(window, len(per_step) + 1), mean * scale, lw=1.2,
+            label=f"moving mean of {window:,} updates")
+  ax.plot(smooth_x, np.asarray(smooth_y) * scale, lw=1.8,
+          label=f"smooth loss (exponential, smoothing {smoothing:g})")
   if val:
     ax.plot(*zip(*val), "o-", ms=3.5, lw=1.4, label="held-out text")
   last = float(max(loss_x[-1], smooth_x[-1]))
@@ -325,8 +398,7 @@ def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
       "",
   ]
   path = os.path.join(workdir, REPORT)
-  with open(path, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines))
+  _write_atomic(path, "\n".join(lines))
   return path
 
 

@@ -13,6 +13,7 @@ how many each word appears (the original notebook's "words of interest").
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Sequence
 
@@ -20,51 +21,55 @@ import jax
 from absl import flags
 
 from jax_charrnn import checkpoint, cli, config, generate
+from jax_charrnn.config import setting
+
+@dataclasses.dataclass(frozen=True)
+class SampleSettings:
+  """What to draw, and how."""
+
+  which: str = setting("best", "Sample from the best parameters or the latest ones.",
+                       choices=("best", "latest"))
+  length: int = setting(1000, "Characters to draw (long texts are written as they come).",
+                        ge=1, le=10**12)
+  temperature: float = setting(1.0, "Softmax temperature; 0 = always the most likely "
+                               "character.", ge=0.0, le=1e6)
+  top_p: float = setting(1.0, "Nucleus sampling: draw from the most likely characters holding "
+                         "this much probability (1 = all).", ge=0.0, le=1.0)
+  prime: str = setting("", "Text to feed in first; the sample continues it.")
+  seed: int = setting(0, "PRNG seed.", ge=0, le=2**63 - 1)
+  num_samples: int = setting(1, "How many passages to draw.", ge=1, le=100_000)
+  case_sensitive: bool = setting(False, "--words: count only the exact case given.")
+
 
 _OWN: dict = {}
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   kw = dict(flag_values=flag_values, module_name=config.flag_module(__name__))
+  config.define_flags(SampleSettings, **kw)
   _OWN["workdir"] = flags.DEFINE_string("workdir", None, "Directory of a training run (holds "
                                         "checkpoints/).", **kw)
-  _OWN["which"] = flags.DEFINE_enum("which", "best", ["best", "latest"], "Sample from the best "
-                                    "parameters or the latest ones.", **kw)
-  _OWN["length"] = flags.DEFINE_integer("length", 1000, "Characters to draw.", lower_bound=1,
-                                        **kw)
-  _OWN["temperature"] = flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = always "
-                                           "the most likely character.", lower_bound=0.0, **kw)
-  _OWN["top_p"] = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: draw from the most likely "
-                                     "characters holding this much probability (1 = all).",
-                                     lower_bound=0.0, upper_bound=1.0, **kw)
-  _OWN["prime"] = flags.DEFINE_string("prime", "", "Text to feed in first; the sample continues "
-                                      "it.", **kw)
-  _OWN["seed"] = flags.DEFINE_integer("seed", 0, "PRNG seed.", lower_bound=0,
-                                      upper_bound=2**63 - 1, **kw)
-  _OWN["num_samples"] = flags.DEFINE_integer("num_samples", 1, "How many passages to draw.",
-                                             lower_bound=1, **kw)
   _OWN["words"] = flags.DEFINE_list("words", [], "Count in how many passages each of these words "
                                     "appears (whole words, any case) and show where.", **kw)
-  _OWN["case_sensitive"] = flags.DEFINE_bool("case_sensitive", False, "--words: count only "
-                                             "the exact case given.", **kw)
 
 
 def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
-  o = {name: holder.value for name, holder in _OWN.items()}
-  workdir = cli.require_run(o["workdir"])
+  o = config.from_flags(SampleSettings)
+  workdir = cli.require_run(_OWN["workdir"].value)
   _, meta = checkpoint.read_meta(workdir)
   cli.enable_x64_for(meta.get("config", {}).get("dtype", "float32"))
-  net, params, vocab, carry, x0, meta = generate.load(workdir, o["which"])
-  passages = generate.generate(net, params, vocab, carry, x0, o["length"],
-                               jax.random.key(o["seed"]), o["temperature"], o["top_p"],
-                               o["prime"], o["num_samples"])
+  net, params, vocab, carry, x0, meta = generate.load(workdir, o.which)
+  key = jax.random.key(o.seed)
   out = sys.stdout
-  if o["words"]:
-    counts = generate.count_words(passages, o["words"], o["case_sensitive"])
-    out.write(f"{len(passages)} passages of {o['length']} characters from "
-              f"{generate.which_params(o['which'], meta)}; whole words, "
-              f"{'exact case' if o['case_sensitive'] else 'any case'}:\n")
+  words = _OWN["words"].value
+  if words:
+    passages = generate.generate(net, params, vocab, carry, x0, o.length, key, o.temperature,
+                                 o.top_p, o.prime, o.num_samples)
+    counts = generate.count_words(passages, words, o.case_sensitive)
+    out.write(f"{len(passages)} passages of {o.length} characters from "
+              f"{generate.which_params(o.which, meta)}; whole words, "
+              f"{'exact case' if o.case_sensitive else 'any case'}:\n")
     for w, c in counts.items():
       n = len(passages)
       out.write(f"  {w!r}: in {c.passages} of {n} passages ({100 * c.passages / n:.0f}%), "
@@ -72,10 +77,17 @@ def main(argv: Sequence[str]) -> None:
       for example in c.examples:
         out.write(f"      {example}\n")
     return
+  if o.num_samples == 1:  # one text: written as it comes (Ctrl-C stops it between pieces)
+    for piece, in generate.generate_pieces(net, params, vocab, carry, x0, o.length, key,
+                                           o.temperature, o.top_p, o.prime):
+      out.write(piece)
+      out.flush()
+    out.write("\n")
+    return
+  passages = generate.generate(net, params, vocab, carry, x0, o.length, key, o.temperature,
+                               o.top_p, o.prime, o.num_samples)
   for i, p in enumerate(passages):
-    if len(passages) > 1:
-      out.write(f"--- sample {i + 1} ---\n")
-    out.write(p + "\n")
+    out.write(f"--- sample {i + 1} ---\n{p}\n")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ lines (train.py, sweep.py) only turn flags into these calls.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 from typing import Sequence
@@ -25,6 +27,7 @@ from jax_charrnn import checkpoint, data, errors, hostloop, loop, optim, paralle
 from jax_charrnn.config import TrainConfig, differences
 from jax_charrnn.console import Console
 from jax_charrnn.hostloop import Diverged, Run, Summary  # noqa: F401  (part of this API)
+from jax_charrnn.lock import LOCK_FILE, WorkdirLock
 
 SWEEP_FILES = ("summary.json", "summary.md", "sweep_loss.png")
 
@@ -115,6 +118,17 @@ def load_corpus(config: TrainConfig) -> data.Corpus:
 # ---- workdirs ----
 
 def check_workdir(workdir: str) -> None:
+  """The workdir exists (or is made) and can be written; its checkpoints/ is a directory."""
+  try:
+    workdir.encode("utf-8")
+  except UnicodeEncodeError:
+    raise errors.UserError(f"The workdir name {workdir!r} is not valid UTF-8; choose a name "
+                           "that is.") from None
+  ckpt = checkpoint.checkpoint_dir(workdir)
+  if os.path.exists(ckpt) and not os.path.isdir(ckpt):
+    raise errors.UserError(
+        f"{ckpt!r} is a file, where the run keeps its checkpoints (a directory). Move it away, "
+        "or choose another --workdir; nothing was changed.")
   try:
     os.makedirs(workdir, exist_ok=True)
     # One probe file per process: processes of one run share the workdir.
@@ -125,6 +139,61 @@ def check_workdir(workdir: str) -> None:
   except OSError as e:
     raise errors.UserError(f"Cannot write to the workdir {workdir!r} ({e.strerror}). Pass a "
                            "directory you can write to with --workdir.") from None
+
+
+# What a run (or a sweep) leaves in its workdir; anything else there is someone else's.
+_OWN_NAMES = set(report.ALL_FILES) | {"checkpoints", "train.log", "sweep.log", LOCK_FILE,
+                                      *SWEEP_FILES}
+
+
+def foreign_files(workdir: str) -> list[str]:
+  """Files in a workdir that shows no sign of a jax_charrnn run (no .lock), sorted; [] if it
+  is empty, new, or a run's."""
+  if not os.path.isdir(workdir):
+    return []
+  names = [n for n in os.listdir(workdir) if not n.startswith(".write_test.")]
+  if LOCK_FILE in names:
+    return []
+  ours = lambda n: n in _OWN_NAMES and n != report.REPORT or re.fullmatch(
+      r"(train|sweep)(\.process\d+)?\.log", n)
+  return sorted(n for n in names if not ours(n))
+
+
+def check_memory(config: TrainConfig, vocab_size: int) -> None:
+  """Refuses a run that cannot fit the memory, with the estimate (before XLA aborts)."""
+  need = estimate_bytes(config, vocab_size)
+  have = _memory_bytes()
+  if have and need > 0.9 * have:
+    raise errors.UserError(
+        f"This run needs about {need / 2**30:,.1f} GiB (parameters, optimiser state, the best "
+        f"copy and the activations of one chunk) and the device has {have / 2**30:,.1f} GiB. "
+        "Use a smaller --hidden_size, --num_layers, --batch_size or --seq_length.")
+
+
+def estimate_bytes(config: TrainConfig, vocab_size: int) -> int:
+  """A lower bound of a run's memory: params x (1 + optimiser slots + grads + best copy + flat
+  copies) and every layer's stored activations for one chunk."""
+  from jax_charrnn import cells  # pylint: disable=g-import-not-at-top
+  H, K, L = config.hidden_size, vocab_size, config.num_layers
+  G = cells.get(config.cell).gates if config.cell in cells.names() else 4
+  params = G * H * (K + H + 2) + (L - 1) * G * H * (2 * H + 2) + K * H + K
+  slots = {"adagrad": 1, "rmsprop": 1, "sgd": 0}.get(config.optimizer, 2)
+  activations = config.seq_length * config.batch_size * (L * H * (2 * G + 4) + 3 * K)
+  itemsize = 8 if config.dtype == "float64" else 4
+  return itemsize * (params * (5 + slots) + activations)
+
+
+def _memory_bytes() -> int:
+  try:
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+      return int(stats["bytes_limit"])
+  except Exception:  # pylint: disable=broad-except  (CPU devices have no memory stats)
+    pass
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError):
+    return 0
 
 
 def _saved_differences(meta: dict, config: TrainConfig, corpus: data.Corpus) -> list[str]:
@@ -141,21 +210,14 @@ def _saved_differences(meta: dict, config: TrainConfig, corpus: data.Corpus) -> 
   return diffs + differences(meta.get("config", {}), config)
 
 
-def _resume_meta(workdir: str, config: TrainConfig, corpus: data.Corpus, *, resume: bool,
-                 step: int | None = None) -> dict:
-  """The checkpoint's meta when it continues the run asked for; a UserError otherwise."""
-  if not resume:
-    raise errors.UserError(
-        f"The workdir {workdir!r} already holds a run. Resume it (leave --resume on), pass "
-        "--overwrite to replace it, or choose another --workdir.")
-  _, meta = checkpoint.read_meta(workdir, step)
+def _check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: data.Corpus) -> None:
+  """A UserError when the checkpoint's meta belongs to another run than the one asked for."""
   diffs = _saved_differences(meta, config, corpus)
   if diffs:
     raise errors.UserError(
         f"The workdir {workdir!r} holds a run with other settings: {'; '.join(diffs)}. "
         "Resume it with the same settings, pass --overwrite to replace it, or choose "
         "another --workdir.")
-  return meta
 
 
 def _fresh(workdir: str, writer: bool) -> None:
@@ -187,10 +249,10 @@ def _nothing_to_do(runs: Sequence[Run], states: Sequence[loop.TrainState], corpu
   return summaries
 
 
-def _truncate_run_files(run: Run, step: int) -> None:
-  report.truncate_metrics(run.workdir, step)
-  report.truncate_samples(run.workdir, step)
-  report.truncate_step_losses(run.workdir, step)
+def _repair_run_files(run: Run, step: int, console: Console) -> None:
+  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so)."""
+  for note in report.repair_run_files(run.workdir, step):
+    console.warn(note)
 
 
 # ---- one run ----
@@ -200,8 +262,9 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
   """Trains as `config` says, writing checkpoints and reports into `workdir`.
 
   Runs on every device of every process (see parallel.py): the streams are
-  split over the devices; only process 0 writes logs, samples and reports.
-  A float64 config needs 64-bit JAX enabled first (the entry points do it).
+  split over the devices; only process 0 writes logs, samples and reports, and
+  holds the workdir's lock (a second trainer on it is refused). A float64
+  config needs 64-bit JAX enabled first (the entry points do it).
 
   Args:
     config: the run's settings.
@@ -211,18 +274,31 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
     console: where progress lines go (default: stdout; quiet on processes > 0).
 
   Raises:
-    UserError: bad data or settings, a workdir holding another run, a diverged loss.
+    UserError: bad data or settings, a workdir holding another run or in use, a
+      diverged loss, a run too large for the memory.
   """
   console = console or Console(quiet=not parallel.is_primary())
   corpus = load_corpus(config)
   total = config.total_steps(corpus.steps_per_epoch)
   net = loop.build_model(config, corpus.vocab.size)
+  check_memory(config, corpus.vocab.size)
   mesh = parallel.make_mesh(config.num_devices, config.batch_size)
   console.say(f"Data: {corpus.source}, {len(corpus.text)} characters, K={corpus.vocab.size}; "
               f"{corpus.steps_per_epoch} updates per epoch of {config.batch_size} x "
               f"{config.seq_length} characters; {total} updates in all, on {mesh.size} "
               f"{mesh.devices.flat[0].platform} device(s) in {jax.process_count()} process(es).")
   check_workdir(workdir)
+  writer = parallel.is_primary()
+  foreign = foreign_files(workdir)
+  with contextlib.ExitStack() as stack:
+    if writer:
+      stack.enter_context(WorkdirLock(workdir))
+    return _train(config, workdir, corpus, net, mesh, total, resume=resume, overwrite=overwrite,
+                  foreign=foreign, console=console)
+
+
+def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, foreign,
+           console) -> Summary:
   writer = parallel.is_primary()
   shardings = parallel.state_shardings(
       jax.eval_shape(lambda: loop.init_state(config, corpus.vocab.size)), mesh)
@@ -233,12 +309,24 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
   # Every process looks before process 0 changes anything (on a shared workdir).
   parallel.barrier("jax_charrnn: workdir read")
   if saved and not overwrite:
-    meta = _resume_meta(workdir, config, corpus, resume=resume)
-    state, meta = checkpoint.restore(workdir, fresh)
+    if not resume:
+      raise errors.UserError(
+          f"The workdir {workdir!r} already holds a run. Resume it (leave --resume on), pass "
+          "--overwrite to replace it, or choose another --workdir.")
+    state, meta = checkpoint.restore(
+        workdir, fresh, check_meta=lambda meta: _check_same_run(workdir, meta, config, corpus),
+        warn=console.warn, set_aside=writer)
     run.earlier_seconds = float(meta.get("train_seconds", 0.0))
+    run.first_loss = meta.get("first_loss")
     console.say(f"Resumed from the checkpoint at step {meta['step']} (epoch {meta['epoch']}) in "
                 f"{workdir}.")
   else:
+    if foreign and not overwrite:
+      raise errors.UserError(
+          f"The workdir {workdir!r} holds files that no jax_charrnn run left there "
+          f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another "
+          "--workdir, or pass --overwrite to train there anyway (the run's own file names, "
+          "report.md among them, are then replaced).")
     if overwrite and saved:
       console.say(f"--overwrite: deleting the earlier run in {workdir}.")
     _fresh(workdir, writer)
@@ -247,7 +335,7 @@ def train(config: TrainConfig, workdir: str, *, resume: bool = True, overwrite: 
   if start >= total:
     return _nothing_to_do([run], [state], corpus, net, total, console)[0]
   if writer:
-    _truncate_run_files(run, start)
+    _repair_run_files(run, start, console)
 
   program = OneRun(config, net, state, corpus, mesh, shardings)
   console.say(f"Compiled the training program ({config.steps_per_call} updates per call) in "
@@ -305,6 +393,19 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
   total = config.total_steps(corpus.steps_per_epoch)
   net = loop.build_model(config, corpus.vocab.size)
   check_workdir(workdir)
+  foreign = [n for n in foreign_files(workdir) if n not in names]
+  if foreign and not overwrite:
+    raise errors.UserError(
+        f"The workdir {workdir!r} holds files that no jax_charrnn sweep left there "
+        f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another "
+        "--workdir, or pass --overwrite to sweep there anyway.")
+  with WorkdirLock(workdir):
+    return _sweep(config, pairs, names, configs, corpus, total, net, workdir, resume=resume,
+                  overwrite=overwrite, console=console)
+
+
+def _sweep(config, pairs, names, configs, corpus, total, net, workdir, *, resume, overwrite,
+           console) -> list[Summary]:
   runs = [Run(name=n, workdir=os.path.join(workdir, n), config=c) for n, c in zip(names, configs)]
   states = _sweep_start(runs, workdir, corpus, resume=resume, overwrite=overwrite,
                         console=console)
@@ -312,7 +413,7 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
   if start >= total:
     return _nothing_to_do(runs, states, corpus, net, total, console)
   for run in runs:
-    _truncate_run_files(run, start)
+    _repair_run_files(run, start, console)
 
   program = ManyRuns(config, net, loop.stack(states), corpus)
   console.say(f"Sweep of {len(runs)} runs ({', '.join(names)}) on {program.devices} device(s): "
@@ -354,16 +455,38 @@ def _sweep_start(runs: Sequence[Run], workdir: str, corpus: data.Corpus, *, resu
         f"continue (it asks for {', '.join(run.name for run in runs)}). Run the same sweep "
         "command again to resume it, pass --overwrite to replace it, or choose another "
         "--workdir.")
-  step = max(common)
-  states = []
-  for run, state in zip(runs, fresh):
-    meta = _resume_meta(run.workdir, run.config, corpus, resume=resume, step=step)
-    restored, meta = checkpoint.restore(run.workdir, state, step)
-    run.earlier_seconds = float(meta.get("train_seconds", 0.0))
-    run.diverged_at = meta.get("diverged_at")
-    states.append(restored)
-  console.say(f"Resumed the sweep's {len(runs)} runs from their checkpoints at step {step}.")
-  return states
+  if not resume:
+    raise errors.UserError(f"The workdir {workdir!r} already holds this sweep. Resume it (leave "
+                           "--resume on), pass --overwrite to replace it, or choose another "
+                           "--workdir.")
+  problems = []
+  for step in sorted(common, reverse=True):  # the newest step every run has intact
+    states = []
+    for run, state in zip(runs, fresh):
+      try:
+        restored, meta = checkpoint.restore(
+            run.workdir, state, step,
+            check_meta=lambda m, run=run: _check_same_run(run.workdir, m, run.config, corpus))
+      except checkpoint.Damaged as e:
+        kept = checkpoint.quarantine(run.workdir, step)
+        problems.append(f"{e} It is kept as {kept}.")
+        break
+      run.earlier_seconds = float(meta.get("train_seconds", 0.0))
+      run.diverged_at = meta.get("diverged_at")
+      run.first_loss = meta.get("first_loss")
+      states.append(restored)
+    if len(states) < len(runs):
+      continue
+    for problem in problems:
+      console.warn(f"{problem} The sweep goes back to step {step}, which every run has intact.")
+    for run in runs:  # steps past it would collide with the ones the sweep saves again
+      for later in checkpoint.all_steps(run.workdir):
+        if later > step:
+          checkpoint.quarantine(run.workdir, later, "unused")
+    console.say(f"Resumed the sweep's {len(runs)} runs from their checkpoints at step {step}.")
+    return states
+  raise errors.UserError(f"The sweep in {workdir!r} has no step that every run holds intact: "
+                         f"{' '.join(problems)} Start it again with --overwrite.")
 
 
 def _previous_runs(workdir: str) -> list[str]:

@@ -51,7 +51,9 @@ def _value_and_grads(net, p, c, x, y, reduction):
   return manual, auto
 
 
-CASES = list(itertools.product([1, 25], [None, 4], [False, True], ["sum", "mean"]))
+CASES = [(T, B, repeat, r) for T, B, repeat, r in itertools.product([1, 25], [None, 4],
+                                                                     [False, True], ["sum", "mean"])
+         if (B is None) == (r == "sum") or repeat]  # 12 of the 16: every pair of choices
 
 
 @pytest.mark.parametrize("T,B,repeat,reduction", CASES)
@@ -108,7 +110,7 @@ def test_three_way_check_on_real_text_at_m_100():
   text = data.builtin_corpus()[:20000]
   vocab = data.Vocab.from_text(text)
   rows = gradcheck.check_text(text, vocab, TrainConfig(), chunk_index=7, random_carry=True,
-                              entries=300)
+                              entries=150)
   assert [r.name for r in rows] == ["U", "W", "b", "V", "c"]
   for r in rows:
     assert r.manual_vs_autodiff < 1e-10, r

@@ -58,10 +58,10 @@ def _config(text_file, **kw):
 
 def test_a_cell_from_outside_the_package_trains_resumes_exactly_and_samples(text_file, tmp_path):
   quiet = dict(report_gradcheck_entries=0)  # the report's gradient check once is enough
-  straight = trainer.train(_config(text_file, num_steps=100, **quiet), str(tmp_path / "a"))
+  straight = trainer.train(_config(text_file, num_steps=80, **quiet), str(tmp_path / "a"))
   half = str(tmp_path / "b")
-  trainer.train(_config(text_file, num_steps=50, **quiet), half)
-  resumed = trainer.train(_config(text_file, num_steps=100), half)
+  trainer.train(_config(text_file, num_steps=40, **quiet), half)
+  resumed = trainer.train(_config(text_file, num_steps=80), half)
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
   assert set(resumed.state.carry[0]) == {"h", "avg"}
   rows = report.read_metrics(half)

@@ -94,10 +94,17 @@ def test_every_experiment_flag_file_parses(name, monkeypatch):
   fv = _flags(sweep.define_flags if name.startswith("sweep") else train.define_flags)
   fv(["train", f"--flagfile=experiments/{name}"])
   cfg = config.from_flags(TrainConfig, fv)
-  assert cfg.hidden_size == 100 and cfg.seq_length == 25
-  if name.startswith("goblet"):
+  if cfg.cell == "rnn":  # the course's model
+    assert cfg.hidden_size == 100 and cfg.seq_length == 25 and cfg.optimizer == "adagrad"
+  else:
+    assert cfg.val_fraction == 0.1 and cfg.optimizer == "adam" and cfg.init_dist == "pytorch"
+  if name.startswith("goblet") and cfg.cell == "rnn":
     assert cfg.data_path == "goblet_book.txt" and cfg.epochs == 7
-    assert cfg.learning_rate == 0.1 and cfg.optimizer == "adagrad"
+    assert cfg.learning_rate == 0.1
+  if name.startswith("shakespeare"):
+    assert cfg.data_path == "data/tinyshakespeare.txt" and cfg.val_fraction == 0.1
+  if name == "shakespeare_gru.flags":
+    assert cfg.cell == "gru" and cfg.dropout == 0.2 and cfg.num_steps == 4400
   if name == "goblet_lowercase.flags":
     assert cfg.lowercase and cfg.best_metric == "loss"  # later flags win
   if name == "batch128.flags":

@@ -185,7 +185,21 @@ def test_sample_batched_streams():
 def test_jitted_sample_is_not_retraced_for_new_values():
   net, p = _params()
   model.sample(net, p, net.zero_carry(), 1, 20, jax.random.key(0), 0.5, 0.9)
-  before = model.sample._cache_size()
+  before = model.sample_on._cache_size()
   model.sample(net, jax.tree.map(lambda x: x * 2, p), (jnp.ones(5) * 0.1,), 2, 20,
                jax.random.key(1), 0.7, 0.8)
-  assert model.sample._cache_size() == before
+  assert model.sample_on._cache_size() == before
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sampling_at_temperature_t_draws_from_softmax_of_logits_over_t(temperature):
+  probs = np.array([0.5, 0.3, 0.15, 0.05])
+  net, p = _fixed_distribution(list(probs))
+  n = 20000
+  ids = np.asarray(model.sample(net, p, net.zero_carry(), 0, n, jax.random.key(7), temperature))
+  expected = np.exp(np.log(probs) / temperature)
+  expected /= expected.sum()
+  freq = np.bincount(ids, minlength=4) / n
+  # within 4 standard errors of a frequency estimated from n draws
+  assert (np.abs(freq - expected) <= 4 * np.sqrt(expected * (1 - expected) / n)).all(), freq
+  assert np.abs(freq - probs).max() > 0.05  # and it is not the untempered distribution

@@ -54,15 +54,15 @@ def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_
 
 
 def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path, capsys):
-  results = trainer.sweep(_config(text_file), [0.1, 1e38], [0], str(tmp_path))
+  results = trainer.sweep(_config(text_file), [0.1, 1e38], [0], str(tmp_path / "sw"))
   by_name = {r.name: r for r in results}
   assert by_name["lr1e+38_seed0"].diverged_at is not None
   assert by_name["lr0.1_seed0"].diverged_at is None
   assert np.isfinite(by_name["lr0.1_seed0"].final_smooth_loss)
-  assert "diverged at update" in (tmp_path / "summary.md").read_text()
+  assert "diverged at update" in (tmp_path / "sw" / "summary.md").read_text()
   assert "Run lr1e+38_seed0 diverged at update" in capsys.readouterr().err
   # Its best parameters (from before it diverged) are still there to sample from.
-  _, params, *_ = generate.load(str(tmp_path / "lr1e+38_seed0"), "best")
+  _, params, *_ = generate.load(str(tmp_path / "sw" / "lr1e+38_seed0"), "best")
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
@@ -83,7 +83,7 @@ def test_the_same_sweep_resumes_and_another_is_refused(text_file, tmp_path):
     trainer.sweep(_config(text_file, num_steps=40, hidden_size=16), [0.1], [0, 1], workdir)
   assert len(trainer.sweep(_config(text_file, num_steps=5), [0.2], [0, 1], workdir,
                            overwrite=True)) == 2
-  assert sorted(os.listdir(workdir)) == ["lr0.2_seed0", "lr0.2_seed1", "notes.txt",
+  assert sorted(os.listdir(workdir)) == [".lock", "lr0.2_seed0", "lr0.2_seed1", "notes.txt",
                                          "summary.json", "summary.md", "sweep_loss.png"]
 
 

@@ -174,10 +174,10 @@ def test_every_cell_trains_resumes_exactly_and_samples(cell, text_file, tmp_path
   cfg = dict(cell=cell, num_layers=2, dropout=0.25, hidden_size=16, batch_size=2,
              optimizer="adam", learning_rate=3e-3, init_dist="pytorch", val_fraction=0.1,
              eval_every=40)
-  straight = trainer.train(_config(text_file, num_steps=80, **cfg), str(tmp_path / "a"))
+  straight = trainer.train(_config(text_file, num_steps=60, **cfg), str(tmp_path / "a"))
   half = str(tmp_path / "b")
   trainer.train(_config(text_file, num_steps=40, **cfg), half)
-  resumed = trainer.train(_config(text_file, num_steps=80, **cfg), half)
+  resumed = trainer.train(_config(text_file, num_steps=60, **cfg), half)
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
   rows = report.read_metrics(half)
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] and "val_bpc" in rows[-1]
@@ -188,4 +188,4 @@ def test_every_cell_trains_resumes_exactly_and_samples(cell, text_file, tmp_path
   md = open(os.path.join(half, report.REPORT), encoding="utf-8").read()
   assert f"2 layers of {cell}, H = 16, dropout 0.25" in md and " parameters;" in md
   with pytest.raises(UserError, match=rf"cell \('{cell}' saved, 'rnn' now\)"):
-    trainer.train(_config(text_file, num_steps=90, **dict(cfg, cell="rnn")), half)
+    trainer.train(_config(text_file, num_steps=70, **dict(cfg, cell="rnn")), half)
