@@ -65,12 +65,18 @@ def numerical_grads(net: Model, params: Params, carry0: Any, inputs: jax.Array,
         rng.choice(n, size=entries, replace=False))
     chosen.append(idx)
 
+  # Perturbed losses are evaluated `batch` at a time: as many as fit in about 256 MB of
+  # activations (a large network with many streams gets small batches, not an OOM).
+  per_loss = 8 * inputs.size * (net.num_layers * net.hidden_size * 4 * net.cell.gates
+                                + 3 * net.vocab_size)
+  batch = int(max(1, min(256, 2**28 // max(per_loss, 1))))
+
   @jax.jit
   def differences(v, ids):
     def one(i):
       loss_at = lambda w: net.loss(unravel(w), carry0, inputs, targets, reduction, masks)[0]
       return (loss_at(v.at[i].add(step)) - loss_at(v.at[i].add(-step))) / (2 * step)
-    return jax.lax.map(one, ids, batch_size=256)
+    return jax.lax.map(one, ids, batch_size=batch)
 
   values = np.asarray(differences(flat, jnp.asarray(np.concatenate(
       [idx + start for idx, start in zip(chosen, offsets)]))))

@@ -367,8 +367,9 @@ def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
   ]
   if facts.gradcheck_table:
     lines += [
-        "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text, at "
-        f"freshly initialised parameters of this shape, float64, finite-difference step 1e-4 "
+        "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text (one "
+        f"stream), at freshly initialised parameters of this shape, float64, finite-difference "
+        "step 1e-4 "
         f"(numerical gradients on {config.report_gradcheck_entries} random entries per "
         "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
         "",
