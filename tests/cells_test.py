@@ -190,3 +190,16 @@ def test_pytorch_gets_the_same_outputs_and_gradients(cell):
   np.testing.assert_allclose(np.asarray(g32.V), decoder.weight.grad.numpy(), rtol=1e-8,
                              atol=1e-12)
   assert abs(float(loss) - float(loss32)) < 1e-3  # and the float64 original is close
+
+
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_gates_count_the_weight_blocks_pytorch_stacks(cell, gates):
+  # G is PyTorch's: nn.RNN 1, nn.LSTM 4 (i, f, g, o), nn.GRU 3 (r, z, n); the memory
+  # estimate and the benchmark's FLOP count use it.
+  c = cells.get(cell)
+  assert c.gates == gates
+  p = c.init(jax.random.key(0), 7, 5, spec=InitSpec(dist="pytorch"), dtype=jnp.float32)
+  exported = c.export(p)
+  assert exported["weight_ih"].shape == (gates * 5, 7)
+  assert exported["weight_hh"].shape == (gates * 5, 5)
+  assert cells.Cell("x", c.init, c.zero_carry, c.output, c.step).gates == 1  # the default

@@ -159,3 +159,79 @@ def test_encode_known_marks_characters_outside_the_vocabulary():
   v = data.Vocab.from_text("abc")
   ids, unknown = v.encode_known("abxcay")
   assert ids.tolist() == [0, 1, 3, 2, 0, 3] and unknown == {"x": 1, "y": 1}
+
+
+# --- Behaviours the mutation pass (mutation/run.py) found unstated ---------------------------
+
+
+def test_vocab_and_corpus_are_immutable(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  v = data.Vocab.from_text("abc")
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    v.chars = ("x",)
+  c = data.load_corpus("", seq_length=25, batch_size=1)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    c.num_train_chars = 0
+
+
+def test_decode_rejects_negative_ids():
+  with pytest.raises(ValueError):
+    data.Vocab.from_text("abc").decode([0, -1])
+  assert data.Vocab.from_text("abc").decode(np.array([[2, 0]])) == "ca"  # any shape, flattened
+
+
+def test_vocab_json_is_readable_text_not_escapes():
+  # The meta file is for people too: "é" stays "é", not "\u00e9".
+  assert "é" in data.Vocab.from_text("café").to_json()
+
+
+def test_a_missing_directory_is_reported_as_missing(tmp_path):
+  path = tmp_path / "no_such_dir" / "book.txt"
+  with pytest.raises(UserError, match="does not exist"):
+    data.load_text(str(path))
+
+
+def test_the_smallest_chunk_and_stream_sizes_are_accepted_and_zero_refused():
+  inputs, targets = data.chunks(np.arange(5), 1)  # T = 1: four chunks of one character
+  assert inputs.tolist() == [[0], [1], [2], [3]] and targets.tolist() == [[1], [2], [3], [4]]
+  with pytest.raises(UserError):
+    data.chunks(np.arange(5), 0)
+  i, t = data.stream_chunks(np.arange(21), 10, 2)  # exactly one chunk per stream
+  assert i.shape == (1, 10, 2) and t[0, -1].tolist() == [10, 20]
+  with pytest.raises(UserError):
+    data.stream_chunks(np.arange(21), 10, 0)
+  with pytest.raises(UserError):
+    data.stream_chunks(np.arange(20), 10, 2)  # 19 predictions: one chunk, not two
+
+
+def test_next_chars_follow_the_walk_across_the_epoch_boundary(tmp_path):
+  text = "".join(chr(ord("A") + i) for i in range(43))  # distinct characters A, B, ...
+  p = tmp_path / "t.txt"
+  p.write_text(text)
+  c = data.load_corpus(str(p), seq_length=5, batch_size=2)
+  # 42 predictions -> 8 chunks -> 4 per stream; stream 0 reads A..T, stream 1 the next 20.
+  assert c.steps_per_epoch == 4 and c.inputs.shape == (4, 5, 2)
+  ch = lambda i: c.vocab.decode([i])  # noqa: E731
+  assert ch(c.next_char(0)) == "A"
+  assert [ch(i) for i in c.next_chars(0)] == ["A", "U"]
+  assert ch(c.next_char(1)) == "F" and [ch(i) for i in c.next_chars(1)] == ["F", "Z"]
+  assert ch(c.next_char(3)) == "P" and [ch(i) for i in c.next_chars(3)] == ["P", "d"]
+  # After the last chunk of an epoch: where that chunk stops (the state is reset anyway).
+  assert ch(c.next_char(4)) == "U" and [ch(i) for i in c.next_chars(4)] == ["U", "i"]
+  assert c.next_char(5) == c.next_char(1)  # epoch 2 walks as epoch 1
+
+
+def test_load_corpus_defaults_keep_case_line_endings_read_as_text_and_hold_out_nothing(tmp_path):
+  p = tmp_path / "t.txt"
+  p.write_bytes(b"Ab\r\ncD" * 20)
+  c = data.load_corpus(str(p), seq_length=5, batch_size=1)
+  assert c.text == "Ab\ncD" * 20 and c.source == str(p)
+  assert c.num_train_chars == len(c.text) and len(c.val_ids) == 0
+  assert data.load_corpus("", seq_length=5, batch_size=1).source == data.BUILTIN_CORPUS_NAME
+
+
+def test_a_held_out_tail_of_two_characters_is_enough(tmp_path):
+  p = tmp_path / "t.txt"
+  p.write_text("abcdefghij" * 10)  # 100 characters
+  c = data.load_corpus(str(p), seq_length=5, batch_size=1, val_fraction=0.02)
+  assert len(c.val_ids) == 2 and c.num_train_chars == 98

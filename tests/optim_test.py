@@ -83,3 +83,17 @@ def test_the_elementwise_list_is_exactly_who_may_run_on_a_flat_vector(name):
     same = all(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=0)
                for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(unravel(fp))))
   assert same == (name in optim.ELEMENTWISE), name
+
+
+def test_adamw_decays_nothing_unless_asked_and_then_only_the_matrices():
+  g = {"w": jnp.array([[0.5, -0.5]]), "b": jnp.array([0.5])}
+  p = {"w": jnp.full((1, 2), 2.0), "b": jnp.full(1, 2.0)}
+  plain = optim.make_optimizer("adamw", learning_rate=0.01, clip=5.0)  # no weight_decay given
+  u, _ = plain.update(g, plain.init(p), p)
+  u_adam, _ = optax.adam(0.01).update(g, optax.adam(0.01).init(p), p)
+  for k in u:
+    np.testing.assert_allclose(u[k], u_adam[k], rtol=1e-6)
+  decayed = optim.make_optimizer("adamw", learning_rate=0.01, clip=5.0, weight_decay=0.1)
+  u, _ = decayed.update(g, decayed.init(p), p)
+  np.testing.assert_allclose(u["w"], u_adam["w"] - 0.01 * 0.1 * p["w"], rtol=1e-6)
+  np.testing.assert_allclose(u["b"], u_adam["b"], rtol=1e-6)  # a bias is not decayed
