@@ -207,7 +207,18 @@ def _results(session: Path) -> list[tuple[dict, dict | None]]:
 def _equivalent(module: str) -> list[dict]:
   path = ROOT / "mutation" / "equivalent.toml"
   entries = tomllib.loads(path.read_text()).get("mutant", []) if path.exists() else []
-  return [e for e in entries if e["module"] == module]
+  return [e for e in entries if e["module"] in (module, "*")]
+
+
+def _is_equivalent(entry: dict, operator: str, before: str, after: str) -> bool:
+  """An entry names one mutant (before, after: the exact lines) or a kind of them
+  (before_re, after_re: regular expressions matched against the whole lines)."""
+  if entry["operator"] != operator:
+    return False
+  if "before_re" in entry:
+    return bool(re.fullmatch(entry["before_re"], before) and
+                re.fullmatch(entry["after_re"], after))
+  return entry["before"] == before and entry["after"] == after
 
 
 def _mutated_line(item: dict, result: dict) -> tuple[str, str]:
@@ -234,8 +245,7 @@ def _counts(session: Path, module: str | None = None) -> dict:
       continue
     mutation = item["mutations"][0]
     before, after = _mutated_line(item, result)
-    if any(e["operator"] == mutation["operator_name"] and e["before"] == before
-           and e["after"] == after for e in equivalent):
+    if any(_is_equivalent(e, mutation["operator_name"], before, after) for e in equivalent):
       c["equivalent"] += 1
     elif result.get("test_outcome") == "survived":
       c["survived"] += 1

@@ -203,3 +203,18 @@ def test_gates_count_the_weight_blocks_pytorch_stacks(cell, gates):
   assert exported["weight_ih"].shape == (gates * 5, 7)
   assert exported["weight_hh"].shape == (gates * 5, 5)
   assert cells.Cell("x", c.init, c.zero_carry, c.output, c.step).gates == 1  # the default
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stepping_one_character_at_a_time_equals_the_chunk_forward(cell):
+  # Sampling runs `step`; training and scoring run `forward`: the same network either way
+  # (two layers, two streams, every bias non-zero, a non-zero carry).
+  with strict_x64():
+    net, p, carry, x, _, _ = _case(cell, T=5, B=2, seed=3, layers=2)
+    logits, carry_T = net.forward(p, carry, x)
+    c = carry
+    for t in range(5):
+      step_logits, c = net.step(p, c, x[t])
+      np.testing.assert_allclose(step_logits, logits[t], rtol=1e-12, atol=1e-14)
+    for a, b in zip(jax.tree.leaves(c), jax.tree.leaves(carry_T)):
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
