@@ -203,3 +203,54 @@ def test_sampling_at_temperature_t_draws_from_softmax_of_logits_over_t(temperatu
   # within 4 standard errors of a frequency estimated from n draws
   assert (np.abs(freq - expected) <= 4 * np.sqrt(expected * (1 - expected) / n)).all(), freq
   assert np.abs(freq - probs).max() > 0.05  # and it is not the untempered distribution
+
+
+# --- Behaviours the mutation pass (mutation/run.py) found unstated ---------------------------
+
+
+def test_a_model_has_one_layer_unless_told_and_describes_itself():
+  net = Model(RNN, vocab_size=7, hidden_size=5)
+  assert net.num_layers == 1 and len(net.init(jax.random.key(0)).layers) == 1
+  assert net.describe() == "1 layer of rnn, H = 5"
+  two = Model(cells.get("lstm"), vocab_size=7, hidden_size=8, num_layers=2, dropout=0.25)
+  assert two.describe() == "2 layers of lstm, H = 8, dropout 0.25"
+
+
+def test_named_leaves_carry_the_layer_only_when_there_are_several():
+  _, one = _params()
+  assert [n for n, _ in model.named_leaves(one)] == ["U", "W", "b", "V", "c"]
+  _, two = _params(layers=2)
+  assert [n for n, _ in model.named_leaves(two)] == [
+      "layer1.U", "layer1.W", "layer1.b", "layer2.U", "layer2.W", "layer2.b", "V", "c"]
+  replaced = model.replace_leaf(two, "layer2.W", jnp.zeros((5, 5)))
+  assert float(jnp.abs(replaced.layers[1].W).sum()) == 0.0
+  assert float(jnp.abs(replaced.layers[0].W).sum()) > 0.0
+
+
+def test_first_stream_is_stream_zero_of_every_leaf():
+  carry = ({"h": jnp.arange(6.0).reshape(3, 2)}, jnp.array([7.0, 8.0, 9.0]))
+  first = model.first_stream(carry)
+  assert first[0]["h"].tolist() == [0.0, 1.0] and float(first[1]) == 7.0
+
+
+def test_temperature_zero_always_takes_the_most_likely_character():
+  # Not only when one character is overwhelmingly likely: with 0.5 / 0.3 / 0.15 / 0.05,
+  # a draw would pick another character about half the time.
+  net, p = _fixed_distribution([0.3, 0.5, 0.15, 0.05])
+  ids = model.sample(net, p, net.zero_carry(), 0, 300, jax.random.key(0), temperature=0.0)
+  assert set(np.asarray(ids).tolist()) == {1}
+
+
+def test_top_p_applies_to_each_stream_by_its_own_distribution():
+  # Two streams in one call, one uniform over 4 characters, one peaked on id 1 (p = 0.95):
+  # at top_p = 0.9 the first keeps all four characters, the second only its top one.
+  K = 4
+  layer = rnn.Params(U=jnp.zeros((2, K)), W=10.0 * jnp.eye(2), b=jnp.zeros(2))
+  net = Model(RNN, vocab_size=K, hidden_size=2)
+  V = jnp.array([[0.0, 0.0], [0.0, 4.0], [0.0, 0.0], [0.0, 0.0]])
+  p = Params(layers=(layer,), V=V, c=jnp.zeros(K))
+  carry = (jnp.array([[0.0, 0.0], [0.0, 1.0]]),)  # h stays 0 in stream 0, ~(0, 1) in stream 1
+  ids = np.asarray(model.sample(net, p, carry, jnp.array([0, 0]), 400, jax.random.key(0),
+                                top_p=0.9))
+  assert set(ids[:, 0].tolist()) == {0, 1, 2, 3}
+  assert set(ids[:, 1].tolist()) == {1}
