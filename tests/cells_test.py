@@ -218,3 +218,24 @@ def test_stepping_one_character_at_a_time_equals_the_chunk_forward(cell):
       np.testing.assert_allclose(step_logits, logits[t], rtol=1e-12, atol=1e-14)
     for a, b in zip(jax.tree.leaves(c), jax.tree.leaves(carry_T)):
       np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_pytorch_init_fills_its_whole_range_and_shifts_no_gate_unless_asked(cell):
+  # U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias: spread over the range, not
+  # merely inside it; the default InitSpec adds no forget-gate bias.
+  H = 16
+  p = cells.get(cell).init(jax.random.key(0), 10, H, spec=InitSpec(dist="pytorch"),
+                           dtype=jnp.float32)
+  for name, a in p._asdict().items():
+    a = np.asarray(a)
+    assert np.abs(a).max() <= 0.25 and np.abs(a).max() > 0.2, name
+    assert abs(a.mean()) < 0.05 and a.std() > 0.1, name  # U(-b, b): mean 0, std b/sqrt(3)
+
+
+def test_an_id_outside_the_vocabulary_enters_as_a_zero_vector():
+  # evaluate feeds characters the model never saw as id K: no input at all, not a row of W.
+  from jax_charrnn.cells import ops  # pylint: disable=g-import-not-at-top
+  w = jnp.arange(12.0).reshape(3, 4) + 1.0  # [H = 3, K = 4]
+  out = ops.project(w, jnp.array([1, 4, 0]))
+  np.testing.assert_array_equal(out, [[2.0, 6.0, 10.0], [0.0, 0.0, 0.0], [1.0, 5.0, 9.0]])
