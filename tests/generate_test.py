@@ -11,3 +11,129 @@ def test_words_count_whole_words_in_any_case():
   assert counts["ron"].examples == ("…Harry and Ron ran.…",)
   exact = generate.count_words(passages, ["harry"], case_sensitive=True)["harry"]
   assert (exact.passages, exact.occurrences) == (2, 2)
+
+
+# --- Drawing passages (the behaviours the mutation pass found unstated) -------------------
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jax_charrnn import cells, data, model, trainer  # noqa: E402
+from jax_charrnn.cells.ops import InitSpec  # noqa: E402
+from jax_charrnn.config import TrainConfig  # noqa: E402
+from jax_charrnn.errors import UserError  # noqa: E402
+
+from helpers import TINY_TEXT  # noqa: E402
+
+VOCAB = data.Vocab.from_text(TINY_TEXT)
+
+
+def _net(layers=2):
+  net = model.Model(cells.get("rnn"), vocab_size=VOCAB.size, hidden_size=8, num_layers=layers)
+  return net, net.init(jax.random.key(0), InitSpec(sigma=0.5))
+
+
+def test_a_passage_is_the_model_sampled_from_the_given_state():
+  net, p = _net()
+  carry = jax.tree.map(lambda c: c + 0.1, net.zero_carry())
+  got = generate.generate(net, p, VOCAB, carry, 3, 40, jax.random.key(5), temperature=0.7,
+                          top_p=0.9, num_samples=2)
+  assert len(got) == 2 and all(len(s) == 40 for s in got) and got[0] != got[1]
+  both = jax.tree.map(lambda c: jnp.broadcast_to(c, (2,) + c.shape), carry)
+  ids = model.sample(net, p, both, jnp.array([3, 3]), 40, jax.random.key(5), 0.7, 0.9)
+  assert got == [VOCAB.decode(np.asarray(ids)[:, i]) for i in range(2)]
+
+
+def test_a_prime_is_read_first_and_the_passage_goes_on_from_it():
+  net, p = _net()
+  prime = "the qu"
+  got = generate.generate(net, p, VOCAB, net.zero_carry(), 0, 30, jax.random.key(1),
+                          prime=prime)[0]
+  assert got.startswith(prime) and len(got) == len(prime) + 30
+  ids = VOCAB.encode(prime)
+  carry = net.hidden_states(p, net.zero_carry(), jnp.asarray(ids[:-1]))[1]
+  rest = model.sample(net, p, jax.tree.map(lambda c: c[None], carry), jnp.array([ids[-1]]), 30,
+                      jax.random.key(1))
+  assert got[len(prime):] == VOCAB.decode(np.asarray(rest)[:, 0])
+  one = generate.generate(net, p, VOCAB, net.zero_carry(), 0, 5, jax.random.key(1), prime="t")
+  first = model.sample(net, p, net.zero_carry((1,)), jnp.array(VOCAB.encode("t")), 5,
+                       jax.random.key(1))
+  assert one[0] == "t" + VOCAB.decode(np.asarray(first)[:, 0])  # a one-character prime
+
+
+def test_a_prime_with_unknown_characters_is_refused_naming_them():
+  net, p = _net()
+  with pytest.raises(UserError, match="'Z'"):
+    generate.generate(net, p, VOCAB, net.zero_carry(), 0, 5, jax.random.key(0), prime="aZ")
+
+
+def test_long_passages_come_in_pieces_that_go_on_from_each_other(monkeypatch):
+  net, p = _net()
+  monkeypatch.setattr(generate, "PIECE", 7)
+  pieces = list(generate.generate_pieces(net, p, VOCAB, net.zero_carry(), 2, 20,
+                                         jax.random.key(3), prime="ab"))
+  assert [len(x[0]) for x in pieces] == [2 + 7, 7, 6]  # the prime, then 7, 7 and 6 characters
+  # Each piece: its own key (the key folded with the characters drawn so far), going on
+  # from the state and the last character of the piece before.
+  carry, x, text = None, None, ""
+  ids = VOCAB.encode("ab")
+  carry = jax.tree.map(lambda c: c[None], net.hidden_states(p, net.zero_carry(),
+                                                            jnp.asarray(ids[:-1]))[1])
+  x = jnp.array([ids[-1]])
+  for done, n in [(0, 7), (7, 7), (14, 6)]:
+    got, carry, x = model.sample_on(net, p, carry, x, n, jax.random.fold_in(jax.random.key(3),
+                                                                           done), 1.0, 1.0)
+    text += VOCAB.decode(np.asarray(got)[:, 0])
+  assert "".join(x[0] for x in pieces) == "ab" + text
+  short = list(generate.generate_pieces(net, p, VOCAB, net.zero_carry(), 2, 7,
+                                        jax.random.key(3)))
+  assert len(short) == 1  # up to PIECE characters: one call, with the key itself
+
+
+def test_word_examples_show_the_context_asked_for():
+  counts = generate.count_words(["a cat sat. the cat ran; cat"], ["cat"], examples=2, context=3)
+  assert counts["cat"].occurrences == 3 and counts["cat"].examples == ("…a cat sa…",
+                                                                        "…he cat ra…")
+
+
+def test_which_params_names_the_parameters_used():
+  assert generate.which_params("best", {"best_step": 1234, "step": 2000}) == (
+      "the best parameters (after 1,234 updates)")
+  assert generate.which_params("best", {"best_step": -1, "step": 20}) == (
+      "the latest parameters (after 20 updates)")
+  assert generate.which_params("best", {"best_step": 0, "step": 20}).startswith("the best")
+  assert generate.which_params("latest", {"best_step": 5, "step": 2000}) == (
+      "the latest parameters (after 2,000 updates)")
+
+
+@pytest.fixture(scope="module")
+def two_stream_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("gen")
+  book = root / "book.txt"
+  book.write_text(TINY_TEXT * 8, encoding="utf-8")
+  cfg = TrainConfig(data_path=str(book), hidden_size=8, seq_length=10, batch_size=2,
+                    num_steps=60, steps_per_call=20, log_every=20, sample_every=0,
+                    report_every=0, report_gradcheck_entries=0, sample_length=10,
+                    passage_length=10, init_sigma=0.1)
+  trainer.train(cfg, str(root / "run"))
+  return str(root / "run")
+
+
+def test_load_gives_stream_zero_of_the_best_or_the_latest_state(two_stream_run):
+  from jax_charrnn import checkpoint, loop  # pylint: disable=g-import-not-at-top
+  net, best, vocab, carry, x0, meta = generate.load(two_stream_run, "best")
+  _, latest, _, carry_l, x0_l, _ = generate.load(two_stream_run, "latest")
+  assert vocab.chars == VOCAB.chars and net.hidden_size == 8
+  cfg = TrainConfig.from_dict(meta["config"])
+  target = jax.eval_shape(lambda: loop.init_state(cfg, vocab.size))
+  state, _ = checkpoint.restore(two_stream_run, target)
+  assert 0 <= int(state.best_step) < 60  # the best copy is an earlier update's
+  for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(state.best_params)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(latest), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(carry[0], state.best_carry[0][0])  # stream 0, not stream 1
+  np.testing.assert_array_equal(carry_l[0], state.carry[0][0])
+  assert x0 == int(state.best_x[0]) and x0_l == meta["next_char"]
