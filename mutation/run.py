@@ -50,7 +50,7 @@ MODULES: dict[str, dict] = {
     "jax_charrnn/loop.py": {"tests": ["tests/loop_test.py", "tests/course_fixture_test.py",
                                       "tests/reference_test.py", "tests/optim_test.py"]},
     "jax_charrnn/generate.py": {"tests": ["tests/generate_test.py", "tests/model_test.py"]},
-    "jax_charrnn/evaluate.py": {"tests": ["tests/evaluate_test.py"],
+    "jax_charrnn/evaluate.py": {"tests": ["tests/score_test.py", "tests/evaluate_test.py"],
                                 "functions": ["Score", "_total_nats", "score_ids"]},
 }
 

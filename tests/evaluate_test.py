@@ -157,3 +157,4 @@ def test_export_loads_into_pytorch_and_runs_to_the_same_outputs(run):
     want = decoder(hs[:, 0]).numpy()
   got, _ = net.forward(params, net.zero_carry(), ids)
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
