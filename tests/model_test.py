@@ -254,3 +254,13 @@ def test_top_p_applies_to_each_stream_by_its_own_distribution():
                                 top_p=0.9))
   assert set(ids[:, 0].tolist()) == {0, 1, 2, 3}
   assert set(ids[:, 1].tolist()) == {1}
+
+
+def test_top_p_keeps_the_smallest_set_whose_mass_reaches_p_exactly():
+  # Four equally likely characters (0.25 each, exact in floating point): at top_p = 0.5 the
+  # first two ranked reach 0.5, so the third is not kept even though 0.5 is not above p.
+  net, p = _fixed_distribution([0.25, 0.25, 0.25, 0.25])
+  ids = model.sample(net, p, net.zero_carry(), 0, 400, jax.random.key(0), top_p=0.5)
+  assert len(set(np.asarray(ids).tolist())) == 2
+  ids = model.sample(net, p, net.zero_carry(), 0, 400, jax.random.key(0), top_p=0.51)
+  assert len(set(np.asarray(ids).tolist())) == 3
