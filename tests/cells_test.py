@@ -239,3 +239,17 @@ def test_an_id_outside_the_vocabulary_enters_as_a_zero_vector():
   w = jnp.arange(12.0).reshape(3, 4) + 1.0  # [H = 3, K = 4]
   out = ops.project(w, jnp.array([1, 4, 0]))
   np.testing.assert_array_equal(out, [[2.0, 6.0, 10.0], [0.0, 0.0, 0.0], [1.0, 5.0, 9.0]])
+
+
+@pytest.mark.parametrize("cell,dist", list(itertools.product(CELLS, ["pytorch", "normal"])))
+def test_every_parameter_block_has_its_own_random_draws(cell, dist):
+  # Two blocks drawn with one key would share their leading numbers (JAX's counter-based
+  # generator: the i-th number depends on the key and i only), e.g. W_ih and W_hh equal
+  # row for row: a broken initialisation that trains, badly, without any error.
+  net = _net(cell, K=7, H=5, layers=2)
+  p = net.init(jax.random.key(0), InitSpec(dist=dist, sigma=0.1), jnp.float32)
+  heads = {name: tuple(np.round(np.abs(np.asarray(a).ravel()[:3]), 6))
+           for name, a in model.named_leaves(p) if np.any(np.asarray(a) != 0)}
+  if dist == "pytorch":  # every weight and bias drawn (the course's biases are zeros)
+    assert len(heads) == len(jax.tree.leaves(p))
+  assert len(set(heads.values())) == len(heads), heads
