@@ -212,9 +212,15 @@ def _equivalent(module: str) -> list[dict]:
 
 def _is_equivalent(entry: dict, operator: str, before: str, after: str) -> bool:
   """An entry names one mutant (before, after: the exact lines) or a kind of them
-  (before_re, after_re: regular expressions matched against the whole lines)."""
+  (before_re, after_re: regular expressions matched against the whole lines; or
+  changed_after_re: what precedes the changed characters, e.g. a key's index)."""
   if entry["operator"] != operator:
     return False
+  if "changed_after_re" in entry:
+    same = 0
+    while same < min(len(before), len(after)) and before[same] == after[same]:
+      same += 1
+    return bool(re.search(entry["changed_after_re"] + "$", before[:same]))
   if "before_re" in entry:
     return bool(re.fullmatch(entry["before_re"], before) and
                 re.fullmatch(entry["after_re"], after))
