@@ -154,3 +154,11 @@ def test_mean_reduction_scales_the_loss():
   cfg, net, vocab, inputs, targets = _setup(loss_reduction="mean", batch_size=2)
   _, m = loop.make_train_step(cfg, net)(loop.init_state(cfg, vocab.size), inputs, targets)
   assert abs(float(m.loss) - np.log(vocab.size)) < 0.05  # per character at init
+
+
+def test_a_fresh_state_has_no_best_copy_until_its_first_update():
+  cfg, net, vocab, inputs, targets = _setup()
+  state = loop.init_state(cfg, vocab.size)
+  assert int(state.best_step) == -1 and float(state.best_loss) == np.inf
+  state, _ = loop.make_train_step(cfg, net)(state, inputs[0], targets[0])
+  assert int(state.best_step) == 0  # the parameters before update 0, with its loss
