@@ -160,5 +160,5 @@ def test_a_fresh_state_has_no_best_copy_until_its_first_update():
   cfg, net, vocab, inputs, targets = _setup()
   state = loop.init_state(cfg, vocab.size)
   assert int(state.best_step) == -1 and float(state.best_loss) == np.inf
-  state, _ = loop.make_train_step(cfg, net)(state, inputs[0], targets[0])
+  state, _ = loop.make_train_step(cfg, net)(state, inputs, targets)  # the whole epoch given
   assert int(state.best_step) == 0  # the parameters before update 0, with its loss
