@@ -134,8 +134,13 @@ def _rerun_survivors(session: Path, module: str) -> None:
   before = session.with_suffix(".before.sqlite")
   if not before.exists():
     shutil.copy2(session, before)
-  with sqlite3.connect(session) as db:
-    db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+  equivalent = _equivalent(module)
+  rerun = [item["job_id"] for item, result in _results(session)
+           if result is not None and result.get("test_outcome") == "survived"
+           and not any(_is_equivalent(e, item["mutations"][0]["operator_name"],
+                                      *_mutated_line(item, result)) for e in equivalent)]
+  with sqlite3.connect(session) as db:  # no results = to be run by `cosmic-ray exec`
+    db.executemany("DELETE FROM work_results WHERE job_id = ?", [(j,) for j in rerun])
 
 
 def run(module: str, count_only: bool = False, survivors_only: bool = False) -> None:
