@@ -156,6 +156,10 @@ def main(argv: Sequence[str]) -> None:
     raise errors.UserError(f"{what} is too short to score: one prediction needs two "
                            "characters.")
   s = score_ids(net, params, ids, unknown)
+  if s.predictions == 0:
+    raise errors.UserError(
+        f"Nothing to score in {what}: every character after the first is outside the model's "
+        f"vocabulary ({', '.join(map(repr, sorted(unknown)))}), so no prediction can be scored.")
   if o["json"]:
     sys.stdout.write(json.dumps(dict(s.to_dict(), text=what, which=o["which"],
                                      step=meta.get("step"), workdir=workdir)) + "\n")

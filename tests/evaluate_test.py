@@ -133,6 +133,10 @@ def test_evaluate_and_export_command_lines(run, tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   assert "bits/char" in r.stdout and "perplexity" in r.stdout
   assert "skipped" in r.stdout and "'H' (5)" in r.stdout and "'!' (5)" in r.stdout
+  alien = tmp_path / "alien.txt"
+  alien.write_text("€€€€", encoding="utf-8")
+  assert_user_error(run_module("jax_charrnn.evaluate", f"--workdir={workdir}",
+                               f"--data_path={alien}"), "Nothing to score", "'€'")
   # A mistake is one paragraph (a missing workdir and --val_fraction=1 are the same
   # paragraphs as in cli_test and config_test).
   assert_user_error(run_module("jax_charrnn.export", f"--workdir={workdir}",

@@ -162,3 +162,30 @@ def test_a_fresh_state_has_no_best_copy_until_its_first_update():
   assert int(state.best_step) == -1 and float(state.best_loss) == np.inf
   state, _ = loop.make_train_step(cfg, net)(state, inputs, targets)  # the whole epoch given
   assert int(state.best_step) == 0  # the parameters before update 0, with its loss
+
+
+def test_an_equal_loss_later_does_not_replace_the_best():
+  # SGD with a step far below float32's resolution: the parameters never change, and with one
+  # chunk per epoch the carry restarts each update, so every update has the same loss. The
+  # best copy stays the first one that reached it.
+  cfg, net, vocab, inputs, targets = _setup(optimizer="sgd", learning_rate=1e-30,
+                                            best_metric="loss")
+  step = loop.make_train_step(cfg, net)
+  state = loop.init_state(cfg, vocab.size)
+  losses = []
+  for _ in range(4):
+    state, m = step(state, inputs[:1], targets[:1])
+    losses.append(float(m.loss))
+  assert len(set(losses)) == 1 and int(state.best_step) == 0
+
+
+def test_dropout_draws_the_masks_of_the_run_key_and_step():
+  cfg, net, vocab, inputs, targets = _setup(dropout=0.5, num_layers=2, init_sigma=0.5)
+  state = loop.init_state(cfg, vocab.size)
+  _, m = loop.make_train_step(cfg, net)(state, inputs, targets)
+  x, y = inputs[0], targets[0]
+  masks = net.dropout_masks(loop.dropout_key(state.key, state.step), x.shape, jnp.float32)
+  with_masks, _ = net.loss(state.params, state.carry, x, y, cfg.loss_reduction, masks)
+  without, _ = net.loss(state.params, state.carry, x, y, cfg.loss_reduction)
+  np.testing.assert_allclose(float(m.loss), float(with_masks), rtol=1e-5)
+  assert abs(float(with_masks) - float(without)) > 1e-3

@@ -40,7 +40,12 @@ def test_score_reads_the_text_once_across_chunks_and_skips_unknown_targets(monke
   np.testing.assert_allclose(s2.nats_per_char, expected, rtol=1e-5)
   with pytest.raises(ValueError):
     evaluate.score_ids(net, p, ids[:1])
-  assert evaluate.score_ids(net, p, ids[:2]).predictions == 1  # two characters: one prediction
+  two = evaluate.score_ids(net, p, ids[:2])  # two characters: one prediction
+  assert two.predictions == 1
+  np.testing.assert_allclose(two.nats_per_char, _loss_of(net, p, ids[:2]), rtol=1e-5)
+  # Nothing known to predict: no predictions, and no division by zero (the CLI refuses it).
+  none = evaluate.score_ids(net, p, np.array([0, 5, 5, 6], np.int32), {"x": 2, "y": 1})
+  assert (none.predictions, none.skipped, none.nats_per_char) == (0, 3, 0.0)
 
 
 def test_a_score_in_bits_nats_and_perplexity():
