@@ -189,3 +189,17 @@ def test_dropout_draws_the_masks_of_the_run_key_and_step():
   without, _ = net.loss(state.params, state.carry, x, y, cfg.loss_reduction)
   np.testing.assert_allclose(float(m.loss), float(with_masks), rtol=1e-5)
   assert abs(float(with_masks) - float(without)) > 1e-3
+
+
+def test_many_runs_at_once_equal_each_run_alone():
+  # The sweep's program: runs stacked on a leading axis, vmapped; run r of the result is run r
+  # trained alone (other seeds and learning rates).
+  with strict_x64():
+    cfg, net, vocab, inputs, targets = _setup(dtype="float64")
+    configs = [cfg.replace(seed=1), cfg.replace(seed=2, learning_rate=0.05)]
+    states = [loop.init_state(c, vocab.size) for c in configs]
+    many, metrics = loop.make_run_many(cfg, net, 6)(loop.stack(states), inputs, targets, 6)
+    for r, state in enumerate(states):
+      alone, m = loop.make_run_steps(cfg, net, 6)(state, inputs, targets, 6)
+      assert_trees_close(loop.unstack(many, r).params, alone.params, rtol=1e-10, atol=1e-12)
+      np.testing.assert_allclose(metrics.loss[r], m.loss, rtol=1e-10)
