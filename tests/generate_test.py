@@ -137,3 +137,35 @@ def test_load_gives_stream_zero_of_the_best_or_the_latest_state(two_stream_run):
   np.testing.assert_array_equal(carry[0], state.best_carry[0][0])  # stream 0, not stream 1
   np.testing.assert_array_equal(carry_l[0], state.carry[0][0])
   assert x0 == int(state.best_x[0]) and x0_l == meta["next_char"]
+
+
+def test_load_uses_the_best_copy_from_update_zero_on_and_the_latest_without_one(two_stream_run,
+                                                                              monkeypatch):
+  from jax_charrnn import checkpoint  # pylint: disable=g-import-not-at-top
+  restore = checkpoint.restore
+
+  def with_best_step(best_step):
+    def fake(workdir, target):
+      state, meta = restore(workdir, target)
+      return state._replace(best_step=jnp.asarray(best_step, jnp.int32)), meta
+    return fake
+
+  monkeypatch.setattr(checkpoint, "restore", with_best_step(0))
+  _, best0, _, _, _, _ = generate.load(two_stream_run, "best")
+  _, latest, _, _, _, _ = generate.load(two_stream_run, "latest")
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(best0),
+                                                       jax.tree.leaves(latest)))
+  monkeypatch.setattr(checkpoint, "restore", with_best_step(-1))  # no best copy yet
+  _, none, _, _, _, _ = generate.load(two_stream_run, "best")
+  for a, b in zip(jax.tree.leaves(none), jax.tree.leaves(latest)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
+  net, p = _net()
+  assert len(generate.generate(net, p, VOCAB, net.zero_carry(), 0, 5, jax.random.key(0))) == 1
+  assert [len(x) for x in generate.generate_pieces(net, p, VOCAB, net.zero_carry(), 0, 5,
+                                                   jax.random.key(0))] == [1]
+  counts = generate.count_words(["cat " * 5], ["cat"])
+  assert counts["cat"].occurrences == 5 and len(counts["cat"].examples) == 3
+  assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
