@@ -290,6 +290,31 @@ def _print_counts(title: str, c: dict) -> None:
         f"score {score:.1f}% of the non-equivalent")
 
 
+def summary() -> None:
+  """One line per module run so far: mutants, equivalent, killed/scored first and now."""
+  print("| module | mutants | equivalent | first run: killed / scored | now: killed / scored |")
+  print("|---|---|---|---|---|")
+  totals = [0, 0, 0, 0, 0, 0]
+  for module in MODULES:
+    session = _session_path(module)
+    if not session.exists():
+      continue
+    before = session.with_suffix(".before.sqlite")
+    now = _counts(session, module)
+    first = _counts(before, module) if before.exists() else now
+    cols = [now["total"], now["equivalent"], first["killed"], first["killed"] + first["survived"],
+            now["killed"], now["killed"] + now["survived"]]
+    totals = [a + b for a, b in zip(totals, cols)]
+    print(_summary_row(module, cols))
+  print(_summary_row("**numeric core**", totals))
+
+
+def _summary_row(name: str, c: list[int]) -> str:
+  pct = lambda k, n: f"{100.0 * k / n:.1f}%" if n else "-"  # noqa: E731
+  return (f"| {name} | {c[0]} | {c[1]} | {c[2]} / {c[3]} ({pct(c[2], c[3])}) | "
+          f"{c[4]} / {c[5]} ({pct(c[4], c[5])}) |")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("module", nargs="?", help="e.g. jax_charrnn/optim.py")
@@ -298,7 +323,12 @@ def main() -> None:
                       help="rerun only the last run's surviving mutants (after adding tests)")
   parser.add_argument("--count", action="store_true", help="only count the mutants")
   parser.add_argument("--list", action="store_true", help="the modules covered")
+  parser.add_argument("--summary", action="store_true",
+                      help="a table of every module run so far (first run and now)")
   args = parser.parse_args()
+  if args.summary:
+    summary()
+    return
   if args.list or not args.module:
     for m, spec in MODULES.items():
       print(f"{m:32s} {' '.join(spec['tests'])}")
