@@ -90,6 +90,9 @@ def test_long_passages_come_in_pieces_that_go_on_from_each_other(monkeypatch):
   short = list(generate.generate_pieces(net, p, VOCAB, net.zero_carry(), 2, 7,
                                         jax.random.key(3)))
   assert len(short) == 1  # up to PIECE characters: one call, with the key itself
+  carry0 = jax.tree.map(lambda c: c[None], net.zero_carry())
+  alone = model.sample(net, p, carry0, jnp.array([2]), 7, jax.random.key(3))
+  assert short[0][0] == VOCAB.decode(np.asarray(alone)[:, 0])
 
 
 def test_word_examples_show_the_context_asked_for():
@@ -160,6 +163,13 @@ def test_load_uses_the_best_copy_from_update_zero_on_and_the_latest_without_one(
   for a, b in zip(jax.tree.leaves(none), jax.tree.leaves(latest)):
     np.testing.assert_array_equal(a, b)
 
+  def without_next_char(workdir, target):  # a checkpoint that does not say where text goes on
+    state, meta = restore(workdir, target)
+    return state, {k: v for k, v in meta.items() if k != "next_char"}
+
+  monkeypatch.setattr(checkpoint, "restore", without_next_char)
+  assert generate.load(two_stream_run, "latest")[4] == 0  # then from the first character
+
 
 def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
   net, p = _net()
@@ -168,4 +178,6 @@ def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
                                                    jax.random.key(0))] == [1]
   counts = generate.count_words(["cat " * 5], ["cat"])
   assert counts["cat"].occurrences == 5 and len(counts["cat"].examples) == 3
+  with pytest.raises(AttributeError):  # a result, not a scratch pad (frozen)
+    counts["cat"].passages = 0
   assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
