@@ -181,3 +181,4 @@ def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
   with pytest.raises(AttributeError):  # a result, not a scratch pad (frozen)
     counts["cat"].passages = 0
   assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
+  assert generate.which_params("latest", {}) == "the latest parameters (after 0 updates)"
