@@ -31,8 +31,9 @@ VOCAB = data.Vocab.from_text(TINY_TEXT)
 
 
 def _net(layers=2):
+  # Weights large enough that the state matters to what is drawn next.
   net = model.Model(cells.get("rnn"), vocab_size=VOCAB.size, hidden_size=8, num_layers=layers)
-  return net, net.init(jax.random.key(0), InitSpec(sigma=0.5))
+  return net, net.init(jax.random.key(0), InitSpec(sigma=1.5))
 
 
 def test_a_passage_is_the_model_sampled_from_the_given_state():
@@ -53,10 +54,15 @@ def test_a_prime_is_read_first_and_the_passage_goes_on_from_it():
                           prime=prime)[0]
   assert got.startswith(prime) and len(got) == len(prime) + 30
   ids = VOCAB.encode(prime)
-  carry = net.hidden_states(p, net.zero_carry(), jnp.asarray(ids[:-1]))[1]
-  rest = model.sample(net, p, jax.tree.map(lambda c: c[None], carry), jnp.array([ids[-1]]), 30,
-                      jax.random.key(1))
-  assert got[len(prime):] == VOCAB.decode(np.asarray(rest)[:, 0])
+
+  def from_prefix(n):  # the passage drawn after reading the prime's first n characters
+    carry = net.hidden_states(p, net.zero_carry(), jnp.asarray(ids[:n]))[1]
+    rest = model.sample(net, p, jax.tree.map(lambda c: c[None], carry), jnp.array([ids[-1]]),
+                        30, jax.random.key(1))
+    return VOCAB.decode(np.asarray(rest)[:, 0])
+
+  assert got[len(prime):] == from_prefix(len(prime) - 1)  # all but the last, which is x0
+  assert from_prefix(1) != from_prefix(len(prime) - 1)  # (the test can tell them apart)
   one = generate.generate(net, p, VOCAB, net.zero_carry(), 0, 5, jax.random.key(1), prime="t")
   first = model.sample(net, p, net.zero_carry((1,)), jnp.array(VOCAB.encode("t")), 5,
                        jax.random.key(1))
@@ -182,3 +188,17 @@ def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
     counts["cat"].passages = 0
   assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
   assert generate.which_params("latest", {}) == "the latest parameters (after 0 updates)"
+
+
+@pytest.mark.parametrize("missing", ["vocab", "config"])
+def test_load_refuses_a_checkpoint_that_train_did_not_write(two_stream_run, monkeypatch, missing):
+  from jax_charrnn import checkpoint  # pylint: disable=g-import-not-at-top
+  read_meta = checkpoint.read_meta
+
+  def without(workdir):
+    step, meta = read_meta(workdir)
+    return step, {k: v for k, v in meta.items() if k != missing}
+
+  monkeypatch.setattr(checkpoint, "read_meta", without)
+  with pytest.raises(UserError, match="not written by jax_charrnn.train"):
+    generate.load(two_stream_run, "best")
