@@ -184,6 +184,8 @@ def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
                                                    jax.random.key(0))] == [1]
   counts = generate.count_words(["cat " * 5], ["cat"])
   assert counts["cat"].occurrences == 5 and len(counts["cat"].examples) == 3
+  shown = generate.count_words(["x" * 30 + " cat " + "y" * 30], ["cat"])["cat"].examples
+  assert shown == ("…" + "x" * 19 + " cat " + "y" * 19 + "…",)  # 20 characters each side
   with pytest.raises(AttributeError):  # a result, not a scratch pad (frozen)
     counts["cat"].passages = 0
   assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
