@@ -1,8 +1,11 @@
 """Mutation testing of the numeric core with cosmic-ray: one module per run.
 
-    python -m mutation.run jax_charrnn/optim.py          # the module's mutants, then a report
-    python -m mutation.run --list                         # the modules covered and their tests
-    python -m mutation.run jax_charrnn/model.py --report  # the report of the last run only
+    python -m mutation.run jax_charrnn/optim.py              # the module's mutants, a report
+    python -m mutation.run jax_charrnn/optim.py --survivors  # after new tests: the survivors again
+    python -m mutation.run jax_charrnn/optim.py --report     # the last run's report only
+    python -m mutation.run jax_charrnn/optim.py --count      # how many mutants, nothing run
+    python -m mutation.run --summary                         # every module: first run and now
+    python -m mutation.run --list                            # the modules covered, their tests
 
 A mutant is one small change to the source (``+`` -> ``-``, ``<`` -> ``<=``, a number
 plus or minus one, ``True`` -> ``False``, a loop that runs zero times, ...). Each is
@@ -145,13 +148,14 @@ def _rerun_survivors(session: Path, module: str) -> None:
 
 def run(module: str, count_only: bool = False, survivors_only: bool = False) -> None:
   spec = MODULES[module]
-  session = _session_path(module)
+  work = Path(tempfile.mkdtemp(prefix="mutation-"))
+  # Counting leaves the module's recorded results alone.
+  session = work / "count.sqlite" if count_only else _session_path(module)
   if survivors_only:
     _rerun_survivors(session, module)
-  else:
+  elif not count_only:
     session.unlink(missing_ok=True)
     session.with_suffix(".before.sqlite").unlink(missing_ok=True)
-  work = Path(tempfile.mkdtemp(prefix="mutation-"))
   try:
     _copy_tree(work)
     tests = " ".join(spec["tests"])
