@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The numeric core and the tests that state its behaviour, the quickest to fail first
-# (pytest -x stops at the first failure, so a killed mutant costs only the tests before it). ``lines`` limits a module
-# with a command line in it to its numeric part (inclusive ranges of line numbers
-# resolved from function names, so edits above them do not shift the ranges).
+# (pytest -x stops at the first failure, so a killed mutant costs only the tests before
+# it). ``functions`` limits a module with a command line in it to its numeric part (the
+# line ranges of those top-level functions and classes, found when the run starts).
 MODULES: dict[str, dict] = {
     "jax_charrnn/data.py": {"tests": ["tests/data_test.py"]},
     "jax_charrnn/model.py": {"tests": ["tests/model_test.py", "tests/bptt_test.py",
