@@ -2,15 +2,12 @@
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from jax_charrnn import checkpoint
 
-from helpers import REPO, assert_user_error, run_module
+from helpers import assert_user_error, read_until, run_module, start_module
 
 pytestmark = pytest.mark.slow
 SMALL = ["--hidden_size=16", "--seq_length=10", "--log_every=20", "--sample_every=0",
@@ -106,22 +103,12 @@ def test_train_cli_workdir_mistakes(trained, tmp_path):
   assert_user_error(r, "holds a run with other settings", "hidden_size (16 saved, 32 now)")
 
 
-def _start(module, *args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-
-
 def _interrupt_when(proc, marker, timeout=120):
   """Sends SIGINT once `marker` appears on stdout; returns (stdout, stderr) at exit."""
-  deadline, seen = time.time() + timeout, []
-  for line in proc.stdout:
-    seen.append(line)
-    if marker in line or time.time() > deadline:
-      break
+  seen = read_until(proc, marker, timeout)
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=120)
-  return "".join(seen) + out, err
+  return seen + out, err
 
 
 def test_ctrl_c_saves_the_state_and_the_same_command_resumes(tmp_path):
@@ -129,7 +116,7 @@ def test_ctrl_c_saves_the_state_and_the_same_command_resumes(tmp_path):
   book.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
   args = [f"--data_path={book}", f"--workdir={tmp_path / 'run'}", "--steps_per_call=50",
           "--checkpoint_every=0", *SMALL]
-  out, err = _interrupt_when(_start("jax_charrnn.train", *args, "--num_steps=100000000"),
+  out, err = _interrupt_when(start_module("jax_charrnn.train", *args, "--num_steps=100000000"),
                              "step 200/")
   assert "Traceback" not in err, err[-3000:]
   assert "Received SIGINT: saving the state" in err
@@ -151,7 +138,7 @@ def test_a_sweep_stopped_with_ctrl_c_saves_every_run_and_resumes(tmp_path):
           "--seq_length=10", "--learning_rates=0.1", "--seeds=0,1", "--log_every=50",
           "--steps_per_call=50", "--checkpoint_every=0", "--sample_every=0", "--report_every=0",
           "--report_gradcheck_entries=0"]
-  proc = _start("jax_charrnn.sweep", *args, "--num_steps=100000000")
+  proc = start_module("jax_charrnn.sweep", *args, "--num_steps=100000000")
   out, err = _interrupt_when(proc, "step 200/")
   assert proc.returncode == 130, err[-3000:]
   assert "Traceback" not in err and "every run is saved" in out

@@ -1,6 +1,18 @@
-"""Words of interest: whole words, any case by default, shown in context."""
+"""Drawing passages (primes, pieces, loading a run) and words of interest."""
 
-from jax_charrnn import generate
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_charrnn import cells, data, generate, model, trainer
+from jax_charrnn.cells.ops import InitSpec
+from jax_charrnn.config import TrainConfig
+from jax_charrnn.errors import UserError
+
+from helpers import TINY_TEXT, small_config
+
+VOCAB = data.Vocab.from_text(TINY_TEXT)
 
 
 def test_words_count_whole_words_in_any_case():
@@ -11,23 +23,6 @@ def test_words_count_whole_words_in_any_case():
   assert counts["ron"].examples == ("…Harry and Ron ran.…",)
   exact = generate.count_words(passages, ["harry"], case_sensitive=True)["harry"]
   assert (exact.passages, exact.occurrences) == (2, 2)
-
-
-# --- Drawing passages (the behaviours the mutation pass found unstated) -------------------
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from jax_charrnn import cells, data, model, trainer  # noqa: E402
-from jax_charrnn.cells.ops import InitSpec  # noqa: E402
-from jax_charrnn.config import TrainConfig  # noqa: E402
-from jax_charrnn.errors import UserError  # noqa: E402
-
-from helpers import TINY_TEXT  # noqa: E402
-
-VOCAB = data.Vocab.from_text(TINY_TEXT)
 
 
 def _net(layers=2):
@@ -122,10 +117,8 @@ def two_stream_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("gen")
   book = root / "book.txt"
   book.write_text(TINY_TEXT * 8, encoding="utf-8")
-  cfg = TrainConfig(data_path=str(book), hidden_size=8, seq_length=10, batch_size=2,
-                    num_steps=60, steps_per_call=20, log_every=20, sample_every=0,
-                    report_every=0, report_gradcheck_entries=0, sample_length=10,
-                    passage_length=10, init_sigma=0.1)
+  cfg = small_config(str(book), hidden_size=8, batch_size=2, checkpoint_every=0,
+                     passage_length=10, init_sigma=0.1)
   trainer.train(cfg, str(root / "run"))
   return str(root / "run")
 

@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,3 +73,30 @@ def load_course_fixture():
     states = {int(s): {k: z[v] for k, v in st.items()} for s, st in chain["states"].items()}
     out[name] = (chain["config"], z[chain["inputs"]], z[chain["targets"]], states)
   return out
+
+
+def small_config(text_file: str, **overrides):
+  """A TrainConfig for a run of seconds on `text_file` (60 updates, quiet); overrides win."""
+  from jax_charrnn.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  base = dict(data_path=text_file, hidden_size=16, seq_length=10, num_steps=60, steps_per_call=20,
+              log_every=20, sample_every=0, report_every=0, checkpoint_every=20,
+              report_gradcheck_entries=0, sample_length=10, passage_length=20)
+  base.update(overrides)
+  return TrainConfig(**base)
+
+
+def start_module(module: str, *args: str) -> subprocess.Popen:
+  """`python -m module args...` from the repository, CPU only, stdout and stderr piped."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float = 120) -> str:
+  """proc's stdout up to the first line holding `marker` (or to its end, or the timeout)."""
+  deadline, seen = time.time() + timeout, []
+  for line in proc.stdout:
+    seen.append(line)
+    if marker in line or time.time() > deadline:
+      break
+  return "".join(seen)

@@ -21,34 +21,20 @@ from jax_charrnn import checkpoint, report, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
-from helpers import REPO, TINY_TEXT, assert_user_error, run_module
+from helpers import REPO, assert_user_error, read_until, run_module, small_config, start_module
 
 SMALL = ["--hidden_size=16", "--seq_length=10", "--log_every=20", "--sample_every=0",
          "--report_every=0", "--report_gradcheck_entries=0", "--passage_length=50"]
 
 
 def _config(text_file, **kw):
-  base = dict(data_path=text_file, hidden_size=16, seq_length=10, num_steps=60, steps_per_call=20,
-              log_every=20, sample_every=0, report_every=0, checkpoint_every=20,
-              report_gradcheck_entries=0, sample_length=10, passage_length=20)
-  base.update(kw)
-  return TrainConfig(**base)
+  return small_config(text_file, **kw)
 
 
 def _start(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  return subprocess.Popen([sys.executable, "-m", "jax_charrnn.train", *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                          cwd=REPO)
+  return start_module("jax_charrnn.train", *args)
 
 
-def _wait_for(proc, marker, timeout=120):
-  deadline, seen = time.time() + timeout, []
-  for line in proc.stdout:
-    seen.append(line)
-    if marker in line or time.time() > deadline:
-      break
-  return "".join(seen)
 
 
 @pytest.fixture()
@@ -66,7 +52,7 @@ def test_a_second_trainer_is_refused_and_kill_9_leaves_no_stale_lock(book, tmp_p
           "--checkpoint_every=40", *SMALL]
   first = _start(*args, "--num_steps=100000000")
   try:
-    _wait_for(first, "step 100/")
+    read_until(first, "step 100/")
     second = run_module("jax_charrnn.train", *args, "--num_steps=50", "--learning_rate=0.05")
     assert_user_error(second, "is in use by process", str(first.pid))
     # Reading a busy workdir works.
@@ -100,7 +86,7 @@ def test_a_second_signal_does_not_cut_the_save_short(book, tmp_path, signals):
   args = [f"--data_path={book}", f"--workdir={tmp_path / 'run'}", "--steps_per_call=20",
           "--checkpoint_every=0", "--num_steps=100000000", *SMALL]
   proc = _start(*args)
-  out = _wait_for(proc, "step 200/")
+  out = read_until(proc, "step 200/")
   proc.send_signal(signals[0])
   time.sleep(0.015)
   proc.send_signal(signals[1])

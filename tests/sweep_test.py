@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 from jax_charrnn import checkpoint, generate, report, trainer
-from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
+
+from helpers import small_config
 
 
 def _config(text_file, **kw):
-  base = dict(data_path=text_file, hidden_size=12, seq_length=10, num_steps=60, steps_per_call=32,
-              log_every=20, sample_every=0, report_every=0, checkpoint_every=0,
-              report_gradcheck_entries=0, sample_length=10, passage_length=10)
-  base.update(kw)
-  return TrainConfig(**base)
+  kw = {"hidden_size": 12, "steps_per_call": 32, "checkpoint_every": 0, "passage_length": 10, **kw}
+  return small_config(text_file, **kw)
 
 
 def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_path):
