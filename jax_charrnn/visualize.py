@@ -234,22 +234,27 @@ def unit_key(layer: int, kind: str, index: int) -> str:
 # ---- the page ----
 
 def page_data(trace: Trace, text: str, vocab: data.Vocab, about: dict[str, Any]) -> dict:
-  """The page's numbers: everything the template draws, and what the JSON file holds."""
+  """The page's numbers: everything the template draws, and what the JSON file holds.
+
+  Per character t: chars[t], bits[t] (null: not scored), top.ids[t] / top.p[t]
+  (what the model predicted for it; empty for t = 0). units.layers[k][kind]:
+  every unit's values, one byte per character (`quantize`); values: the
+  proposed units' exact values (5 decimals), by `unit_key`.
+  """
   props = text_properties(text)
   proposals = propose(trace.units, props)
   values = {}
-  for p in proposals:  # the best unit of each property, exactly (to 1e-5)
+  for p in proposals:  # the best unit of each property
     u = p["units"][0]
-    values[unit_key(u["layer"], u["kind"], u["index"])] = np.round(
-        trace.units[u["layer"] - 1][u["kind"]][:, u["index"]].astype(np.float64), 5).tolist()
-  bits = [None if math.isnan(b) else round(float(b), 4) for b in trace.bits]
+    v = trace.units[u["layer"] - 1][u["kind"]][:, u["index"]]
+    values[unit_key(u["layer"], u["kind"], u["index"])] = np.round(v.astype(float), 5).tolist()
   return dict(
       about, format="jax_charrnn.visualize/1", vocab=list(vocab.chars), chars=list(text),
-      bits=bits,
-      top={"ids": [[] if t == 0 else trace.top_ids[t].tolist() for t in range(len(text))],
-           "p": [[] if t == 0 else np.round(trace.top_p[t], 4).tolist()
-                 for t in range(len(text))]},
-      units={"kinds": list(trace.units[0]), "hidden_size": int(next(iter(trace.units[0].values())).shape[1]),
+      bits=[None if math.isnan(b) else round(float(b), 4) for b in trace.bits],
+      top={"ids": [[]] + trace.top_ids[1:].tolist(),
+           "p": [[]] + np.round(trace.top_p[1:], 4).tolist()},
+      units={"kinds": list(trace.units[0]),
+             "hidden_size": int(next(iter(trace.units[0].values())).shape[1]),
              "encoding": "base64 of uint8 [H, N]; shown = q / 127.5 - 1 (c: tanh(c))",
              "layers": [{kind: quantize(v, kind) for kind, v in layer.items()}
                         for layer in trace.units]},
@@ -257,9 +262,10 @@ def page_data(trace: Trace, text: str, vocab: data.Vocab, about: dict[str, Any])
       properties=[{"name": n, "about": PROPERTIES.get(n, ""), "present": bool(np.ptp(p) > 0)}
                   for n, p in props.items()],
       proposals=proposals,
-      saturation=[{"layer": k + 1, "gates": {g: {"low": np.round(lo, 4).tolist(),
-                                                 "high": np.round(hi, 4).tolist()}
-                                             for g, (lo, hi) in layer.items()}}
+      saturation=[{"layer": k + 1,
+                   "gates": {g: {"low": np.round(low, 4).tolist(),
+                                 "high": np.round(high, 4).tolist()}
+                             for g, (low, high) in layer.items()}}
                   for k, layer in enumerate(trace.saturation)])
 
 
