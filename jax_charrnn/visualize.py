@@ -48,17 +48,17 @@ from jax_charrnn.model import Model, Params
 
 # Reading a run, from the layers above (the held-out score, loading a checkpoint, the run's
 # text); every use in this module goes through these four names.
-from jax_charrnn.evaluate import CHUNK, score_ids  # noqa: E402
-from jax_charrnn.generate import load as load_run, which_params  # noqa: E402
-from jax_charrnn.hostloop import fingerprint  # noqa: E402
-from jax_charrnn.trainer import load_corpus  # noqa: E402
+from jax_charrnn.evaluate import CHUNK, score_ids
+from jax_charrnn.generate import load as load_run, which_params
+from jax_charrnn.hostloop import fingerprint
+from jax_charrnn.trainer import load_corpus
 
 MAX_CHARS = 10_000      # characters read by default
 TOP = 5                 # predictions shown per character
 PROPOSED = 3            # units proposed per property
 UNIT_BYTES = 16 << 20   # the page's every-unit values (one byte each) stay below this
 LOW, HIGH = 0.1, 0.9    # a gate below LOW or above HIGH is saturated (Karpathy et al.)
-PAGE, NUMBERS = "visualize.html", "visualize.json"
+PAGE = "visualize.html"  # the template's name, and the page's in a workdir (+ visualize.json)
 
 
 # ---- what the network computes over a text ----
@@ -67,8 +67,8 @@ PAGE, NUMBERS = "visualize.html", "visualize.json"
 class Trace:
   """What the network computed over a text of N characters (host arrays).
 
-  Position t is about character t: its surprisal, the predictions it was
-  drawn against, and the units after reading it.
+  Position t is about character t: its surprisal, what the model predicted
+  for it, and the units after reading it.
   """
 
   bits: np.ndarray        # float64 [N]: -log2 p(x_t | x_<t); NaN for t = 0 and unknown x_t

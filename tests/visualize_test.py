@@ -290,6 +290,9 @@ def test_the_command_line_agrees_with_evaluate(lstm_run, tmp_path):
 # ---- the page in a real browser ----
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Nothing leaves the machine: no background services, and every host name resolves to nothing
+# (the page's requests are also blocked and recorded, below). Playwright starts each browser
+# with a fresh temporary profile of its own (it refuses --user-data-dir here).
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--host-resolver-rules=MAP * ~NOTFOUND"]
