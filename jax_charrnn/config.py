@@ -150,6 +150,11 @@ class TrainConfig:
   report_gradcheck_entries: int = setting(
       200, "Finite-difference entries per parameter in report.md's gradient check (0: skip "
       "it).", ge=0, le=INT32_MAX)
+  visualize_chars: int = setting(
+      0, "At the end, write visualize.html (what the network learned: each character's "
+      "surprisal, hidden units, gates; see `python -m jax_charrnn.visualize`) over this many "
+      "characters of the held-out tail (or of the text's end), linked from report.md. 0: no "
+      "page.", ge=0, le=1_000_000)
   # ---- devices ----
   num_devices: int = setting(
       0, "Devices to split the --batch_size streams over (data parallel; 0: all devices of "

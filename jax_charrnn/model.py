@@ -127,8 +127,31 @@ class Model:
     """
     all_hs, carry_T, _ = self.hidden_states(params, carry0, inputs, masks)
     top = all_hs[-1] if masks is None else all_hs[-1] * masks[-1]
-    logits = top @ params.V.T + params.c  # o_t = V h_t + c, all t at once
-    return logits, carry_T
+    return self.read_out(params, top), carry_T
+
+  def read_out(self, params: Params, hs: jax.Array) -> jax.Array:
+    """o_t = V h_t + c for all t at once: hs [..., H] -> logits [..., K]."""
+    return hs @ params.V.T + params.c
+
+  def trace(self, params: Params, carry0: tuple, inputs: jax.Array) -> tuple[jax.Array, tuple,
+                                                                            tuple]:
+    """`forward` without dropout, keeping what every layer computed, to look inside it.
+
+    Args:
+      params, carry0, inputs: as for `forward`.
+
+    Returns:
+      (logits, carry_T, layers): as `forward`, and for each layer (bottom
+      first) {"units": {name: [T, (B,) H]}, "gates": {name: [T, (B,) H]}}, the
+      cell's named values (`cells.Cell.trace`: h, the LSTM's c; the sigmoid
+      gates). A cell without `trace`: units {"h": h_t}, no gates.
+    """
+    all_hs, carry_T, residuals = self.hidden_states(params, carry0, inputs)
+    layers = []
+    for hs, res in zip(all_hs, residuals):
+      units, gates = ({"h": hs}, {}) if self.cell.trace is None else self.cell.trace(hs, res)
+      layers.append({"units": units, "gates": gates})
+    return self.read_out(params, all_hs[-1]), carry_T, tuple(layers)
 
   def loss(self, params: Params, carry0: tuple, inputs: jax.Array, targets: jax.Array,
            reduction: str = "sum", masks=None) -> tuple[jax.Array, tuple]:

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import jax
 
-from jax_charrnn import data, errors, generate, gradcheck, loop, model, parallel, report, score
+from jax_charrnn import (data, errors, generate, gradcheck, loop, model, parallel, report, saved,
+                         score, visualize)
 from jax_charrnn.config import TrainConfig
 
 
@@ -97,6 +98,10 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
   key = (config.seed, config.report_gradcheck_entries)
   if key not in tables:
     tables[key] = gradcheck_table(config, corpus)
+  page = ""
+  if config.visualize_chars and end.diverged_at is None:
+    w = visualize.write_page(saved.load(end.workdir, "best"), max_chars=config.visualize_chars)
+    page = f"{w.chars:,} characters of {w.what}, {w.bits_per_char:.4f} bits/char"
   if end.diverged_at is not None:
     status = f"diverged at update {end.diverged_at}"
   else:
@@ -111,7 +116,7 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
       compile_seconds=end.compile_seconds, train_seconds=end.train_seconds,
       total_train_seconds=end.total_train_seconds,
       chars_per_second=end.chars_per_second, status=status, gradcheck_table=tables[key],
-      val_chars=len(corpus.val_ids),
+      val_chars=len(corpus.val_ids), page=page,
       val_bpc=None if end.val is None else end.val.bits_per_char,
       val_nats=None if end.val is None else end.val.nats_per_char))
 

@@ -30,7 +30,8 @@ SAMPLES = "samples.txt"
 PASSAGE = "best_passage.txt"
 REPORT = "report.md"
 STEP_LOSSES = "losses.f32"
-ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)
+PAGE, PAGE_NUMBERS = "visualize.html", "visualize.json"  # jax_charrnn.visualize's
+ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT, PAGE, PAGE_NUMBERS)
 
 
 def remove_outputs(workdir: str) -> None:
@@ -280,6 +281,7 @@ class RunFacts:
   chars_per_second: float
   status: str
   gradcheck_table: str | None  # Markdown, or None when skipped
+  page: str = ""              # visualize's page of the run, described ("" when none was written)
   val_chars: int = 0          # held-out characters (0: no held-out split)
   val_bpc: float | None = None           # at the end
   val_nats: float | None = None
@@ -347,6 +349,8 @@ def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
       _held_out(config, facts),
       _best(facts),
       f"- Training time: {_training_time(facts)}",
+      *([f"- What the network learned, in the browser: [{PAGE}]({PAGE}) ({facts.page})."]
+        if facts.page else []),
   ]
 
 

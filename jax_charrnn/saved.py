@@ -92,6 +92,25 @@ def load(workdir: str, which: str = "best",
                int(meta.get("next_char", 0)), step, "latest", step, meta)
 
 
+def corpus(s: Saved, purpose: str = "find its held-out tail") -> data.Corpus:
+  """The run's text read again as it read it, checked against the fingerprint it saved.
+
+  Raises:
+    UserError: the text cannot be read, or it changed since the run trained on it.
+  """
+  where = s.config.data_path or data.BUILTIN_CORPUS_NAME
+  try:
+    text = data.corpus_of(s.config)
+  except errors.UserError as e:
+    raise errors.UserError(f"Cannot read the run's text to {purpose}: {e} Pass "
+                           "--data_path=FILE to use another copy.") from None
+  if s.meta.get("text") != data.fingerprint(text.text):
+    raise errors.UserError(
+        f"The text at {where!r} is not the one the run in {s.workdir!r} trained on (it changed "
+        "since). Pass --data_path=FILE to use a file as it is.")
+  return text
+
+
 def held_out(s: Saved) -> tuple[np.ndarray, str]:
   """(ids, description) of the run's held-out tail, read again from its text.
 
@@ -99,23 +118,14 @@ def held_out(s: Saved) -> tuple[np.ndarray, str]:
     UserError: the run has no held-out split, its text cannot be read, or the
       text changed since the run trained on it (its tail would be other text).
   """
-  config = s.config
-  where = config.data_path or data.BUILTIN_CORPUS_NAME
-  if not config.val_fraction:
+  if not s.config.val_fraction:
     raise errors.UserError(
-        f"The run trained on all of {where!r} (val_fraction 0): it has no held-out text. Pass "
-        "--data_path=FILE to score a text, or train with --val_fraction=0.1.")
-  try:
-    corpus = data.corpus_of(config)
-  except errors.UserError as e:
-    raise errors.UserError(f"Cannot read the run's text to find its held-out tail: {e} Pass "
-                           "--data_path=FILE to score another copy.") from None
-  if s.meta.get("text") != data.fingerprint(corpus.text):
-    raise errors.UserError(
-        f"The text at {where!r} is not the one the run trained on (it changed since); its "
-        "held-out tail would be other text. Pass --data_path=FILE to score a file as it is.")
-  return corpus.val_ids, (f"the held-out tail of {corpus.source} (the last "
-                          f"{len(corpus.val_ids):,} of {len(corpus.text):,} characters)")
+        f"The run trained on all of {s.config.data_path or data.BUILTIN_CORPUS_NAME!r} "
+        "(val_fraction 0): it has no held-out text. Pass --data_path=FILE to score a text, or "
+        "train with --val_fraction=0.1.")
+  text = corpus(s)
+  return text.val_ids, (f"the held-out tail of {text.source} (the last "
+                        f"{len(text.val_ids):,} of {len(text.text):,} characters)")
 
 
 def text_ids(s: Saved, path: str) -> tuple[np.ndarray, dict[str, int], str]:

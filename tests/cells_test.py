@@ -256,3 +256,59 @@ def test_every_parameter_block_has_its_own_random_draws(cell, dist):
   if dist == "pytorch":  # every weight and bias drawn (the course's biases are zeros)
     assert len(heads) == len(jax.tree.leaves(p))
   assert len(set(heads.values())) == len(heads), heads
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_trace_names_what_the_documented_equations_compute_at_every_step(cell):
+  # Model.trace (what visualize.py colours text by) against nn.RNN / nn.LSTM / nn.GRU's
+  # documented equations written out step by step: two layers, one stream, a non-zero carry.
+  with strict_x64():
+    net, p, carry, x, _, _ = _case(cell, T=6, B=None, seed=4, layers=2)
+    logits, carry_T, layers = net.trace(p, carry, x)
+    want_logits, want_carry = net.forward(p, carry, x)
+  np.testing.assert_allclose(logits, want_logits, rtol=1e-12)
+  for a, b in zip(jax.tree.leaves(carry_T), jax.tree.leaves(want_carry)):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+  kinds = {"rnn": (["h"], []), "lstm": (["c", "h"], ["i", "f", "o"]), "gru": (["h"], ["r", "z"])}
+  assert [(list(l["units"]), list(l["gates"])) for l in layers] == [kinds[cell]] * 2
+  state = [jax.tree.map(np.asarray, c) for c in carry]
+  for t, xt in enumerate(np.asarray(x)):
+    inp = np.eye(7)[xt]
+    for k, w in enumerate(p.layers):
+      w = [np.asarray(a) for a in w]
+      h_prev = state[k] if cell != "lstm" else state[k].h
+      if cell == "rnn":  # U, W, b
+        h = np.tanh(w[0] @ inp + w[1] @ h_prev + w[2])
+        want_units, want_gates, state[k] = {"h": h}, {}, h
+      elif cell == "lstm":
+        W_ih, W_hh, b_ih, b_hh = w
+        z = W_ih @ inp + b_ih + W_hh @ h_prev + b_hh
+        i, f, o = sigmoid(z[:5]), sigmoid(z[5:10]), sigmoid(z[15:])
+        h, c = numpy_lstm(W_ih, W_hh, b_ih, b_hh, h_prev, state[k].c, inp)
+        want_units, want_gates = {"c": c, "h": h}, {"i": i, "f": f, "o": o}
+        state[k] = lstm.Carry(h=h, c=c)
+      else:
+        W_ih, W_hh, b_ih, b_hh = w
+        a, u = W_ih @ inp + b_ih, W_hh @ h_prev + b_hh
+        want_gates = {"r": sigmoid(a[:5] + u[:5]), "z": sigmoid(a[5:10] + u[5:10])}
+        h = numpy_gru(W_ih, W_hh, b_ih, b_hh, h_prev, inp)
+        want_units, state[k] = {"h": h}, h
+      for group, want in (("units", want_units), ("gates", want_gates)):
+        for name, v in want.items():
+          np.testing.assert_allclose(layers[k][group][name][t], v, rtol=1e-12, atol=1e-14,
+                                     err_msg=f"layer {k + 1} {name} at t = {t}")
+      inp = h
+
+
+def test_trace_of_a_cell_without_one_shows_its_outputs():
+  c = cells.get("rnn")
+  plain = cells.Cell("plain", c.init, c.zero_carry, c.output, c.step)  # no forward, no trace
+  net = Model(plain, vocab_size=7, hidden_size=5, num_layers=2)
+  p = net.init(jax.random.key(0), InitSpec(dist="pytorch"))
+  x = jnp.array([1, 2, 3, 0])
+  logits, _, layers = net.trace(p, net.zero_carry(), x)
+  all_hs, _, _ = net.hidden_states(p, net.zero_carry(), x)
+  assert [(list(l["units"]), l["gates"]) for l in layers] == [(["h"], {})] * 2
+  for layer, hs in zip(layers, all_hs):
+    np.testing.assert_array_equal(layer["units"]["h"], hs)
+  np.testing.assert_allclose(logits, net.forward(p, net.zero_carry(), x)[0], rtol=1e-6)

@@ -51,6 +51,11 @@ class Cell:
     export: `params -> {"weight_ih", "weight_hh", "bias_ih", "bias_hh": NumPy arrays}`,
       the layer as PyTorch's nn.RNN / nn.LSTM / nn.GRU name it ([G·H, in],
       [G·H, H], [G·H], [G·H]); None: the cell has no PyTorch counterpart.
+    trace: `(hs, residuals) -> (units, gates)`, what `forward` computed, by
+      name, each [T, ..., H]: units are the values a layer holds or passes on
+      (the RNN's and GRU's h; the LSTM's c and h), gates its sigmoid gates
+      (the LSTM's i, f, o; the GRU's r, z; values in (0, 1)). For looking
+      inside a trained network (visualize.py). None: units {"h": hs}, no gates.
   """
 
   name: str
@@ -62,15 +67,16 @@ class Cell:
   backward: Callable[..., Any] | None = None
   gates: int = 1
   export: Callable[[Any], dict] | None = None
+  trace: Callable[..., tuple[dict, dict]] | None = None
 
 
 _REGISTRY: dict[str, Cell] = {
     "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward,
-                gates=1, export=rnn.export),
+                gates=1, export=rnn.export, trace=rnn.trace),
     "lstm": Cell("lstm", lstm.init, lstm.zero_carry, lstm.output, lstm.step, lstm.forward,
-                 lstm.backward, gates=4, export=lstm.export),
+                 lstm.backward, gates=4, export=lstm.export, trace=lstm.trace),
     "gru": Cell("gru", gru.init, gru.zero_carry, gru.output, gru.step, gru.forward, gru.backward,
-                gates=3, export=gru.export),
+                gates=3, export=gru.export, trace=gru.trace),
 }
 
 

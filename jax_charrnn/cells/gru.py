@@ -99,6 +99,14 @@ def forward(params: Params, h0: jax.Array, xs: jax.Array):
   return hs, h_T, (r, z, n, u_n)
 
 
+def trace(hs: jax.Array, residuals) -> tuple[dict, dict]:
+  """What the layer computed, by name, from `forward`'s outputs, each [T, ..., H]:
+  ({"h": h_t}, {"r": r_t, "z": z_t}), the output and the two sigmoid gates (n_t, the tanh
+  candidate, is no gate: it is left out)."""
+  r, z, _, _ = residuals
+  return {"h": hs}, {"r": r, "z": z}
+
+
 def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residuals,
              dhs: jax.Array):
   """Hand BPTT of one layer (the module docstring has the maths).

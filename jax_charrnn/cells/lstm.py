@@ -107,6 +107,14 @@ def forward(params: Params, carry0: Carry, xs: jax.Array):
   return hs, carry_T, (cs, i, f, g, o, tc)
 
 
+def trace(hs: jax.Array, residuals) -> tuple[dict, dict]:
+  """What the layer computed, by name, from `forward`'s outputs, each [T, ..., H]:
+  ({"c": c_t, "h": h_t}, {"i": i_t, "f": f_t, "o": o_t}), the memory and output, and the three
+  sigmoid gates (g_t, the tanh candidate, is no gate: it is left out)."""
+  cs, i, f, _, o, _ = residuals
+  return {"c": cs, "h": hs}, {"i": i, "f": f, "o": o}
+
+
 def backward(params: Params, carry0: Carry, xs: jax.Array, hs: jax.Array, residuals,
              dhs: jax.Array):
   """Hand BPTT of one layer (the module docstring has the maths).

@@ -98,6 +98,12 @@ def forward(params: Params, h0: jax.Array, xs: jax.Array) -> tuple[jax.Array, ja
   return hs, h_T, None
 
 
+def trace(hs: jax.Array, residuals: None) -> tuple[dict, dict]:
+  """What the layer computed, by name, from `forward`'s outputs: ({"h": h_t}, no gates)."""
+  del residuals
+  return {"h": hs}, {}
+
+
 def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residuals: None,
              dhs: jax.Array) -> tuple[Params, jax.Array | None]:
   """Hand BPTT of one layer (the module docstring has the maths).

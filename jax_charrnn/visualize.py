@@ -1,0 +1,448 @@
+"""A trained network, seen: one self-contained HTML page, and its numbers as JSON beside it.
+
+  python -m jax_charrnn.visualize --workdir=runs/shakespeare_lstm        # the held-out tail
+  python -m jax_charrnn.visualize --workdir=W --data_path=other.txt --max_chars=5000 --out=p.html
+
+After Karpathy, Johnson and Fei-Fei, "Visualizing and Understanding Recurrent
+Networks" (2015). Over a stretch of text (the run's held-out tail by default,
+at most --max_chars characters), the page shows
+
+  surprisal  each character coloured by the bits the model spent on it,
+             -log2 p(x_t | x_1..x_{t-1}); hovering one shows the model's top
+             predictions there
+  units      the text coloured by hidden units (h; an LSTM's memory c too), any
+             layer and index; for each of a few properties of the text (inside
+             quotes, position in the line, ...) it proposes the units whose
+             values correlate most with it (Pearson's r over the shown text)
+  gates      for gated cells, each gate's saturation per layer: the fraction of
+             steps it spends below 0.1 and above 0.9
+
+The numbers come from the package's own model: the text is read once from a
+zero carry passed from chunk to chunk (evaluate's reading, in float64 as
+evaluate scores), through `Model.trace` (the cells' own forward), so the
+per-character bits average to evaluate's bits/char. The page is the template
+visualize.html with the JSON embedded, drawn by plain JavaScript: it needs no
+network and opens from a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import importlib.resources
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jax_charrnn import cli, data, errors, report, saved
+from jax_charrnn.model import Model, Params
+from jax_charrnn.score import CHUNK, score_ids
+
+MAX_CHARS = 10_000      # characters read by default
+TOP = 5                 # predictions shown per character
+PROPOSED = 3            # units proposed per property
+UNIT_BYTES = 16 << 20   # the page's every-unit values (one byte each) stay below this
+LOW, HIGH = 0.1, 0.9    # a gate below LOW or above HIGH is saturated (Karpathy et al.)
+PAGE = report.PAGE  # the template's name, and the page's in a workdir (+ visualize.json)
+
+
+# ---- what the network computes over a text ----
+
+@dataclasses.dataclass(frozen=True)
+class Trace:
+  """What the network computed over a text of N characters (host arrays).
+
+  Position t is about character t: its surprisal, what the model predicted
+  for it, and the units after reading it.
+  """
+
+  bits: np.ndarray        # float64 [N]: -log2 p(x_t | x_<t); NaN for t = 0 and unknown x_t
+  top_ids: np.ndarray     # int32 [N, k]: the k most likely characters at t (row 0: unused)
+  top_p: np.ndarray       # float64 [N, k]: their probabilities
+  units: list[dict[str, np.ndarray]]    # per layer: {"h": [N, H], ("c": [N, H])}
+  saturation: list[dict[str, tuple[np.ndarray, np.ndarray]]]  # per layer, per gate:
+  #                       (fraction of the N steps below LOW, fraction above HIGH), [H] each
+
+
+@functools.partial(jax.jit, static_argnames=("net", "k"))
+def _read(net: Model, params: Params, inputs: jax.Array, targets: jax.Array,
+          weights: jax.Array, k: int):
+  """evaluate's reading of [n, CHUNK] chunks (in order, the carry passed on from zero), through
+  `Model.trace`: per step -log p(target), the top k and every unit; per chunk the gates'
+  saturated steps (counted here, so that the gates never leave the device)."""
+  dtype = params.V.dtype
+
+  def chunk(carry, xyw):
+    x, y, w = xyw
+    logits, carry, layers = net.trace(params, carry, x)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
+    top_log_p, top_ids = lax.top_k(log_p, k)
+    w = w[:, None].astype(dtype)
+    saturated = [{g: (jnp.sum(w * (v < LOW), axis=0), jnp.sum(w * (v > HIGH), axis=0))
+                  for g, v in layer["gates"].items()} for layer in layers]
+    units = [layer["units"] for layer in layers]
+    return carry, (nll, top_ids, jnp.exp(top_log_p), units, saturated)
+
+  _, out = lax.scan(chunk, net.zero_carry((), dtype), (inputs, targets, weights))
+  return out
+
+
+def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Trace:
+  """What the network computes over a text, read once from a zero carry as evaluate reads it.
+
+  Args:
+    net, params: the model (the computation runs in params' dtype).
+    ids: int [N], N >= 2; an id >= K (a character outside the vocabulary) is
+      read as a zero vector and its surprisal is NaN.
+    k: how many of the most likely characters to keep per step.
+  """
+  ids = np.asarray(ids, np.int32)
+  N, K = ids.size, net.vocab_size
+  if N < 2:
+    raise ValueError("a trace needs at least two characters (one prediction)")
+  # Step t reads x_t and predicts x_{t+1}: every character is read (its units are shown),
+  # the last one predicts nothing.
+  n = -(-N // CHUNK)
+  pad = n * CHUNK - N
+  targets = np.concatenate([ids[1:], [0]])
+  known = np.concatenate([ids[1:] < K, [False]])
+  shape = (n, CHUNK)
+  x = np.pad(ids, (0, pad)).reshape(shape)
+  y = np.pad(np.where(known, targets, 0), (0, pad)).reshape(shape)
+  w = np.pad(np.ones(N, bool), (0, pad)).reshape(shape)
+  nll, top_ids, top_p, units, saturated = jax.device_get(
+      _read(net, params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), min(k, K)))
+  flat = lambda a: np.asarray(a).reshape(n * CHUNK, *np.shape(a)[2:])[:N]
+  bits = np.full(N, np.nan)
+  bits[1:] = np.where(known[:-1], flat(nll)[:-1].astype(np.float64) / math.log(2), np.nan)
+  # Row t + 1 holds what step t predicted.
+  top_ids = np.concatenate([np.zeros((1, top_ids.shape[-1]), np.int32), flat(top_ids)[:-1]])
+  top_p = np.concatenate([np.zeros((1, top_p.shape[-1])), flat(top_p)[:-1]])
+  return Trace(bits=bits, top_ids=top_ids, top_p=top_p.astype(np.float64),
+               units=[{name: flat(v) for name, v in layer.items()} for layer in units],
+               saturation=[{g: (np.sum(lo, 0) / N, np.sum(hi, 0) / N)
+                            for g, (lo, hi) in layer.items()} for layer in saturated])
+
+
+# ---- what the text holds, and the units that follow it ----
+
+_OPEN, _CLOSE = "([{", ")]}"
+PROPERTIES = {  # name: what it is 1 for (or counts), after reading character t
+    "inside quotes": "from an opening quote (\" or “) up to the closing one",
+    "inside brackets": "inside ( ), [ ] or { }",
+    "position in the line": "characters since the last newline",
+    "position in the word": "letters since the word began (0 outside words)",
+    "start of a word": "a letter after a non-letter",
+    "inside a word": "a letter",
+    "end of a word next": "a letter followed by a non-letter",
+    "newline": "the character just read is a newline",
+    "start of a line": "the first character after a newline",
+    "space": "a space",
+    "vowel": "a, e, i, o, u (either case)",
+    "upper case": "a capital letter",
+    "punctuation": "neither a letter, a digit nor white space",
+}
+
+
+def text_properties(text: str) -> dict[str, np.ndarray]:
+  """Each of PROPERTIES for every character of `text`: {name: float64 [N]}."""
+  N = len(text)
+  out = {name: np.zeros(N) for name in PROPERTIES}
+  quoted, depth, column, in_word = False, 0, 0, 0
+  for t, ch in enumerate(text):
+    quoted = (not quoted if ch == '"' else True if ch == "“" else False if ch == "”"
+              else quoted)
+    depth = depth + (ch in _OPEN) - (ch in _CLOSE and depth > 0)
+    column = 0 if ch == "\n" else column + 1
+    letter = ch.isalpha()
+    in_word = in_word + 1 if letter else 0
+    after = text[t + 1] if t + 1 < N else " "
+    values = {"inside quotes": quoted, "inside brackets": depth > 0,
+              "position in the line": column, "position in the word": in_word,
+              "start of a word": in_word == 1, "inside a word": letter,
+              "end of a word next": letter and not after.isalpha(), "newline": ch == "\n",
+              "start of a line": t > 0 and text[t - 1] == "\n", "space": ch == " ",
+              "vowel": ch in "aeiouAEIOU", "upper case": ch.isupper(),
+              "punctuation": not (ch.isalnum() or ch.isspace())}
+    for name, v in values.items():
+      out[name][t] = v
+  return out
+
+
+def correlations(values: np.ndarray, prop: np.ndarray) -> np.ndarray:
+  """Pearson's r of each column of values [N, U] with prop [N]: [U] (0 where either is
+  constant)."""
+  v = values - values.mean(axis=0)
+  p = prop - prop.mean()
+  den = np.sqrt(np.sum(v * v, axis=0) * np.sum(p * p))
+  return np.divide(v.T @ p, den, out=np.zeros(values.shape[1]), where=den > 0)
+
+
+def propose(units: list[dict[str, np.ndarray]], props: dict[str, np.ndarray],
+            per_property: int = PROPOSED) -> list[dict[str, Any]]:
+  """For each property that varies over the text, the units of every layer and kind whose
+  values correlate most with it (largest |r|), best property first."""
+  names = [(k + 1, kind, i) for k, layer in enumerate(units) for kind, v in layer.items()
+           for i in range(v.shape[1])]
+  values = np.concatenate([v for layer in units for v in layer.values()], axis=1)
+  out = []
+  for prop, p in props.items():
+    if np.ptp(p) == 0:
+      continue
+    r = correlations(values.astype(np.float64), p)
+    best = np.argsort(-np.abs(r), kind="stable")[:per_property]
+    out.append({"property": prop, "about": PROPERTIES.get(prop, ""),
+                "units": [{"layer": names[j][0], "kind": names[j][1], "index": names[j][2],
+                           "r": round(float(r[j]), 4)} for j in best]})
+  return sorted(out, key=lambda d: -abs(d["units"][0]["r"]))
+
+
+def shown(v: np.ndarray, kind: str) -> np.ndarray:
+  """The value a unit is coloured by, in [-1, 1]: tanh(c) for an LSTM's memory (unbounded;
+  as Karpathy et al. show it), the others as they are (clipped)."""
+  return np.tanh(v) if kind == "c" else np.clip(v, -1.0, 1.0)
+
+
+def quantize(v: np.ndarray, kind: str) -> str:
+  """A layer's [N, H] values of one kind for the page: base64 of uint8 [H, N] (unit-major),
+  q = round((shown + 1) * 127.5), so shown = q / 127.5 - 1 to within 1 / 255."""
+  q = np.rint((shown(np.asarray(v, np.float64), kind) + 1.0) * 127.5).astype(np.uint8)
+  return base64.b64encode(np.ascontiguousarray(q.T).tobytes()).decode("ascii")
+
+
+def unit_key(layer: int, kind: str, index: int) -> str:
+  """How the JSON names a unit: "1 c 17" (layer from 1, kind, index from 0)."""
+  return f"{layer} {kind} {index}"
+
+
+# ---- the page ----
+
+def page_data(trace: Trace, text: str, vocab: data.Vocab, about: dict[str, Any]) -> dict:
+  """The page's numbers: everything the template draws, and what the JSON file holds.
+
+  Per character t: chars[t], bits[t] (null: not scored), top.ids[t] / top.p[t]
+  (what the model predicted for it; empty for t = 0). units.layers[k][kind]:
+  every unit's values, one byte per character (`quantize`); values: the
+  proposed units' exact values (5 decimals), by `unit_key`.
+  """
+  props = text_properties(text)
+  proposals = propose(trace.units, props)
+  values = {}
+  for p in proposals:  # the best unit of each property
+    u = p["units"][0]
+    v = trace.units[u["layer"] - 1][u["kind"]][:, u["index"]]
+    values[unit_key(u["layer"], u["kind"], u["index"])] = np.round(v.astype(float), 5).tolist()
+  return dict(
+      about, format="jax_charrnn.visualize/1", vocab=list(vocab.chars), chars=list(text),
+      bits=[None if math.isnan(b) else round(float(b), 4) for b in trace.bits],
+      top={"ids": [[]] + trace.top_ids[1:].tolist(),
+           "p": [[]] + np.round(trace.top_p[1:], 4).tolist()},
+      units={"kinds": list(trace.units[0]),
+             "hidden_size": int(next(iter(trace.units[0].values())).shape[1]),
+             "encoding": "base64 of uint8 [H, N]; shown = q / 127.5 - 1 (c: tanh(c))",
+             "layers": [{kind: quantize(v, kind) for kind, v in layer.items()}
+                        for layer in trace.units]},
+      values=values,
+      properties=[{"name": n, "about": PROPERTIES.get(n, ""), "present": bool(np.ptp(p) > 0)}
+                  for n, p in props.items()],
+      proposals=proposals,
+      saturation=[{"layer": k + 1,
+                   "gates": {g: {"low": np.round(low, 4).tolist(),
+                                 "high": np.round(high, 4).tolist()}
+                             for g, (low, high) in layer.items()}}
+                  for k, layer in enumerate(trace.saturation)])
+
+
+def render(numbers: dict) -> str:
+  """The page: the template (visualize.html, shipped with the package) with the numbers in it.
+
+  "<" is written as \\u003c inside the JSON, so that no text can end the script element.
+  """
+  template = importlib.resources.files("jax_charrnn").joinpath(PAGE).read_text("utf-8")
+  assert template.count("__DATA__") == 1, "the template holds one __DATA__"
+  blob = json.dumps(numbers, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+  return template.replace("__DATA__", blob)
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+  """What `write_page` wrote."""
+
+  page: str            # the HTML file
+  numbers: str         # the JSON file beside it
+  chars: int           # characters read
+  seconds: float       # reading, tracing and writing
+  what: str            # the text, in words
+  bits_per_char: float  # evaluate's score of that text
+  proposals: list      # the proposals, best first
+
+
+def _text(run: saved.Saved, data_path: str, max_chars: int,
+          unit_count: int) -> tuple[str, np.ndarray, dict, str]:
+  """(text, ids, unknown characters, the text in words) of the stretch to show."""
+  # One byte per unit per character: a model with many units is shown over fewer characters.
+  fit = max(2, UNIT_BYTES // max(unit_count, 1))
+  limit = min(max_chars, fit)
+  note = (f"; at most {fit:,} characters fit the page's {UNIT_BYTES >> 20} MB of values for "
+          f"{unit_count:,} units" if fit < max_chars else "")
+  if data_path:
+    full = data.load_text(data_path, run.config.lowercase, run.config.raw_newlines)
+    text = full[:limit]
+    ids, unknown = run.vocab.encode_known(text)
+    part = f"all {len(full):,} characters" if len(text) == len(full) else \
+        f"the first {len(text):,} of {len(full):,} characters"
+    return text, ids, unknown, f"{data_path} ({part}{note})"
+  corpus = saved.corpus(run, "show its text")
+  if run.config.val_fraction:
+    tail = corpus.text[len(corpus.text) - len(corpus.val_ids):]
+    text = tail[:limit]
+    part = f"all {len(tail):,} characters" if len(text) == len(tail) else \
+        f"its first {len(text):,} of {len(tail):,} characters"
+    return text, corpus.val_ids[:len(text)], {}, (
+        f"the held-out tail of {corpus.source} ({part}{note})")
+  text = corpus.text[-limit:]
+  return text, run.vocab.encode(text), {}, (
+      f"the last {len(text):,} characters of {corpus.source}, which the run trained on: it has "
+      f"no held-out split (val_fraction 0), so the surprisal is lower than on new text; pass "
+      f"--data_path=FILE to show other text{note}")
+
+
+def _paths(workdir: str, out: str) -> tuple[str, str]:
+  """(page, numbers): --out (a file, or a directory to write visualize.html in), else the
+  workdir; the JSON beside the page, with its name."""
+  page = out or os.path.join(workdir, PAGE)
+  if os.path.isdir(page):
+    page = os.path.join(page, PAGE)
+  stem = page[:-5] if page.endswith(".html") else page
+  return page, stem + ".json"
+
+
+def _write(path: str, text: str) -> None:
+  """Whole or not at all (a temporary file, then a rename); a paragraph when it cannot."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    try:
+      os.remove(tmp)
+    except OSError:
+      pass
+    raise errors.UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass --out=FILE.html "
+                           "in a directory you can write to.") from None
+
+
+def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CHARS,
+               out: str = "") -> Written:
+  """Writes the page of a saved run (`saved.load`) and its numbers (JSON) beside it.
+
+  The run is read in float64 when 64-bit JAX is on (as evaluate scores; the
+  command line switches it on), else in its own dtype.
+
+  Args:
+    run: the run's parameters (best or latest) and what goes with them.
+    data_path: a UTF-8 text to show; empty: the run's held-out tail (or,
+      without one, the end of its training text, saying so).
+    max_chars: read at most this many characters (fewer for a model whose
+      units would not fit the page: UNIT_BYTES).
+    out: the page's path (or a directory for visualize.html); empty:
+      <workdir>/visualize.html. The JSON goes beside it (.html -> .json).
+
+  Raises:
+    UserError: a text with nothing to score, an output that cannot be written.
+  """
+  start = time.perf_counter()
+  page, numbers_path = _paths(run.workdir, out)
+  if not os.path.isdir(os.path.dirname(os.path.abspath(page))):
+    raise errors.UserError(f"Cannot write {page!r}: its directory does not exist. Pass "
+                           "--out=FILE.html in an existing directory.")
+  net = run.net
+  dtype = jnp.float64 if jax.config.jax_enable_x64 else run.params.V.dtype
+  params = jax.tree.map(lambda a: jnp.asarray(a, dtype), run.params)
+  layers = jax.eval_shape(net.trace, params, net.zero_carry((), dtype),
+                          jnp.zeros(1, jnp.int32))[2]
+  unit_count = sum(v.shape[-1] for layer in layers for v in layer["units"].values())
+  text, ids, unknown, what = _text(run, data_path, max_chars, unit_count)
+  if len(ids) < 2:
+    raise errors.UserError(f"{what} is too short to show: one prediction needs two "
+                           "characters.")
+  score = score_ids(net, params, ids, unknown)
+  if score.predictions == 0:
+    raise errors.UserError(
+        f"Nothing to score in {what}: every character after the first is outside the model's "
+        f"vocabulary ({', '.join(map(repr, sorted(unknown)))}).")
+  trace = trace_text(net, params, ids)
+  about = {
+      "model": {"describe": net.describe(), "cell": run.config.cell, "layers": net.num_layers,
+                "hidden_size": net.hidden_size, "vocab_size": net.vocab_size,
+                "dtype": f"{run.config.dtype} run, read in {jnp.dtype(dtype).name}",
+                "params": run.describe(), "which": run.which,
+                "workdir": os.path.abspath(run.workdir)},
+      "text": {"what": what, "chars": len(text), "unknown": unknown},
+      "bits_per_char": score.bits_per_char, "predictions": score.predictions,
+      "numbers": os.path.basename(numbers_path)}
+  numbers = page_data(trace, text, run.vocab, about)
+  numbers["text"]["seconds"] = round(time.perf_counter() - start, 2)
+  _write(numbers_path, json.dumps(numbers, ensure_ascii=False))
+  _write(page, render(numbers))
+  return Written(page, numbers_path, len(text), time.perf_counter() - start, what,
+                 score.bits_per_char, numbers["proposals"])
+
+
+# ---- the command line ----
+
+def define_flags(flag_values=None) -> dict:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import config  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  kw = dict(flag_values=flag_values, module_name=config.flag_module(__name__))
+  return {
+      "workdir": flags.DEFINE_string("workdir", None, "Directory of a training run.", **kw),
+      "which": flags.DEFINE_enum("which", "best", ["best", "latest"], "Show the best "
+                                 "parameters or the latest ones.", **kw),
+      "data_path": flags.DEFINE_string("data_path", "", "A UTF-8 text to show. Empty: the "
+                                       "run's own held-out tail (--val_fraction).", **kw),
+      "max_chars": flags.DEFINE_integer("max_chars", MAX_CHARS, "Read at most this many "
+                                        "characters of the text.", lower_bound=2,
+                                        upper_bound=1_000_000, **kw),
+      "out": flags.DEFINE_string("out", "", "Where to write the page (the JSON goes beside "
+                                 "it). Empty: <workdir>/visualize.html.", **kw),
+  }
+
+
+_OWN: dict = {}
+
+
+def main(argv: Sequence[str]) -> None:
+  cli.no_extra_args(argv)
+  o = {name: holder.value for name, holder in _OWN.items()}
+  jax.config.update("jax_enable_x64", True)  # read in float64, as evaluate scores
+  w = write_page(cli.open_run(o["workdir"], o["which"]), data_path=o["data_path"],
+                 max_chars=o["max_chars"], out=o["out"])
+  lines = [f"Read {w.chars:,} characters of {w.what} in {w.seconds:.1f} s: "
+           f"{w.bits_per_char:.4f} bits/char.",
+           f"Wrote {w.page} ({os.path.getsize(w.page) / 2**20:.1f} MB; open it in a browser) "
+           f"and {w.numbers}."]
+  if w.proposals:
+    lines.append("Units that follow the text best (Pearson's r over the shown text):")
+    for p in w.proposals[:5]:
+      u = p["units"][0]
+      lines.append(f"  {p['property']:<22} layer {u['layer']} {u['kind']}[{u['index']}]  "
+                   f"r = {u['r']:+.2f}")
+  sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  _OWN.update(define_flags())
+  cli.run(main)
