@@ -150,6 +150,11 @@ class TrainConfig:
   report_gradcheck_entries: int = setting(
       200, "Finite-difference entries per parameter in report.md's gradient check (0: skip "
       "it).", ge=0, le=INT32_MAX)
+  tensorboard: bool = setting(
+      False, "Also write the curves (training, smooth and held-out loss, learning rate, "
+      "characters/s) and the samples as TensorBoard event files in <workdir>/tensorboard "
+      "(needs the tensorboard extra: pip install -e '.[tensorboard]'); watch with "
+      "`tensorboard --logdir=runs`.")
   visualize_chars: int = setting(
       0, "At the end, write visualize.html (what the network learned: each character's "
       "surprisal, hidden units, gates; see `python -m jax_charrnn.visualize`) over this many "

@@ -29,7 +29,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from jax_charrnn import checkpoint, data, divergence, errors, loop, model, outputs, parallel, report
+from jax_charrnn import (board, checkpoint, data, divergence, errors, loop, model, outputs,
+                         parallel, report)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 from jax_charrnn.outputs import Summary
@@ -171,6 +172,7 @@ class Loop:
   texts: outputs.Texts
   writer: bool                # this process writes the files (process 0)
   managers: list = dataclasses.field(default_factory=list)
+  boards: list = dataclasses.field(default_factory=list)  # TensorBoard writers (--tensorboard)
   train_seconds: float = 0.0  # this session's time on the device
   interval: tuple[float, int] = (0.0, 0)  # (when, step) of the last progress line
   interrupted: bool = False
@@ -197,6 +199,8 @@ def start(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
       report.append_sample(run.workdir, 0, lp.texts.sample(program.state_of(r), 0,
                                                            config.sample_length), None)
   lp.managers = [checkpoint.make_manager(run.workdir) for run in runs]
+  if config.tensorboard and lp.writer:
+    lp.boards = [board.Board(run.workdir, start_step) for run in runs]
   return lp
 
 
@@ -270,18 +274,21 @@ def log_due(lp: Loop, losses: np.ndarray, smooths: np.ndarray,
   speed = (step - lp.interval[1]) * lp.chars_per_step / max(now - lp.interval[0], 1e-9)
   lp.interval = (now, step)
   rates = lp.program.learning_rates()
+  per_char = 1 if config.loss_reduction == "mean" else lp.chars_per_step
   for r, run in enumerate(lp.runs):
     run.rows.append({
         "step": step, "epoch": step / lp.corpus.steps_per_epoch,
         "loss": float(losses[r, -1]), "smooth_loss": float(smooths[r, -1]),
-        "loss_per_char": float(losses[r, -1]) / (
-            1 if config.loss_reduction == "mean" else lp.chars_per_step),
+        "loss_per_char": float(losses[r, -1]) / per_char,
+        "smooth_loss_per_char": float(smooths[r, -1]) / per_char,
         "learning_rate": float(str(np.float32(rates[r]))),
         "chars_per_s": speed, "wall_time": time.time(),
     })
     if scores[r] is not None:
       run.rows[-1].update(val_bpc=scores[r].bits_per_char,
                           val_loss_per_char=scores[r].nats_per_char)
+    if lp.boards:
+      lp.boards[r].scalars(step, run.rows[-1])
   eta = (lp.total - step) * lp.chars_per_step / max(speed, 1e-9)
   where = (f"step {step}/{lp.total} (epoch {step / lp.corpus.steps_per_epoch:.2f}, "
            f"{100 * step / lp.total:.1f}%)")
@@ -313,6 +320,8 @@ def sample_due(lp: Loop, smooths: np.ndarray) -> None:
       lp.console.say(f"sample at step {lp.step}:\n{text}")
     if keep_sample:
       report.append_sample(run.workdir, lp.step, text, float(smooths[r, -1]))
+    if lp.boards:
+      lp.boards[r].text(lp.step, text)
 
 
 def save(lp: Loop) -> None:
@@ -327,6 +336,8 @@ def save(lp: Loop) -> None:
                            run.earlier_seconds + lp.train_seconds)
     meta.update(diverged_at=run.diverged_at, first_loss=run.first_loss,
                 val_bpc=None if run.val is None else run.val.bits_per_char)
+    if lp.boards:
+      lp.boards[r].flush()
     try:
       checkpoint.save(lp.managers[r], lp.step, state, meta)
     except Exception as e:  # pylint: disable=broad-except
@@ -337,6 +348,8 @@ def save(lp: Loop) -> None:
 
 def close(lp: Loop) -> None:
   """Waits for the checkpoints being written (a full disk becomes a paragraph here)."""
+  for b in lp.boards:
+    b.close()
   for run, manager in zip(lp.runs, lp.managers):
     try:
       manager.wait_until_finished()

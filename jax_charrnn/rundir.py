@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from typing import Callable, Sequence
 
 import jax
 
-from jax_charrnn import checkpoint, data, errors, report
+from jax_charrnn import board, checkpoint, data, errors, report
 from jax_charrnn.config import TrainConfig, differences
 from jax_charrnn.lock import LOCK_FILE
 
@@ -111,9 +112,10 @@ def check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: data.C
 
 
 def clear(workdir: str) -> None:
-  """Deletes a workdir's checkpoints and outputs, for a new run there."""
+  """Deletes a workdir's checkpoints and outputs (event files included), for a new run there."""
   checkpoint.remove_all(workdir)
   report.remove_outputs(workdir)
+  shutil.rmtree(os.path.join(workdir, board.DIR), ignore_errors=True)
 
 
 def repair(workdir: str, step: int, warn: Callable[[str], None]) -> None:
