@@ -23,8 +23,8 @@ from typing import Any, Protocol, Sequence
 import jax
 import numpy as np
 
-from jax_charrnn import (checkpoint, data, errors, evaluate, generate, gradcheck, loop, model,
-                         parallel, report)
+from jax_charrnn import (checkpoint, data, divergence, errors, evaluate, generate, gradcheck, loop,
+                         model, parallel, report)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 
@@ -135,14 +135,6 @@ def next_event(step: int, total: int, config: TrainConfig) -> int:
 def due(step: int, every: int) -> bool:
   """Whether something done every `every` updates (0: never) is due after update `step`."""
   return every > 0 and step % every == 0
-
-
-def _exploded(losses: np.ndarray, first: float | None, ratio: float) -> np.ndarray:
-  """Where a run's losses are NaN, infinite, or above ratio x its first loss (ratio 0: off)."""
-  bad = ~np.isfinite(losses)
-  if ratio and first is not None and first > 0:
-    bad |= losses > ratio * first
-  return bad
 
 
 def _disk_error(e: BaseException) -> bool:
@@ -276,25 +268,24 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
         for r, run in enumerate(runs):
           if run.first_loss is None and np.isfinite(losses[r, 0]):
             run.first_loss = float(losses[r, 0])
-          bad = np.flatnonzero(_exploded(losses[r], run.first_loss, config.max_loss_ratio))
+          bad = np.flatnonzero(divergence.diverged(losses[r], smooths[r], run.first_loss,
+                                                   config.max_loss_ratio))
           if not bad.size or run.diverged_at is not None:
             continue
           run.diverged_at = step + int(bad[0]) + 1
-          value = losses[r][bad[0]]
-          what = (f"became {value}" if not np.isfinite(value) else
-                  f"reached {value:.4g}, {value / run.first_loss:.1f} times the first loss "
-                  f"{run.first_loss:.4g} (--max_loss_ratio={config.max_loss_ratio:g})")
+          what = divergence.describe(losses[r][bad[0]], smooths[r][bad[0]], run.first_loss,
+                                     config.max_loss_ratio)
           if stop_on_divergence:
             if writer:
               report.append_metrics(run.workdir, run.rows)
             last = mngrs[r].latest_step()
             raise Diverged(
-                f"The loss {what} at update {run.diverged_at} (epoch "
+                f"{what[0].upper()}{what[1:]} at update {run.diverged_at} (epoch "
                 f"{(run.diverged_at - 1) // corpus.steps_per_epoch + 1}); training stopped. The "
                 f"last good checkpoint is {'step %d' % last if last is not None else 'none'} in "
                 f"{run.workdir!r}. Lower --learning_rate or --clip (with --overwrite, or in "
                 "another --workdir), or check the data.")
-          console.warn(f"Run {run.name} diverged at update {run.diverged_at} (the loss {what}; "
+          console.warn(f"Run {run.name} diverged at update {run.diverged_at} ({what}; "
                        "its best parameters are kept); the others go on.")
         step = n
         stop = parallel.any_process(interrupts.signal is not None)

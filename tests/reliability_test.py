@@ -329,11 +329,19 @@ def test_a_loss_above_the_ratio_stops_the_run_naming_the_last_checkpoint(text_fi
     trainer.train(_config(text_file, num_steps=80, max_loss_ratio=0.5), workdir)
 
 
-def test_the_explosion_check():
-  from jax_charrnn.hostloop import _exploded  # pylint: disable=g-import-not-at-top
-  losses = np.array([10.0, 29.0, 31.0, np.nan, np.inf])
-  assert _exploded(losses, 10.0, 3.0).tolist() == [False, False, True, True, True]
-  assert _exploded(losses, 10.0, 0.0).tolist() == [False, False, False, True, True]
+def test_the_divergence_rule_watches_the_smooth_loss_and_every_non_finite_loss():
+  from jax_charrnn import divergence  # pylint: disable=g-import-not-at-top
+  losses = np.array([10.0, 38.0, 31.0, 12.0, np.nan, 5.0])
+  smooths = np.array([10.0, 10.5, 29.0, 31.0, 31.0, np.inf])
+  # A chunk at 3.8x the first loss is not a divergence; the smooth loss above 3x is.
+  assert divergence.diverged(losses, smooths, 10.0, 3.0).tolist() == [
+      False, False, False, True, True, True]
+  assert divergence.diverged(losses, smooths, 10.0, 0.0).tolist() == [
+      False, False, False, False, True, True]
+  assert divergence.diverged(losses, smooths, None, 3.0).tolist() == [
+      False, False, False, False, True, True]
+  assert "3.1 times the first loss 10" in divergence.describe(12.0, 31.0, 10.0, 3.0)
+  assert divergence.describe(np.nan, 31.0, 10.0, 3.0) == "the loss became nan"
 
 
 def test_a_sweep_goes_back_to_the_newest_step_every_run_holds_intact(text_file, tmp_path, capsys):
