@@ -121,8 +121,8 @@ def test_the_notebook_runs_short_and_prints_what_the_command_lines_print(tmp_pat
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
   # The same settings on the command line: goblet.flags (the course's) with the short run's.
-  # The divergence guard is off: it stops a run (this small text's loss jumps to 3x its first
-  # value in the first updates) but changes no number; the notebook has none.
+  # The divergence guard is off: it can stop a run but never changes its numbers, and the
+  # notebook has none (on this small text the first chunk losses jump to 3x the first one).
   workdir = tmp_path / "run"
   train = run_module("jax_charrnn.train", "--flagfile=experiments/goblet.flags",
                      f"--data_path={book}", "--num_steps=300", "--report_every=100",
