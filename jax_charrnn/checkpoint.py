@@ -31,6 +31,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from absl import logging
 
 from jax_charrnn import parallel
@@ -42,6 +43,23 @@ _SUBDIR = "checkpoints"
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), _SUBDIR)
+
+
+def check_path(workdir: str) -> None:
+  """Refuses a workdir under which orbax could not save, before any work is done.
+
+  orbax writes arrays through tensorstore, whose file driver rejects some
+  paths that the file system accepts (e.g. a doubled backslash, "a/../b"); a
+  run would otherwise find out at its first checkpoint, after the updates.
+  """
+  path = os.path.join(checkpoint_dir(workdir), "0", "state", "")
+  try:
+    ts.KvStore.Spec({"driver": "file", "path": path}).to_json()
+  except ValueError as e:
+    raise UserError(
+        f"Checkpoints cannot be saved under the workdir {workdir!r}: the storage library "
+        f"rejects the path ({' '.join(str(e).split())[:160]}). Choose a plainer --workdir "
+        "name (letters, digits, '-', '_', '.', '/'); nothing was changed.") from None
 
 
 def all_steps(workdir: str) -> list[int]:

@@ -23,8 +23,9 @@ import jax
 from absl import app, flags, logging
 
 from jax_charrnn import config as config_lib
-from jax_charrnn import errors, parallel
+from jax_charrnn import checkpoint, data, errors, memory, parallel, saved
 from jax_charrnn.config import setting
+from jax_charrnn.console import Console
 
 _HELP_FLAGS = {"help", "?", "helpshort", "helpfull", "helpxml"}
 
@@ -114,7 +115,6 @@ def workdir(path: str) -> str:
 
 def require_run(path: str | None) -> str:
   """The --workdir of a finished or running training run; a paragraph if it is not one."""
-  from jax_charrnn import checkpoint  # pylint: disable=g-import-not-at-top
   if not path:
     raise errors.UserError("Pass --workdir=RUN, the directory a training run wrote.")
   path = workdir(path)
@@ -128,6 +128,21 @@ def require_run(path: str | None) -> str:
         f"--workdir={os.path.join(path, runs[0])} (runs: {', '.join(runs)}).")
   raise errors.UserError(f"No checkpoint in {path!r}: train first, e.g. "
                          f"`python -m jax_charrnn.train --workdir={path}`.")
+
+
+def open_run(path: str | None, which: str = "best") -> saved.Saved:
+  """The run at --workdir with its best (or latest) parameters: how every command that reads a
+  run (sample, evaluate, export, visualize) loads it.
+
+  64-bit JAX is switched on for a float64 run; a network too large for the
+  memory is refused with the estimate; a damaged newest checkpoint is passed
+  over with a warning on stderr naming it (saved.load).
+  """
+  workdir = require_run(path)
+  config, meta = saved.read_config(workdir)
+  enable_x64_for(config.dtype)
+  memory.check_run(config, data.Vocab.from_json(meta["vocab"]).size)
+  return saved.load(workdir, which, warn=Console().warn)
 
 
 def log_to_file(workdir: str, name: str) -> None:

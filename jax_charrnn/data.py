@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
+import zlib
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -276,6 +277,25 @@ def load_corpus(path: str, *, lowercase: bool = False, raw_newlines: bool = Fals
     raise UserError(
         f"--val_fraction={val_fraction} holds out {len(ids) - split} character(s) of "
         f"{len(ids):,}: one prediction needs two. Use a larger --val_fraction or a longer text.")
+  if val_fraction > 0 and num_chunks(split, seq_length) < batch_size:
+    raise UserError(
+        f"--val_fraction={val_fraction} leaves {split:,} of the text's {len(ids):,} characters "
+        f"to train on: too few for {batch_size} stream(s) of one chunk of seq_length + 1 = "
+        f"{seq_length + 1} characters. Use a smaller --val_fraction (0.1 is usual).")
   inputs, targets = stream_chunks(ids[:split], seq_length, batch_size)
   return Corpus(text, path or BUILTIN_CORPUS_NAME, vocab, inputs, targets,
                 np.ascontiguousarray(ids[split:]), split)
+
+
+def corpus_of(config: Any) -> Corpus:
+  """`load_corpus` with a run's settings (a config.TrainConfig: data_path, lowercase,
+  raw_newlines, seq_length, batch_size, val_fraction)."""
+  return load_corpus(config.data_path, lowercase=config.lowercase,
+                     raw_newlines=config.raw_newlines, seq_length=config.seq_length,
+                     batch_size=config.batch_size, val_fraction=config.val_fraction)
+
+
+def fingerprint(text: str) -> str:
+  """"length:crc32" of a text: checkpoints record it, so a run resumed or scored on a text that
+  changed since is noticed."""
+  return f"{len(text)}:{zlib.crc32(text.encode('utf-8')):08x}"

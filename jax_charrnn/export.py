@@ -62,17 +62,14 @@ def define_flags(flag_values=None) -> dict:
 
 
 def main(argv: Sequence[str]) -> None:
-  from jax_charrnn import checkpoint, cli, errors, generate  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import cli, errors  # pylint: disable=g-import-not-at-top
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
-  workdir = cli.require_run(o["workdir"])
-  _, meta = checkpoint.read_meta(workdir)
-  cli.enable_x64_for(meta.get("config", {}).get("dtype", "float32"))
-  net, params, vocab, _, _, meta = generate.load(workdir, o["which"])
+  run = cli.open_run(o["workdir"], o["which"])
   try:
-    arrays = state_dict(net, params, vocab)
+    arrays = state_dict(run.net, run.params, run.vocab)
   except ValueError as e:
-    raise errors.UserError(f"Cannot export {workdir!r}: {e}.") from None
+    raise errors.UserError(f"Cannot export {run.workdir!r}: {e}.") from None
   out = os.path.expanduser(o["out"])
   if not out.endswith(".npz"):
     out += ".npz"  # np.savez would add it anyway; say the name it really has
@@ -81,8 +78,8 @@ def main(argv: Sequence[str]) -> None:
   except OSError as e:
     raise errors.UserError(f"Cannot write {out!r} ({e.strerror}). Pass an --out in a directory "
                            "you can write to.") from None
-  sys.stdout.write(f"Wrote {out}: {generate.which_params(o['which'], meta)} of "
-                   f"{workdir}, {net.describe()}, K = {vocab.size}, as PyTorch names them "
+  sys.stdout.write(f"Wrote {out}: {run.describe()} of {run.workdir}, {run.net.describe()}, "
+                   f"K = {run.vocab.size}, as PyTorch names them "
                    f"({', '.join(k for k in arrays if k not in ('cell', 'vocab'))}).\n")
 
 

@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_charrnn import checkpoint, data, errors, loop, model
-from jax_charrnn.config import TrainConfig
+from jax_charrnn import data, errors, model
 from jax_charrnn.model import Model, Params
 
 
@@ -104,32 +103,3 @@ def count_words(passages: Sequence[str], words: Sequence[str], case_sensitive: b
       shown.append(" ".join(f"…{left}{m.group(0)}{right}…".split()))
     out[w] = WordCount(sum(1 for p in passages if pattern.search(p)), len(hits), tuple(shown))
   return out
-
-
-def which_params(which: str, meta: dict) -> str:
-  """E.g. "the best parameters (after 273,807 updates)", from a checkpoint's meta."""
-  if which == "best" and meta.get("best_step", -1) >= 0:
-    return f"the best parameters (after {meta['best_step']:,} updates)"
-  return f"the latest parameters (after {meta.get('step', 0):,} updates)"
-
-
-def load(workdir: str, which: str = "best") -> tuple[Model, Params, data.Vocab, Any, int, dict]:
-  """(net, params, vocab, carry of stream 0, x0, meta) from the latest checkpoint in `workdir`.
-
-  A float64 checkpoint needs 64-bit JAX enabled first (the entry points do it).
-  """
-  _, meta = checkpoint.read_meta(workdir)
-  if "vocab" not in meta or "config" not in meta:
-    raise errors.UserError(f"The checkpoint in {workdir!r} was not written by jax_charrnn.train.")
-  vocab = data.Vocab.from_json(meta["vocab"])
-  config = TrainConfig.from_dict(meta["config"])
-  net = loop.build_model(config, vocab.size)
-  target = jax.eval_shape(lambda: loop.init_state(config, vocab.size))
-  target = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=jax.sharding.SingleDeviceSharding(
-          jax.local_devices()[0])), target)
-  state, meta = checkpoint.restore(workdir, target)
-  if which == "best" and int(state.best_step) >= 0:
-    return (net, state.best_params, vocab, model.first_stream(state.best_carry),
-            int(state.best_x[0]), meta)
-  return net, state.params, vocab, model.first_stream(state.carry), int(meta.get("next_char", 0)), meta

@@ -279,8 +279,7 @@ class RunFacts:
   total_train_seconds: float  # all sessions of the run (resumes add up)
   chars_per_second: float
   status: str
-  gradcheck_table: str | None
-  gradcheck_note: str = ""
+  gradcheck_table: str | None  # Markdown, or None when skipped
   val_chars: int = 0          # held-out characters (0: no held-out split)
   val_bpc: float | None = None           # at the end
   val_nats: float | None = None
@@ -319,32 +318,20 @@ def _training_time(facts: RunFacts) -> str:
           f"({speed}), plus {facts.compile_seconds:.1f} s of compilation.")
 
 
-def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
-  """report.md: model, results, gradient check, loss plot, text evolution, best passage, settings.
+def _read(workdir: str, name: str) -> str:
+  path = os.path.join(workdir, name)
+  if not os.path.exists(path):
+    return "(none)"
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return f.read().rstrip()
 
-  Args:
-    config: the run's TrainConfig (its declared settings make the settings table).
-  """
-  def read(name):
-    path = os.path.join(workdir, name)
-    if not os.path.exists(path):
-      return "(none)"
-    with open(path, encoding="utf-8", errors="replace") as f:
-      return f.read().rstrip()
 
-  def value(v):
-    return f"`{v}`" if v != "" else "(empty)"
-
-  settings = "\n".join(f"| {name} | {value(v)} | {help_text} |"
-                       for name, v, help_text in settings_rows(config))
+def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
+  """The report's "Data and model" and "Results" sections."""
   epochs = facts.steps_done / facts.steps_per_epoch
   first = facts.first_logged
   first = "" if first is None else f"{first['smooth_loss']:.3f} at update {first['step']:,}, "
-  lines = [
-      "# Character-level recurrent network: training report",
-      "",
-      f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by jax_charrnn. Status: **{facts.status}**.",
-      "",
+  return [
       "## Data and model",
       f"- Text: {facts.source}, {facts.num_chars:,} characters, K = {facts.vocab_size} distinct.",
       f"- Network: {facts.model}, {facts.num_params:,} parameters; chunks of T = "
@@ -360,42 +347,56 @@ def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
       _held_out(config, facts),
       _best(facts),
       f"- Training time: {_training_time(facts)}",
+  ]
+
+
+def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
+  if not facts.gradcheck_table:
+    return ["Skipped (report_gradcheck_entries = 0)."]
+  return [
+      "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text (one "
+      "stream), at freshly initialised parameters of this shape, float64, finite-difference "
+      f"step 1e-4 (numerical gradients on {config.report_gradcheck_entries} random entries per "
+      "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
+      "",
+      facts.gradcheck_table,
+  ]
+
+
+def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
+  """report.md: model, results, gradient check, loss plot, text evolution, best passage, settings.
+
+  Args:
+    config: the run's TrainConfig (its declared settings make the settings table).
+  """
+  value = lambda v: f"`{v}`" if v != "" else "(empty)"
+  settings = [f"| {name} | {value(v)} | {help_text} |"
+              for name, v, help_text in settings_rows(config)]
+  lines = [
+      "# Character-level recurrent network: training report",
+      "",
+      f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by jax_charrnn. Status: **{facts.status}**.",
+      "",
+      *_summary_lines(config, facts),
       "",
       f"![loss]({LOSS_PLOT})",
       "",
       "## Gradient check",
-  ]
-  if facts.gradcheck_table:
-    lines += [
-        "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text (one "
-        f"stream), at freshly initialised parameters of this shape, float64, finite-difference "
-        "step 1e-4 "
-        f"(numerical gradients on {config.report_gradcheck_entries} random entries per "
-        "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
-        "",
-        facts.gradcheck_table,
-    ]
-  else:
-    lines.append(facts.gradcheck_note or "Skipped (report_gradcheck_entries = 0).")
-  lines += [
+      *_gradcheck_lines(config, facts),
       "",
       "## Evolution of the generated text",
       "",
-      "```text",
-      read(SAMPLES),
-      "```",
+      "```text", _read(workdir, SAMPLES), "```",
       "",
       "## Passage from the best parameters",
       "",
-      "```text",
-      read(PASSAGE),
-      "```",
+      "```text", _read(workdir, PASSAGE), "```",
       "",
       "## Settings",
       "",
       "| setting | value | meaning |",
       "|---|---|---|",
-      settings,
+      *settings,
       "",
   ]
   path = os.path.join(workdir, REPORT)

@@ -20,7 +20,7 @@ from typing import Sequence
 import jax
 from absl import flags
 
-from jax_charrnn import checkpoint, cli, config, generate
+from jax_charrnn import cli, config, generate
 from jax_charrnn.config import setting
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +56,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   o = config.from_flags(SampleSettings)
-  workdir = cli.require_run(_OWN["workdir"].value)
-  _, meta = checkpoint.read_meta(workdir)
-  cli.enable_x64_for(meta.get("config", {}).get("dtype", "float32"))
-  net, params, vocab, carry, x0, meta = generate.load(workdir, o.which)
+  run = cli.open_run(_OWN["workdir"].value, o.which)
+  net, params, vocab, carry, x0 = run.net, run.params, run.vocab, run.carry, run.x0
   key = jax.random.key(o.seed)
   out = sys.stdout
   words = _OWN["words"].value
@@ -68,7 +66,7 @@ def main(argv: Sequence[str]) -> None:
                                  o.top_p, o.prime, o.num_samples)
     counts = generate.count_words(passages, words, o.case_sensitive)
     out.write(f"{len(passages)} passages of {o.length} characters from "
-              f"{generate.which_params(o.which, meta)}; whole words, "
+              f"{run.describe()}; whole words, "
               f"{'exact case' if o.case_sensitive else 'any case'}:\n")
     for w, c in counts.items():
       n = len(passages)

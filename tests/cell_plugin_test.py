@@ -13,7 +13,7 @@ from jax_charrnn.cells import ops
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
-from helpers import assert_trees_close
+from helpers import assert_trees_close, load_run
 
 
 class LeakyParams(NamedTuple):
@@ -68,7 +68,7 @@ def test_a_cell_from_outside_the_package_trains_resumes_exactly_and_samples(text
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"]
   md = open(f"{half}/report.md", encoding="utf-8").read()
   assert "1 layer of leaky_test, H = 12" in md and "n/a (no hand BPTT)" in md
-  net, params, vocab, carry, x0, _ = generate.load(half, "best")
+  net, params, vocab, carry, x0, _ = load_run(half, "best")
   assert net.cell is LEAKY and set(carry[0]) == {"h", "avg"}
   text, = generate.generate(net, params, vocab, carry, x0, 40, jax.random.key(0), prime="the ")
   assert text.startswith("the ") and len(text) == 44
@@ -79,7 +79,7 @@ def test_a_cell_from_outside_the_package_sweeps(text_file, tmp_path):
                                   num_layers=2), [0.05, 0.2], [0], str(tmp_path / "sw"))
   assert [r.name for r in results] == ["lr0.05_seed0", "lr0.2_seed0"]
   assert all(np.isfinite(r.final_smooth_loss) for r in results)
-  net, *_ = generate.load(str(tmp_path / "sw" / "lr0.2_seed0"), "latest")
+  net, *_ = load_run(str(tmp_path / "sw" / "lr0.2_seed0"), "latest")
   assert net.num_layers == 2 and net.cell.name == "leaky_test"
 
 

@@ -14,10 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import evaluate, export, generate, report, trainer
+from jax_charrnn import data, export, report, score, trainer
 from jax_charrnn.config import TrainConfig
 
-from helpers import TINY_TEXT, assert_user_error, run_module
+from helpers import TINY_TEXT, assert_user_error, load_run, run_module
 
 BOOK = TINY_TEXT * 6 + "the end of the quick story.\n" * 10
 
@@ -75,9 +75,9 @@ def test_the_trainer_scores_the_held_out_tail_and_keeps_the_best(run):
   assert summary.best_step == best["step"] and summary.best_loss == pytest.approx(
       best["val_bpc"], rel=1e-6)
   # The best copy is the parameters that scored it.
-  net, params, vocab, *_ = generate.load(workdir, "best")
-  tail = trainer.load_corpus(summary_config(workdir)).val_ids
-  assert evaluate.score_ids(net, params, tail).bits_per_char == pytest.approx(best["val_bpc"],
+  net, params, vocab, *_ = load_run(workdir, "best")
+  tail = data.corpus_of(summary_config(workdir)).val_ids
+  assert score.score_ids(net, params, tail).bits_per_char == pytest.approx(best["val_bpc"],
                                                                                rel=1e-5)
   md = open(os.path.join(workdir, "report.md"), encoding="utf-8").read()
   assert "Held-out text (the last 0.1 of the text" in md and "Best held-out score" in md
@@ -91,7 +91,7 @@ def summary_config(workdir):
 def test_score_equals_numpy_forward_of_the_export_on_the_held_out_tail_and_another_file(
     run, tmp_path):
   workdir, book, _ = run
-  net, params, vocab, *_ = generate.load(workdir, "latest")
+  net, params, vocab, *_ = load_run(workdir, "latest")
   arrays = export.state_dict(net, params, vocab)
   np.savez(tmp_path / "model.npz", **arrays)
   npz = dict(np.load(tmp_path / "model.npz"))
@@ -100,13 +100,13 @@ def test_score_equals_numpy_forward_of_the_export_on_the_held_out_tail_and_anoth
                                                                                        16)
   with jax.enable_x64(True):
     p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-    tail = BOOK[trainer.data.split_point(len(BOOK), 0.1):]
-    got = evaluate.score_ids(net, p64, vocab.encode(tail))
+    tail = BOOK[data.split_point(len(BOOK), 0.1):]
+    got = score.score_ids(net, p64, vocab.encode(tail))
     want, count = numpy_bits_per_char(npz, tail)
     assert got.predictions == count and abs(got.bits_per_char - want) < 1e-5
     other = "The quick brown fox! Zebras jump over lazy dogs; harry looked at RON.\n" * 3
     ids, unknown = vocab.encode_known(other)
-    got = evaluate.score_ids(net, p64, ids, unknown)
+    got = score.score_ids(net, p64, ids, unknown)
     want, count = numpy_bits_per_char(npz, other)
   assert set(unknown) >= {"T", "!", "Z", ";", "R", "O", "N"}
   assert got.predictions == count and got.skipped == sum(unknown.values()) - (
@@ -124,7 +124,7 @@ def test_evaluate_and_export_command_lines(run, tmp_path):
                  f"--out={tmp_path / 'm.npz'}")
   assert r.returncode == 0, r.stderr[-2000:]
   want, count = numpy_bits_per_char(dict(np.load(tmp_path / "m.npz")),
-                                    BOOK[trainer.data.split_point(len(BOOK), 0.1):])
+                                    BOOK[data.split_point(len(BOOK), 0.1):])
   assert got["predictions"] == count and abs(got["bits_per_char"] - want) < 1e-5
   assert got["perplexity"] == pytest.approx(math.exp(got["nats_per_char"]))
   other = tmp_path / "other.txt"
@@ -146,7 +146,7 @@ def test_evaluate_and_export_command_lines(run, tmp_path):
 def test_export_loads_into_pytorch_and_runs_to_the_same_outputs(run):
   torch = pytest.importorskip("torch")
   workdir, _, _ = run
-  net, params, vocab, *_ = generate.load(workdir, "latest")
+  net, params, vocab, *_ = load_run(workdir, "latest")
   npz = export.state_dict(net, params, vocab)
   K, H = vocab.size, net.hidden_size
   rnn = torch.nn.RNN(K, H, num_layers=2, nonlinearity="tanh")

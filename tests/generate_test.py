@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_charrnn import cells, data, generate, model, trainer
+from jax_charrnn import cells, data, generate, model, saved, trainer
 from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
-from helpers import TINY_TEXT, small_config
+from helpers import TINY_TEXT, load_run, small_config
 
 VOCAB = data.Vocab.from_text(TINY_TEXT)
 
@@ -102,14 +102,13 @@ def test_word_examples_show_the_context_asked_for():
                                                                         "…he cat ra…")
 
 
-def test_which_params_names_the_parameters_used():
-  assert generate.which_params("best", {"best_step": 1234, "step": 2000}) == (
-      "the best parameters (after 1,234 updates)")
-  assert generate.which_params("best", {"best_step": -1, "step": 20}) == (
-      "the latest parameters (after 20 updates)")
-  assert generate.which_params("best", {"best_step": 0, "step": 20}).startswith("the best")
-  assert generate.which_params("latest", {"best_step": 5, "step": 2000}) == (
-      "the latest parameters (after 2,000 updates)")
+def test_a_saved_run_names_the_parameters_it_holds(two_stream_run):
+  best, latest = saved.load(two_stream_run, "best"), saved.load(two_stream_run, "latest")
+  assert best.which == "best" and best.describe() == (
+      f"the best parameters (after {best.updates:,} updates)")
+  assert best.updates == best.meta["best_step"] >= 0
+  assert latest.describe() == f"the latest parameters (after {latest.step:,} updates)"
+  assert latest.updates == latest.step == latest.meta["step"]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +124,8 @@ def two_stream_run(tmp_path_factory):
 
 def test_load_gives_stream_zero_of_the_best_or_the_latest_state(two_stream_run):
   from jax_charrnn import checkpoint, loop  # pylint: disable=g-import-not-at-top
-  net, best, vocab, carry, x0, meta = generate.load(two_stream_run, "best")
-  _, latest, _, carry_l, x0_l, _ = generate.load(two_stream_run, "latest")
+  net, best, vocab, carry, x0, meta = load_run(two_stream_run, "best")
+  _, latest, _, carry_l, x0_l, _ = load_run(two_stream_run, "latest")
   assert vocab.chars == VOCAB.chars and net.hidden_size == 8
   cfg = TrainConfig.from_dict(meta["config"])
   target = jax.eval_shape(lambda: loop.init_state(cfg, vocab.size))
@@ -147,27 +146,27 @@ def test_load_uses_the_best_copy_from_update_zero_on_and_the_latest_without_one(
   restore = checkpoint.restore
 
   def with_best_step(best_step):
-    def fake(workdir, target):
-      state, meta = restore(workdir, target)
+    def fake(workdir, target, **kw):
+      state, meta = restore(workdir, target, **kw)
       return state._replace(best_step=jnp.asarray(best_step, jnp.int32)), meta
     return fake
 
   monkeypatch.setattr(checkpoint, "restore", with_best_step(0))
-  _, best0, _, _, _, _ = generate.load(two_stream_run, "best")
-  _, latest, _, _, _, _ = generate.load(two_stream_run, "latest")
+  _, best0, _, _, _, _ = load_run(two_stream_run, "best")
+  _, latest, _, _, _, _ = load_run(two_stream_run, "latest")
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(best0),
                                                        jax.tree.leaves(latest)))
   monkeypatch.setattr(checkpoint, "restore", with_best_step(-1))  # no best copy yet
-  _, none, _, _, _, _ = generate.load(two_stream_run, "best")
+  _, none, _, _, _, _ = load_run(two_stream_run, "best")
   for a, b in zip(jax.tree.leaves(none), jax.tree.leaves(latest)):
     np.testing.assert_array_equal(a, b)
 
-  def without_next_char(workdir, target):  # a checkpoint that does not say where text goes on
-    state, meta = restore(workdir, target)
+  def without_next_char(workdir, target, **kw):  # a checkpoint that does not say where text goes on
+    state, meta = restore(workdir, target, **kw)
     return state, {k: v for k, v in meta.items() if k != "next_char"}
 
   monkeypatch.setattr(checkpoint, "restore", without_next_char)
-  assert generate.load(two_stream_run, "latest")[4] == 0  # then from the first character
+  assert load_run(two_stream_run, "latest")[4] == 0  # then from the first character
 
 
 def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
@@ -181,8 +180,6 @@ def test_the_defaults_one_passage_three_examples_and_latest_without_a_best():
   assert shown == ("…" + "x" * 19 + " cat " + "y" * 19 + "…",)  # 20 characters each side
   with pytest.raises(AttributeError):  # a result, not a scratch pad (frozen)
     counts["cat"].passages = 0
-  assert generate.which_params("best", {"step": 7}) == "the latest parameters (after 7 updates)"
-  assert generate.which_params("latest", {}) == "the latest parameters (after 0 updates)"
 
 
 @pytest.mark.parametrize("missing", ["vocab", "config"])
@@ -196,4 +193,4 @@ def test_load_refuses_a_checkpoint_that_train_did_not_write(two_stream_run, monk
 
   monkeypatch.setattr(checkpoint, "read_meta", without)
   with pytest.raises(UserError, match="not written by jax_charrnn.train"):
-    generate.load(two_stream_run, "best")
+    load_run(two_stream_run, "best")

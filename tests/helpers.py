@@ -75,6 +75,13 @@ def load_course_fixture():
   return out
 
 
+def load_run(workdir: str, which: str = "best"):
+  """(net, params, vocab, carry, x0, meta) of a run's best or latest parameters (saved.load)."""
+  from jax_charrnn import saved  # pylint: disable=g-import-not-at-top
+  s = saved.load(workdir, which)
+  return s.net, s.params, s.vocab, s.carry, s.x0, s.meta
+
+
 def small_config(text_file: str, **overrides):
   """A TrainConfig for a run of seconds on `text_file` (60 updates, quiet); overrides win."""
   from jax_charrnn.config import TrainConfig  # pylint: disable=g-import-not-at-top

@@ -9,9 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from jax_charrnn import generate
 
-from helpers import REPO, TINY_TEXT, assert_user_error, run_module
+from helpers import REPO, TINY_TEXT, assert_user_error, load_run, run_module
 
 pytestmark = pytest.mark.slow
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
@@ -100,8 +99,8 @@ def test_two_processes_give_the_one_process_result(tmp_path, book):
   assert single.returncode == 0, single.stderr[-3000:]
   import jax  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
-    _, multi_params, *_ = generate.load(str(tmp_path / "multi"), "latest")
-    _, single_params, *_ = generate.load(str(tmp_path / "single"), "latest")
+    _, multi_params, *_ = load_run(str(tmp_path / "multi"), "latest")
+    _, single_params, *_ = load_run(str(tmp_path / "single"), "latest")
   for a, b in zip(jax.tree.leaves(multi_params), jax.tree.leaves(single_params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-9)
   for name in ("report.md", "loss.png", "samples.txt", "metrics.jsonl"):

@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, generate, report, trainer
+from jax_charrnn import checkpoint, report, trainer
 from jax_charrnn.errors import UserError
 
-from helpers import small_config
+from helpers import load_run, small_config
 
 
 def _config(text_file, **kw):
@@ -32,7 +32,7 @@ def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_
       alone = trainer.train(cfg.replace(learning_rate=lr, seed=seed),
                             str(tmp_path / f"alone{lr}{seed}"))
       run_dir = str(tmp_path / "sw" / trainer.run_name(lr, seed))
-      _, params, *_ = generate.load(run_dir, "latest")
+      _, params, *_ = load_run(run_dir, "latest")
       for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(alone.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
       got = next(r for r in results if r.name == trainer.run_name(lr, seed))
@@ -60,7 +60,7 @@ def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path, c
   assert "diverged at update" in (tmp_path / "sw" / "summary.md").read_text()
   assert "Run lr1e+38_seed0 diverged at update" in capsys.readouterr().err
   # Its best parameters (from before it diverged) are still there to sample from.
-  _, params, *_ = generate.load(str(tmp_path / "sw" / "lr1e+38_seed0"), "best")
+  _, params, *_ = load_run(str(tmp_path / "sw" / "lr1e+38_seed0"), "best")
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 

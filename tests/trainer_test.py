@@ -10,7 +10,7 @@ from jax_charrnn import checkpoint, generate, report, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
-from helpers import assert_trees_close
+from helpers import assert_trees_close, load_run
 
 
 def _config(text_file, **overrides):
@@ -83,7 +83,7 @@ def test_checkpoint_restore_gives_equal_trees_and_vocab(text_file, tmp_path):
   summary = trainer.train(_config(text_file, num_steps=50), workdir)
   state, meta = checkpoint.restore(workdir, summary.state)
   assert_trees_close(state, summary.state, rtol=0, atol=0)
-  net, params, vocab, carry, x0, _ = generate.load(workdir, "best")
+  net, params, vocab, carry, x0, _ = load_run(workdir, "best")
   assert "".join(vocab.chars) == "".join(sorted(set(open(text_file).read())))
   assert_trees_close(params, summary.state.best_params, rtol=0, atol=0)
   assert carry[0].shape == (24,) and 0 <= x0 < vocab.size and net.hidden_size == 24
@@ -114,7 +114,7 @@ def test_a_diverging_run_stops_with_a_clear_error(text_file, tmp_path):
                           steps_per_call=1), workdir)
   # The last good checkpoint survives and holds finite numbers.
   step, _ = checkpoint.read_meta(workdir)
-  _, params, *_ = generate.load(workdir, "latest")
+  _, params, *_ = load_run(workdir, "latest")
   assert step >= 1
   assert all(np.isfinite(np.asarray(x)).all() for x in params.layers[0] + (params.V, params.c))
 
@@ -181,7 +181,7 @@ def test_every_cell_trains_resumes_exactly_and_samples(cell, text_file, tmp_path
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
   rows = report.read_metrics(half)
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] and "val_bpc" in rows[-1]
-  net, params, vocab, carry, x0, _ = generate.load(half, "latest")
+  net, params, vocab, carry, x0, _ = load_run(half, "latest")
   assert net.cell.name == cell and net.num_layers == 2 and net.dropout == 0.25
   text, = generate.generate(net, params, vocab, carry, x0, 30, jax.random.key(0), prime="the ")
   assert text.startswith("the ") and len(text) == 34

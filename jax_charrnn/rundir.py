@@ -1,0 +1,122 @@
+"""A run's directory: checked before any work, compared with the run asked for, cleared or
+repaired.
+
+train and sweep use these before the first update:
+
+  check_writable(workdir)      exists (or is made), can be written, a name orbax can save under;
+                               checkpoints/ is a directory
+  foreign_files(workdir)       files no jax_charrnn run left there (refused without --overwrite)
+  check_same_run(...)          a checkpoint of other run-defining settings or another text is
+                               refused, the differences listed
+  clear(workdir)               --overwrite: the earlier run's checkpoints and outputs go
+  repair(workdir, step)        on resume: the run's files cut back to the checkpoint, repaired
+
+The lock that keeps a second trainer out is lock.py's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable, Sequence
+
+import jax
+
+from jax_charrnn import checkpoint, data, errors, report
+from jax_charrnn.config import TrainConfig, differences
+from jax_charrnn.lock import LOCK_FILE
+
+SWEEP_FILES = ("summary.json", "summary.md", "sweep_loss.png")
+LOGS = re.compile(r"(train|sweep)(\.process\d+)?\.log")
+
+
+
+def check_writable(workdir: str) -> None:
+  """The workdir exists (or is made) and can be written; its checkpoints/ is a directory."""
+  try:
+    workdir.encode("utf-8")
+  except UnicodeEncodeError:
+    raise errors.UserError(f"The workdir name {workdir!r} is not valid UTF-8; choose a name "
+                           "that is.") from None
+  checkpoint.check_path(workdir)
+  ckpt = checkpoint.checkpoint_dir(workdir)
+  if os.path.exists(ckpt) and not os.path.isdir(ckpt):
+    raise errors.UserError(
+        f"{ckpt!r} is a file, where the run keeps its checkpoints (a directory). Move it away, "
+        "or choose another --workdir; nothing was changed.")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    # One probe file per process: processes of one run share the workdir.
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}.{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise errors.UserError(f"Cannot write to the workdir {workdir!r} ({e.strerror}). Pass a "
+                           "directory you can write to with --workdir.") from None
+
+
+def foreign_files(workdir: str, own: Sequence[str] = ()) -> list[str]:
+  """Files in a workdir that no jax_charrnn run left there, sorted ([] if it is empty, new, or
+  a run's).
+
+  A directory is a run's when it shows one: its lock, its checkpoints, or (a
+  sweep's root) run directories with checkpoints; a run touches only its own
+  file names there, so a person's notes beside them are safe. In any other
+  directory every file is someone else's (a person's own samples.txt or
+  report.md is theirs) except logs (train.log, sweep.log: appended to, never
+  replaced) and `own` (a sweep's run directories).
+  """
+  if not os.path.isdir(workdir):
+    return []
+  names = [n for n in os.listdir(workdir) if not n.startswith(".write_test.")]
+  if (LOCK_FILE in names or checkpoint.has_checkpoint(workdir)
+      or any(checkpoint.has_checkpoint(os.path.join(workdir, n)) for n in names)):
+    return []
+  return sorted(n for n in names if n not in own and not LOGS.fullmatch(n))
+
+
+def refuse_foreign(workdir: str, foreign: list[str], what: str = "run") -> None:
+  """The paragraph for a workdir holding someone else's files."""
+  if foreign:
+    raise errors.UserError(
+        f"The workdir {workdir!r} holds files that no jax_charrnn {what} left there "
+        f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another "
+        f"--workdir, or pass --overwrite to {'train' if what == 'run' else 'sweep'} there anyway "
+        "(the run's own file names, report.md among them, are then replaced).")
+
+
+def saved_differences(meta: dict, config: TrainConfig, corpus: data.Corpus) -> list[str]:
+  """What differs between the run saved in a checkpoint and the one asked for."""
+  diffs = []
+  saved_vocab = meta.get("vocab", "")
+  if meta.get("text") != data.fingerprint(corpus.text):
+    diffs.append(f"the text ({meta.get('num_chars', '?')} characters saved from "
+                 f"{meta.get('source', '?')!r}; {len(corpus.text)} characters now, or other "
+                 "content)")
+  if saved_vocab != corpus.vocab.to_json():
+    old = data.Vocab.from_json(saved_vocab).size if saved_vocab else "no"
+    diffs.append(f"vocabulary ({old} characters saved, {corpus.vocab.size} in this text)")
+  return diffs + differences(meta.get("config", {}), config)
+
+
+def check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: data.Corpus) -> None:
+  """A UserError when the checkpoint's meta belongs to another run than the one asked for."""
+  diffs = saved_differences(meta, config, corpus)
+  if diffs:
+    raise errors.UserError(
+        f"The workdir {workdir!r} holds a run with other settings: {'; '.join(diffs)}. "
+        "Resume it with the same settings, pass --overwrite to replace it, or choose "
+        "another --workdir.")
+
+
+def clear(workdir: str) -> None:
+  """Deletes a workdir's checkpoints and outputs, for a new run there."""
+  checkpoint.remove_all(workdir)
+  report.remove_outputs(workdir)
+
+
+def repair(workdir: str, step: int, warn: Callable[[str], None]) -> None:
+  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so)."""
+  for note in report.repair_run_files(workdir, step):
+    warn(note)

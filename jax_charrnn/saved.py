@@ -1,0 +1,126 @@
+"""A trained model as its run's checkpoint holds it: what sample, evaluate, export and visualize
+read.
+
+  saved = load("runs/goblet_val", "best")
+  saved.net, saved.params        the network and the parameters asked for
+  saved.carry, saved.x0          where their text stood: stream 0's carry, the next character
+  saved.updates                  the parameters are those after this many updates
+  saved.describe()               "the best parameters (after 55,526 updates)"
+
+Every command that reads a run loads it here, so all of them fall back the
+same way past a damaged newest checkpoint (to the newest intact one, saying
+so) and count updates the same way. --which=best is the copy of the best
+parameters every checkpoint carries (the parameters before the update whose
+loss, or after which the held-out score, was the best); a run with no best
+copy yet gives its latest parameters and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jax_charrnn import checkpoint, data, errors, loop, model
+from jax_charrnn.config import TrainConfig
+from jax_charrnn.model import Model, Params
+
+WHICH = ("best", "latest")
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+  """One set of a run's parameters, with what goes with them."""
+
+  workdir: str
+  net: Model
+  params: Params
+  vocab: data.Vocab
+  config: TrainConfig
+  carry: Any           # stream 0's carry after the chunk those parameters last read
+  x0: int              # the character that came next (where their text goes on)
+  updates: int         # the parameters are those after this many updates
+  which: str           # "best" or "latest": what these parameters are
+  step: int            # the checkpoint's step (updates done when it was saved)
+  meta: dict           # the checkpoint's JSON half
+
+  def describe(self) -> str:
+    """E.g. "the best parameters (after 273,807 updates)"."""
+    return f"the {self.which} parameters (after {self.updates:,} updates)"
+
+
+def read_config(workdir: str) -> tuple[TrainConfig, dict]:
+  """(config, meta) of the newest checkpoint whose meta reads, without its arrays."""
+  _, meta = checkpoint.read_meta(workdir)
+  if "vocab" not in meta or "config" not in meta:
+    raise errors.UserError(f"The checkpoint in {workdir!r} was not written by "
+                           "jax_charrnn.train.")
+  return TrainConfig.from_dict(meta["config"]), meta
+
+
+def load(workdir: str, which: str = "best",
+         warn: Callable[[str], None] | None = None) -> Saved:
+  """The run's best (or latest) parameters from its newest intact checkpoint.
+
+  A float64 run needs 64-bit JAX enabled first (`cli.open_run` does it).
+
+  Args:
+    workdir: the run's directory.
+    which: "best" or "latest".
+    warn: where a warning about a damaged checkpoint passed over goes (the
+      entry points pass their console's; default: absl's log).
+
+  Raises:
+    UserError: no checkpoint, none intact, or not a jax_charrnn run.
+  """
+  if which not in WHICH:
+    raise ValueError(f"which must be one of {WHICH}; got {which!r}")
+  config, newest = read_config(workdir)  # every step of a run has the same config and vocab
+  vocab = data.Vocab.from_json(newest["vocab"])
+  net = loop.build_model(config, vocab.size)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                        jax.eval_shape(lambda: loop.init_state(config, vocab.size)))
+  state, meta = checkpoint.restore(workdir, target, warn=warn)
+  step = int(meta["step"])
+  if which == "best" and int(state.best_step) >= 0:
+    return Saved(workdir, net, state.best_params, vocab, config, model.first_stream(state.best_carry),
+                 int(state.best_x[0]), int(state.best_step), "best", step, meta)
+  return Saved(workdir, net, state.params, vocab, config, model.first_stream(state.carry),
+               int(meta.get("next_char", 0)), step, "latest", step, meta)
+
+
+def held_out(s: Saved) -> tuple[np.ndarray, str]:
+  """(ids, description) of the run's held-out tail, read again from its text.
+
+  Raises:
+    UserError: the run has no held-out split, its text cannot be read, or the
+      text changed since the run trained on it (its tail would be other text).
+  """
+  config = s.config
+  where = config.data_path or data.BUILTIN_CORPUS_NAME
+  if not config.val_fraction:
+    raise errors.UserError(
+        f"The run trained on all of {where!r} (val_fraction 0): it has no held-out text. Pass "
+        "--data_path=FILE to score a text, or train with --val_fraction=0.1.")
+  try:
+    corpus = data.corpus_of(config)
+  except errors.UserError as e:
+    raise errors.UserError(f"Cannot read the run's text to find its held-out tail: {e} Pass "
+                           "--data_path=FILE to score another copy.") from None
+  if s.meta.get("text") != data.fingerprint(corpus.text):
+    raise errors.UserError(
+        f"The text at {where!r} is not the one the run trained on (it changed since); its "
+        "held-out tail would be other text. Pass --data_path=FILE to score a file as it is.")
+  return corpus.val_ids, (f"the held-out tail of {corpus.source} (the last "
+                          f"{len(corpus.val_ids):,} of {len(corpus.text):,} characters)")
+
+
+def text_ids(s: Saved, path: str) -> tuple[np.ndarray, dict[str, int], str]:
+  """(ids, {unknown character: count}, description) of a file read as the run reads text
+  (lowercased if it was, the same line endings); characters outside its vocabulary get id K."""
+  text = data.load_text(path, s.config.lowercase, s.config.raw_newlines)
+  ids, unknown = s.vocab.encode_known(text)
+  return ids, unknown, f"{path} ({len(text):,} characters)"
