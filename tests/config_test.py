@@ -88,7 +88,8 @@ def test_runtime_settings_are_checked():
   assert cli.Runtime(num_processes=2, process_id=1).multi_process
 
 
-@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(REPO, "experiments"))))
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "experiments"))
+                                         if n.endswith(".flags")))
 def test_every_experiment_flag_file_parses(name, monkeypatch):
   monkeypatch.chdir(REPO)  # flag files name each other relative to the repository root
   fv = _flags(sweep.define_flags if name.startswith("sweep") else train.define_flags)
