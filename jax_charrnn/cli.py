@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging as std_logging
 import os
+import re
 import sys
 import threading
 from typing import Callable, Sequence
@@ -37,11 +38,24 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
+def flag_error(e: flags.Error) -> str:
+  """absl's message for a bad flag as one clean paragraph, with what to do."""
+  text = " ".join(str(e).split())
+  text = re.sub(r"^(ERROR:+\s*)+", "", text)                       # absl's own prefix
+  text = re.sub(r"Did you mean: (.+?) \?\.?", r"Did you mean --\1?", text)
+  text = text.rstrip(".") + ("" if text.endswith("?") else ".")
+  if "Unable to open flagfile" in text:
+    return (f"{text} Flag files are read relative to the current directory, and so are the "
+            "--flagfile lines inside them: run from the repository root (the shipped files "
+            "name each other as experiments/NAME.flags), or pass the path from where you are.")
+  return f"{text} Check the flag's spelling and value, or run with --help."
+
+
 def _parse(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    errors.fail(f"{e}. Check the flag's spelling and value, or run with --help.")
+    errors.fail(flag_error(e))
   except UnicodeDecodeError as e:
     errors.fail(f"A flag file is not UTF-8 text (byte offset {e.start} cannot be decoded). "
                 "Save it as UTF-8.")
@@ -145,15 +159,22 @@ def open_run(path: str | None, which: str = "best") -> saved.Saved:
   return saved.load(workdir, which, warn=Console().warn)
 
 
+class _LazyFileHandler(std_logging.FileHandler):
+  """A log file (and its directory) made at the first record, not before: a run that fails on
+  its settings or its data leaves no empty workdir behind."""
+
+  def _open(self):
+    os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+    return super()._open()
+
+
 def log_to_file(workdir: str, name: str) -> None:
   """Sends the absl log (INFO and up) to <workdir>/<name>.log (process k > 0: <name>.process<k>.log)."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    suffix = "" if jax.process_index() == 0 else f".process{jax.process_index()}"
-    handler = std_logging.FileHandler(os.path.join(workdir, f"{name}{suffix}.log"),
-                                      encoding="utf-8")
-  except OSError:
-    return  # the trainer reports an unusable workdir itself, as a paragraph
+  suffix = "" if jax.process_index() == 0 else f".process{jax.process_index()}"
+  # An unusable workdir is reported by the trainer itself, as a paragraph; a log line that
+  # cannot be written is dropped (logging.raiseExceptions is off).
+  handler = _LazyFileHandler(os.path.join(os.path.abspath(workdir), f"{name}{suffix}.log"),
+                             encoding="utf-8", delay=True)
   handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   handler.addFilter(_QuietLibraries())
   std_logging.getLogger().addHandler(handler)
@@ -197,12 +218,24 @@ class Runtime:
     return bool(self.coordinator_address or self.num_processes > 1 or self.distributed_auto)
 
 
+def _quiet_stdout() -> None:
+  """Process k > 0 of a run prints nothing on stdout (process 0 speaks for the run): not even
+  what the collectives' C++ libraries print there (Gloo's connection lines). Errors still go to
+  stderr, and everything to the process's own log file."""
+  sys.stdout.flush()
+  os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def start_runtime(rt: Runtime) -> None:
   """Devices and processes, before JAX touches a device."""
   if rt.cpu_devices:
     jax.config.update("jax_num_cpu_devices", rt.cpu_devices)
+  if rt.process_id > 0:
+    _quiet_stdout()
   if rt.distributed_auto:
     parallel.initialize_auto(rt.distributed_timeout)
+    if jax.process_index() > 0:
+      _quiet_stdout()
   elif rt.coordinator_address or rt.num_processes > 1:
     if not rt.coordinator_address:
       raise errors.UserError("--num_processes > 1 needs --coordinator_address=HOST:PORT (the "

@@ -59,6 +59,9 @@ class Program(Protocol):
   def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
     """Makes run r's current parameters (and carry, and next characters [B]) its best copy."""
 
+  def freeze(self, r: int) -> None:
+    """Stops run r's training while the others go on (a sweep's diverged run)."""
+
 
 @dataclasses.dataclass
 class Run:
@@ -176,6 +179,7 @@ class Loop:
   train_seconds: float = 0.0  # this session's time on the device
   interval: tuple[float, int] = (0.0, 0)  # (when, step) of the last progress line
   interrupted: bool = False
+  explained: bool = False     # the note on the online loss was printed
 
   @property
   def sweep(self) -> bool:
@@ -226,8 +230,9 @@ def check_divergence(lp: Loop, losses: np.ndarray, smooths: np.ndarray) -> None:
     what = divergence.describe(losses[r][bad[0]], smooths[r][bad[0]], run.first_loss,
                                lp.config.max_loss_ratio)
     if not lp.stop_on_divergence:
-      lp.console.warn(f"Run {run.name} diverged at update {run.diverged_at} ({what}; its best "
-                      "parameters are kept); the others go on.")
+      lp.program.freeze(r)
+      lp.console.warn(f"Run {run.name} diverged at update {run.diverged_at} ({what}); it stops "
+                      "there, its best parameters kept, and the others go on.")
       continue
     if lp.writer:
       report.append_metrics(run.workdir, run.rows)
@@ -304,6 +309,23 @@ def log_due(lp: Loop, losses: np.ndarray, smooths: np.ndarray,
         f"{'' if not lp.sweep else run.name + ' '}{s.bits_per_char:.4f} bits/char "
         f"({s.nats_per_char:.4f} nats/char)" for run, s in zip(lp.runs, scores)
         if s is not None))
+    _explain_online_loss(lp, smooths, scores, per_char)
+
+
+def _explain_online_loss(lp: Loop, smooths: np.ndarray, scores: list[Score | None],
+                         per_char: int) -> None:
+  """Once per session: why the held-out score can be far above the loss the run prints."""
+  gaps = [s.nats_per_char > 1.5 * smooths[r, -1] / per_char
+          for r, s in enumerate(scores) if s is not None]
+  if lp.explained or not any(gaps):
+    return
+  lp.explained = True
+  lp.console.say(
+      "note: the held-out score is far above the smooth loss per character. The loss is "
+      "online: each chunk is scored just before the update that learns from it, by weights the "
+      "updates before it adapted to the text just before it. The held-out score is the fixed "
+      "parameters' on text they never saw. Early in a run (large AdaGrad steps) they can differ "
+      "by several bits; report.md says more.")
 
 
 def sample_due(lp: Loop, smooths: np.ndarray) -> None:

@@ -4,7 +4,8 @@
 writes the holder's pid, host and start time into it. A second trainer or
 sweep on the same workdir is refused with a paragraph naming that process.
 The kernel drops the lock when its holder exits for any reason (kill -9
-included), so a stale lock never blocks a later run. Sampling, evaluating and
+included), so a stale lock never blocks a later run; a run that ends (or
+fails) normally also removes the file. Sampling, evaluating and
 exporting only read a workdir and take no lock.
 """
 
@@ -46,6 +47,12 @@ class WorkdirLock:
 
   def __exit__(self, *exc) -> None:
     if self._fd is not None:
+      # Removed while still held: a finished run leaves no lock file behind (a process that
+      # opens the name from now on makes a new file and takes its lock).
+      try:
+        os.unlink(self.path)
+      except OSError:
+        pass
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None

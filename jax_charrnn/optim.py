@@ -65,3 +65,8 @@ def make_optimizer(optimizer: str, learning_rate: float, clip: float,
 def learning_rate(opt_state) -> float:
   """The learning rate held in an optimiser state made by `make_optimizer`."""
   return opt_state.hyperparams["learning_rate"]
+
+
+def with_learning_rate(opt_state, value):
+  """The optimiser state with its learning rate replaced (an array of the same shape)."""
+  return opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": value})

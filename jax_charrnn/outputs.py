@@ -8,6 +8,7 @@ collective), so every process of a multi-process run can call it safely.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Sequence
 
@@ -88,8 +89,8 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
   rows = report.read_metrics(end.workdir)
   report.plot_loss(
       end.workdir, rows, f"{os.path.basename(corpus.source)}\n{net.describe()}; "
-      f"{config.optimizer} lr={config.learning_rate:g}; B = {config.batch_size} stream(s) of "
-      f"T = {config.seq_length}, {config.loss_reduction} loss",
+      f"{config.optimizer} lr={config.learning_rate:g}; {config.batch_size} stream(s) x "
+      f"{config.seq_length} characters an update",
       per_update_chars=(1 if config.loss_reduction == "mean"
                         else config.seq_length * config.batch_size),
       steps_per_epoch=corpus.steps_per_epoch, smoothing=config.smoothing)
@@ -130,3 +131,61 @@ def gradcheck_table(config: TrainConfig, corpus: data.Corpus) -> str | None:
   rows = gradcheck.check_text(corpus.text, corpus.vocab, config.replace(batch_size=1),
                               entries=config.report_gradcheck_entries)
   return gradcheck.format_table(rows, 1e-6, markdown=True)
+
+
+def sweep_summary(workdir: str, config: TrainConfig, corpus: data.Corpus, net: model.Model,
+                  pairs: Sequence[tuple[float, int]], summaries: Sequence[Summary],
+                  total: int) -> None:
+  """A sweep's summary.json, summary.md (its runs ranked) and sweep_loss.png.
+
+  A run that diverged stopped there (its learning rate was set to 0): the table
+  says where, its best is the best before it, and its curve ends there.
+  """
+  results = [dict(name=s.name, learning_rate=lr, seed=seed, final_smooth_loss=s.final_smooth_loss,
+                  best_loss=s.best_loss, best_step=s.best_step, diverged_at=s.diverged_at,
+                  steps_done=s.steps_done,
+                  val_bpc=None if s.val is None else s.val.bits_per_char)
+             for (lr, seed), s in zip(pairs, summaries)]
+  held_out = bool(config.val_fraction)
+  # Ranked by the held-out score where there is one (what generalises), else the smooth loss.
+  rank_by = "val_bpc" if held_out else "final_smooth_loss"
+  ranked = sorted(results, key=lambda r: (r["diverged_at"] is not None or r[rank_by] is None,
+                                          r[rank_by] or 0.0))
+  seconds = summaries[0].total_train_seconds
+  with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
+    json.dump({"config": config.to_dict(), "updates": total, "train_seconds": seconds,
+               "runs": ranked}, f, indent=2)
+  done = summaries[0].steps_done
+  lines = [f"# Sweep: {len(results)} runs, {done:,} of {total:,} updates each", "",
+           f"Text: {corpus.source}, {len(corpus.text):,} characters, K = {corpus.vocab.size}; "
+           f"{net.describe()}, {config.optimizer}; {seconds:.1f} s of training for all runs "
+           "together. Losses as the course reports them "
+           f"({'per character' if config.loss_reduction == 'mean' else 'summed over a chunk'}).",
+           "", *_sweep_table(ranked, config, held_out), "",
+           "![every run's loss per character](sweep_loss.png)", ""]
+  with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines))
+  report.plot_runs(
+      os.path.join(workdir, "sweep_loss.png"),
+      {r["name"]: (os.path.join(workdir, r["name"]), r["diverged_at"]) for r in results},
+      title=f"Sweep: {os.path.basename(corpus.source)}, {net.describe()}, {config.optimizer}",
+      per_update_chars=(1 if config.loss_reduction == "mean"
+                        else config.seq_length * config.batch_size))
+
+
+def _sweep_table(ranked: Sequence[dict], config: TrainConfig, held_out: bool) -> list[str]:
+  best_name = config.best_metric.replace("_", " ")
+  lines = [f"| run | learning rate | seed | final smooth loss |"
+           f"{' held-out bits/char |' if held_out else ''} best {best_name} | parameters "
+           "after |", "|---|---|---|---|---|---|" + ("---|" if held_out else "")]
+  for r in ranked:
+    diverged = r["diverged_at"] is not None
+    final = f"diverged at update {r['diverged_at']:,}" if diverged else \
+        f"{r['final_smooth_loss']:.3f}"
+    val = "" if not held_out else (
+        " – |" if r["val_bpc"] is None or diverged else f" {r['val_bpc']:.4f} |")
+    best = ("– | – |" if r["best_step"] < 0 else
+            f"{r['best_loss']:.3f}{' (before it diverged)' if diverged else ''} | "
+            f"{r['best_step']:,} updates |")
+    lines.append(f"| {r['name']} | {r['learning_rate']:g} | {r['seed']} | {final} |{val} {best}")
+  return lines

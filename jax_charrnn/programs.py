@@ -48,6 +48,9 @@ class OneRun:
   def learning_rates(self) -> np.ndarray:
     return np.asarray([parallel.to_host(optim.learning_rate(self.state.opt_state))])
 
+  def freeze(self, r: int) -> None:
+    raise NotImplementedError("a lone run stops when it diverges (hostloop.Diverged)")
+
   def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
     del r
     next_x = parallel.put(np.asarray(next_x, np.int32), self._shardings.best_x)
@@ -84,6 +87,13 @@ class ManyRuns:
 
   def learning_rates(self) -> np.ndarray:
     return np.asarray(optim.learning_rate(self.state.opt_state))
+
+  def freeze(self, r: int) -> None:
+    """Stops run r where it is: its learning rate becomes 0 (the program goes on for the
+    others; a diverged run's parameters and best copy stay as they were)."""
+    rates = optim.learning_rate(self.state.opt_state)
+    self.state = self.state._replace(opt_state=optim.with_learning_rate(
+        self.state.opt_state, rates.at[r].set(0.0)))
 
   def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
     def set_run(states, r, metric, next_x):

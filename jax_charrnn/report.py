@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import time
@@ -30,13 +31,13 @@ SAMPLES = "samples.txt"
 PASSAGE = "best_passage.txt"
 REPORT = "report.md"
 STEP_LOSSES = "losses.f32"
-PAGE, PAGE_NUMBERS = "visualize.html", "visualize.json"  # jax_charrnn.visualize's
-ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT, PAGE, PAGE_NUMBERS)
+ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)  # every run writes them
+PAGE, PAGE_NUMBERS = "visualize.html", "visualize.json"  # with --visualize_chars (visualize.py)
 
 
 def remove_outputs(workdir: str) -> None:
   """Deletes the files of an earlier run (for --overwrite)."""
-  for name in ALL_FILES:
+  for name in (*ALL_FILES, PAGE, PAGE_NUMBERS):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.remove(path)
@@ -212,12 +213,12 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
     usable = len(per_step) // stride * stride
     loss_x = steps[:usable].reshape(-1, stride).mean(axis=1)
     loss_y = per_step[:usable, 0].reshape(-1, stride).mean(axis=1)
-    binned = "one update" if stride == 1 else f"mean of {stride} updates"
+    binned = "" if stride == 1 else f", mean of each {stride} updates"
     smooth_x, smooth_y = steps[::stride], per_step[::stride, 1]
   elif rows:
     loss_x = smooth_x = np.array([r["step"] for r in rows])
     loss_y, smooth_y = [r["loss"] for r in rows], [r["smooth_loss"] for r in rows]
-    binned = "logged updates"
+    binned = ", logged updates"
   else:
     return None
   scale = 1.0 / per_update_chars
@@ -228,7 +229,8 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
 
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
   ax.plot(loss_x, np.asarray(loss_y) * scale, lw=0.6, alpha=0.45,
-          label=f"training loss ({binned}; mean over its characters)")
+          label=f"training loss{binned} (online: each chunk before the update that learns "
+          "from it)")
   if len(per_step) >= 100:
     # The exponential smooth loss lags by about 1 / (1 - smoothing) updates, far behind a
     # short run's loss; a moving mean over a fiftieth of the run follows it.
@@ -240,7 +242,8 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
   ax.plot(smooth_x, np.asarray(smooth_y) * scale, lw=1.8,
           label=f"smooth loss (exponential, smoothing {smoothing:g})")
   if val:
-    ax.plot(*zip(*val), "o-", ms=3.5, lw=1.4, label="held-out text")
+    ax.plot(*zip(*val), "o-", ms=3.5, lw=1.4,
+            label="held-out text (the parameters of that moment, on text never trained on)")
   last = float(max(loss_x[-1], smooth_x[-1]))
   if steps_per_epoch and last / steps_per_epoch <= 60:
     for e in range(steps_per_epoch, int(last) + 1, steps_per_epoch):
@@ -287,26 +290,42 @@ class RunFacts:
   val_nats: float | None = None
 
 
-def _held_out(config: TrainConfig, facts: RunFacts) -> str:
+ONLINE = ("The training loss is *online*: each chunk is scored just before the update that "
+          "learns from it, by weights that the updates before it adapted to the text just "
+          "before it (AdaGrad's early steps are large). It says how well the run follows the "
+          "text as it reads it, not how good one fixed set of parameters is; the held-out "
+          "score is the fixed parameters' on text they never saw. Early in a run the two can "
+          "differ by several bits per character.")
+
+
+def _held_out(config: TrainConfig, facts: RunFacts) -> list[str]:
   if not facts.val_chars:
-    return "- No held-out text (val_fraction = 0): the losses above are on training text."
-  where = (f"the last {config.val_fraction:g} of the text, {facts.val_chars:,} characters never "
-           "trained on")
+    return ["- No held-out text (val_fraction = 0): the losses above are on training text."]
+  where = (f"the last {100 * config.val_fraction:g}% of the text, {facts.val_chars:,} "
+           "characters never trained on")
   if facts.val_bpc is None:
-    return f"- Held-out text: {where}; not scored yet."
-  return (f"- Held-out text ({where}): **{facts.val_bpc:.4f} bits/char** ({facts.val_nats:.4f} "
+    return [f"- Held-out text: {where}; not scored yet."]
+  return [f"- Held-out text ({where}): **{facts.val_bpc:.4f} bits/char** ({facts.val_nats:.4f} "
           f"nats/char) with the final parameters (`python -m jax_charrnn.evaluate` scores any "
-          "text the same way).")
+          "text the same way).", f"  {ONLINE}"]
 
 
-def _best(facts: RunFacts) -> str:
+def per_char(loss: float, config: TrainConfig) -> str:
+  """A chunk's loss in nats and bits per character, e.g. "1.639 nats/char, 2.365 bits/char"."""
+  chars = 1 if config.loss_reduction == "mean" else config.seq_length * config.batch_size
+  nats = loss / chars
+  return f"{nats:.3f} nats/char, {nats / math.log(2):.3f} bits/char"
+
+
+def _best(config: TrainConfig, facts: RunFacts) -> str:
   if facts.best_step < 0:
     return f"- Best {facts.best_metric.replace('_', ' ')}: none yet."
   if facts.best_metric == "val_bpc":
-    return (f"- Best held-out score: **{facts.best_loss:.4f} bits/char** after "
-            f"{facts.best_step:,} updates; those parameters wrote the passage below.")
-  return (f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** at update "
-          f"{facts.best_step + 1:,}; those parameters wrote the passage below.")
+    return (f"- Best held-out score: **{facts.best_loss:.4f} bits/char**, the parameters after "
+            f"{facts.best_step:,} updates; they wrote the passage below.")
+  return (f"- Best {facts.best_metric.replace('_', ' ')}: **{facts.best_loss:.3f}** "
+          f"({per_char(facts.best_loss, config)}), the parameters after {facts.best_step:,} "
+          "updates (measured on the next chunk); they wrote the passage below.")
 
 
 def _training_time(facts: RunFacts) -> str:
@@ -345,13 +364,21 @@ def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
       "",
       "## Results",
       f"- Updates: {facts.steps_done:,} of {facts.total_steps:,} ({epochs:.2f} epochs).",
-      f"- Smooth loss: {first}**{facts.final_smooth_loss:.3f}** at the end.",
-      _held_out(config, facts),
-      _best(facts),
+      f"- Smooth loss ({_loss_unit(config)}): {first}**{facts.final_smooth_loss:.3f}** at the "
+      f"end ({per_char(facts.final_smooth_loss, config)}).",
+      *_held_out(config, facts),
+      _best(config, facts),
       f"- Training time: {_training_time(facts)}",
       *([f"- What the network learned, in the browser: [{PAGE}]({PAGE}) ({facts.page})."]
         if facts.page else []),
   ]
+
+
+def _loss_unit(config: TrainConfig) -> str:
+  if config.loss_reduction == "mean":
+    return "the mean over each chunk's characters"
+  return (f"summed over each chunk's {config.seq_length * config.batch_size:,} characters, as "
+          "the course reports it")
 
 
 def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
@@ -408,16 +435,39 @@ def write_report(workdir: str, config: TrainConfig, facts: RunFacts) -> str:
   return path
 
 
-def plot_runs(path: str, rows_by_run: dict[str, Sequence[dict]]) -> None:
-  """Every run's smooth loss in one plot (a sweep's sweep_loss.png)."""
+def _binned(values: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+  """(update numbers, mean of each bin) of per-update values, about `points` bins."""
+  stride = max(1, len(values) // points)
+  usable = len(values) // stride * stride
+  steps = np.arange(1, usable + 1).reshape(-1, stride).mean(axis=1)
+  return steps, values[:usable].reshape(-1, stride).mean(axis=1)
+
+
+def plot_runs(path: str, runs: dict[str, tuple[str, int | None]], *, title: str,
+              per_update_chars: int = 1) -> None:
+  """A sweep's sweep_loss.png: every run's smooth loss per character, update by update.
+
+  runs: {name: (its workdir, the update it diverged at or None)}. A diverged
+  run's curve ends where it diverged, with an x.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-  for name, rows in rows_by_run.items():
-    ax.plot([x["step"] for x in rows], [x["smooth_loss"] for x in rows], lw=1.2, label=name)
-  ax.set_xlabel("update step")
-  ax.set_ylabel("smooth loss")
+  for name, (workdir, diverged_at) in runs.items():
+    smooth = read_step_losses(workdir)[:, 1].astype(np.float64) / per_update_chars
+    if diverged_at is not None:
+      smooth = smooth[:diverged_at]
+    if not len(smooth):
+      continue
+    x, y = _binned(smooth)
+    label = name if diverged_at is None else f"{name} (diverged at update {diverged_at:,})"
+    line, = ax.plot(x, y, lw=1.2, label=label)
+    if diverged_at is not None:
+      ax.plot([len(smooth)], [smooth[-1]], "x", ms=8, color=line.get_color())
+  ax.set_xlabel("update")
+  ax.set_ylabel("smooth loss, nats per character")
+  ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()

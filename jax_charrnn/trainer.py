@@ -16,10 +16,9 @@ import shutil
 from typing import Sequence
 
 import jax
-from absl import logging
 
-from jax_charrnn import (checkpoint, data, errors, hostloop, loop, memory, parallel, programs,
-                         report, rundir)
+from jax_charrnn import (checkpoint, data, errors, hostloop, loop, memory, outputs, parallel,
+                         programs, report, rundir)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 from jax_charrnn.hostloop import Diverged, Run  # noqa: F401  (part of this API)
@@ -114,17 +113,26 @@ def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, fore
     console.say(f"Stopped at step {summary.steps_done}; the state is saved. Run the same "
                 "command again to resume.")
   else:
-    if config.best_metric == "val_bpc":
-      best = f"best held-out {summary.best_loss:.4f} bits/char after {summary.best_step} updates"
-    else:
-      best = (f"best {config.best_metric} {summary.best_loss:.3f} at update "
-              f"{summary.best_step + 1}")
-    val = "" if summary.val is None else f", held-out {summary.val.bits_per_char:.4f} bits/char"
-    console.say(
-        f"Done: {summary.steps_done} updates, smooth loss {summary.final_smooth_loss:.3f}{val}, "
-        f"{best}; {summary.train_seconds:.1f} s of training ({summary.chars_per_second:,.0f} "
-        f"chars/s). Report: {os.path.join(workdir, report.REPORT)}")
+    console.say(_done(summary))
   return summary
+
+
+def _done(summary: Summary) -> str:
+  """The last line of a finished run, e.g. "Done: 55794 updates, smooth loss 40.986, best
+  smooth loss 39.301 (the parameters after 55,526 updates); 9.5 s of training (...)."."""
+  config = summary.config
+  if summary.best_step < 0:
+    best = "no best parameters yet"
+  elif config.best_metric == "val_bpc":
+    best = f"best held-out {summary.best_loss:.4f} bits/char"
+  else:
+    best = f"best {config.best_metric.replace('_', ' ')} {summary.best_loss:.3f}"
+  after = f" (the parameters after {summary.best_step:,} updates)" if summary.best_step >= 0 else ""
+  val = "" if summary.val is None else f", held-out {summary.val.bits_per_char:.4f} bits/char"
+  return (f"Done: {summary.steps_done} updates, smooth loss {summary.final_smooth_loss:.3f}{val}, "
+          f"{best}{after}; {summary.train_seconds:.1f} s of training "
+          f"({summary.chars_per_second:,.0f} chars/s). Report: "
+          f"{os.path.join(summary.workdir, report.REPORT)}")
 
 
 # ---- many runs in one program ----
@@ -186,7 +194,7 @@ def _sweep(config, pairs, names, configs, corpus, total, net, workdir, *, resume
               f"{total} updates each; compiled in {program.compile_seconds:.1f} s.")
   summaries = hostloop.drive(program, runs, corpus, net, start_step=start, total=total,
                              console=console, stop_on_divergence=False)
-  _write_summary(workdir, config, corpus, pairs, summaries, total)
+  outputs.sweep_summary(workdir, config, corpus, net, pairs, summaries, total)
   if summaries[0].interrupted:
     console.say(f"Stopped at step {summaries[0].steps_done}; every run is saved. Run the same "
                 "command again to resume.")
@@ -273,47 +281,3 @@ def _previous_runs(workdir: str) -> list[str]:
   if not os.path.isdir(workdir):
     return []
   return sorted(n for n in os.listdir(workdir) if checkpoint.has_checkpoint(os.path.join(workdir, n)))
-
-
-def _write_summary(workdir: str, config: TrainConfig, corpus: data.Corpus, pairs,
-                   summaries: Sequence[Summary], total: int) -> None:
-  """summary.json, summary.md and sweep_loss.png."""
-  results = [dict(name=s.name, learning_rate=lr, seed=seed, final_smooth_loss=s.final_smooth_loss,
-                  best_loss=s.best_loss, best_step=s.best_step, diverged_at=s.diverged_at,
-                  steps_done=s.steps_done,
-                  val_bpc=None if s.val is None else s.val.bits_per_char)
-             for (lr, seed), s in zip(pairs, summaries)]
-  held_out = bool(config.val_fraction)
-  # Ranked by the held-out score where there is one (what generalises), else the smooth loss.
-  rank_by = "val_bpc" if held_out else "final_smooth_loss"
-  ranked = sorted(results, key=lambda r: (r["diverged_at"] is not None or r[rank_by] is None,
-                                          r[rank_by] or 0.0))
-  seconds = summaries[0].total_train_seconds
-  with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
-    json.dump({"config": config.to_dict(), "updates": total, "train_seconds": seconds,
-               "runs": ranked}, f, indent=2)
-  best_name = config.best_metric.replace("_", " ")
-  done = summaries[0].steps_done
-  lines = [f"# Sweep: {len(results)} runs, {done:,} of {total:,} updates each",
-           "",
-           f"Text: {corpus.source}, {len(corpus.text):,} characters, K = {corpus.vocab.size}; "
-           f"{loop.build_model(config, corpus.vocab.size).describe()}, {config.optimizer}; "
-           f"{seconds:.1f} s of training for all runs together.",
-           "",
-           f"| run | learning rate | seed | final smooth loss |"
-           f"{' held-out bits/char |' if held_out else ''} best {best_name} | at update |",
-           "|---|---|---|---|---|---|" + ("---|" if held_out else "")]
-  for r in ranked:
-    final = (f"diverged at update {r['diverged_at']}" if r["diverged_at"] is not None
-             else f"{r['final_smooth_loss']:.3f}")
-    val = "" if not held_out else (
-        " – |" if r["val_bpc"] is None else f" {r['val_bpc']:.4f} |")
-    lines.append(f"| {r['name']} | {r['learning_rate']:g} | {r['seed']} | {final} |{val} "
-                 f"{r['best_loss']:.3f} | {r['best_step'] + 1:,} |")
-  lines += ["", "![smooth loss of every run](sweep_loss.png)", ""]
-  with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write("\n".join(lines))
-  report.plot_runs(os.path.join(workdir, "sweep_loss.png"),
-                   {r["name"]: report.read_metrics(os.path.join(workdir, r["name"]))
-                    for r in results})
-  logging.info("Sweep summary written to %s", workdir)

@@ -57,8 +57,14 @@ def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path, c
   assert by_name["lr1e+38_seed0"].diverged_at is not None
   assert by_name["lr0.1_seed0"].diverged_at is None
   assert np.isfinite(by_name["lr0.1_seed0"].final_smooth_loss)
-  assert "diverged at update" in (tmp_path / "sw" / "summary.md").read_text()
+  table = (tmp_path / "sw" / "summary.md").read_text()
+  row = next(line for line in table.splitlines() if line.startswith("| lr1e+38_seed0 |"))
+  assert "diverged at update" in row and ("(before it diverged)" in row or "| – | – |" in row)
   assert "Run lr1e+38_seed0 diverged at update" in capsys.readouterr().err
+  # It stopped there: the learning rate it trains on after that is 0.
+  rows = report.read_metrics(str(tmp_path / "sw" / "lr1e+38_seed0"))
+  assert rows[-1]["learning_rate"] == 0.0
+  assert report.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0"))[-1]["learning_rate"] > 0
   # Its best parameters (from before it diverged) are still there to sample from.
   _, params, *_ = load_run(str(tmp_path / "sw" / "lr1e+38_seed0"), "best")
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
@@ -81,7 +87,7 @@ def test_the_same_sweep_resumes_and_another_is_refused(text_file, tmp_path):
     trainer.sweep(_config(text_file, num_steps=40, hidden_size=16), [0.1], [0, 1], workdir)
   assert len(trainer.sweep(_config(text_file, num_steps=5), [0.2], [0, 1], workdir,
                            overwrite=True)) == 2
-  assert sorted(os.listdir(workdir)) == [".lock", "lr0.2_seed0", "lr0.2_seed1", "notes.txt",
+  assert sorted(os.listdir(workdir)) == ["lr0.2_seed0", "lr0.2_seed1", "notes.txt",
                                          "summary.json", "summary.md", "sweep_loss.png"]
 
 
