@@ -17,6 +17,7 @@ import logging as std_logging
 import os
 import re
 import sys
+import textwrap
 import threading
 from typing import Callable, Sequence
 
@@ -64,8 +65,52 @@ def _parse(argv: list[str]) -> list[str]:
   return []
 
 
+def _default(flag) -> str:
+  value = flag.default
+  if isinstance(value, (list, tuple)):
+    return ",".join(map(str, value))
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  return "" if value is None else str(value)
+
+
+def help_text(doc: str, module_name: str, flag_values=None) -> str:
+  """--help: the command's docstring, then its flags in the order they are declared, under the
+  headings of config.SECTIONS, each as `--name=default` and its meaning."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  width, indent = 100, " " * 6
+  out = [doc.strip(), "", "Flags, as --name=default (a later flag wins over an earlier one and "
+         "over a --flagfile's; --helpfull also lists absl's own):"]
+  heading = None
+  declared = {f.name: f.metadata.get("help") for f in config_lib.declared()}
+  for flag in flag_values.flags_by_module_dict().get(module_name, []):
+    new = config_lib.SECTIONS.get(flag.name)
+    if flag.name in declared and declared[flag.name] not in flag.help:
+      new = None  # a command's own flag of the same name (evaluate's --data_path)
+    if new or heading is None:
+      heading = new or "This command"
+      out += ["", f"{heading}:"]
+    out.append(f"  --{flag.name}={_default(flag)}")
+    text = flag.help
+    values = getattr(flag.parser, "enum_values", None)
+    if values:  # absl starts an enum's help with "<a|b|c>: "; say it as the others do
+      text = text.split(">: ", 1)[-1] + f" One of: {', '.join(values)}."
+    out += textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+  return "\n".join(out) + "\n"
+
+
+def _asked_for_help(argv: Sequence[str]) -> bool:
+  return any(a.lstrip("-").split("=")[0] in _HELP_FLAGS - {"helpfull", "helpxml"}
+             for a in argv[1:] if a.startswith("-"))
+
+
 def run(main: Callable[[Sequence[str]], None]) -> None:
   """`app.run(main)`, with flag errors and user errors reported as one paragraph."""
+  if _asked_for_help(sys.argv):
+    module = sys.modules["__main__"]
+    sys.stdout.write(help_text(module.__doc__ or "", config_lib.flag_module("__main__")))
+    sys.exit(0)
 
   def guarded(argv):
     # JAX logs at INFO which accelerator plugins it did not find; orbax logs

@@ -104,7 +104,8 @@ class TrainConfig:
       "adagrad", "adagrad is the course's (G += g^2; theta -= eta g / sqrt(G + 1e-8)); adamw "
       "decays the weight matrices by --weight_decay.", choices=optim.OPTIMIZERS,
       defines_run=True)
-  learning_rate: float = setting(0.1, "eta.", gt=0.0, le=1e300, defines_run=True)
+  learning_rate: float = setting(0.1, "eta, the optimiser's step size (the course: 0.1 with "
+                                 "AdaGrad).", gt=0.0, le=1e300, defines_run=True)
   weight_decay: float = setting(0.0, "adamw's decoupled weight decay (weight matrices only).",
                                 ge=0.0, le=1e3, defines_run=True)
   clip: float = setting(5.0, "Clip each gradient entry to [-clip, clip] before the optimiser.",
@@ -199,6 +200,21 @@ class TrainConfig:
 
   def replace(self, **changes) -> "TrainConfig":
     return dataclasses.replace(self, **changes)
+
+
+# The headings of --help: each names the first setting of its section, and a setting belongs to
+# the section of the last heading before it (in the order the flags are defined).
+SECTIONS = {
+    "data_path": "The text",
+    "cell": "The network",
+    "optimizer": "Optimisation (the course: AdaGrad 0.1, gradients clipped to 5, sum loss)",
+    "epochs": "How long, and what counts as best",
+    "steps_per_call": "Progress, samples, checkpoints and reports",
+    "num_devices": "Devices and processes",
+    "workdir": "This command",
+    "learning_rates": "This command",   # the sweep's own
+    "chunk_index": "This command",      # the gradient check's own
+}
 
 
 # ---- what the declarations generate ----

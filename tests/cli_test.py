@@ -46,6 +46,17 @@ def test_help_exits_zero_and_opens_with_the_usage():
   assert r.stdout.startswith("Train a character-level recurrent network on a text.")
   assert "--flagfile=experiments/quickstart.flags" in r.stdout
   assert "--hidden_size" in r.stdout and "--cell" in r.stdout and "--workdir" in r.stdout
+  # The course's settings first, in sections, as --name=default; no file path as a heading.
+  flags_part = r.stdout[r.stdout.index("Flags, as --name=default"):]
+  headings = [line for line in flags_part.splitlines()[1:] if line and not line.startswith(" ")]
+  assert headings == [
+      "The text:", "The network:",
+      "Optimisation (the course: AdaGrad 0.1, gradients clipped to 5, sum loss):",
+      "How long, and what counts as best:", "Progress, samples, checkpoints and reports:",
+      "Devices and processes:", "This command:"], headings
+  assert "  --hidden_size=100\n" in r.stdout and "  --learning_rate=0.1\n" in r.stdout
+  assert "(default:" not in r.stdout and ".py:" not in r.stdout
+  assert r.stdout.index("--hidden_size=") < r.stdout.index("--coordinator_address=")
 
 
 def test_sample_cli(trained):
