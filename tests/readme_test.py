@@ -1,0 +1,77 @@
+"""README's commands, as README shows them: its two opening commands name what exists, and the
+quickstart prints what README says it prints (the stable figures exactly; the losses and speeds,
+which depend on the CPU and its load, in their format)."""
+
+import os
+import re
+
+import pytest
+
+from helpers import REPO, run_module
+
+README = os.path.join(REPO, "README.md")
+
+
+def _readme() -> str:
+  with open(README, encoding="utf-8") as f:
+    return f.read()
+
+
+def _quickstart_block() -> list[str]:
+  text = _readme()
+  section = text[text.index("## What the quickstart prints and leaves"):]
+  block = section[section.index("```text\n") + 8:]
+  return block[:block.index("```")].strip().splitlines()
+
+
+NUMBER = r"[\d,]+(\.\d+)?"
+FORMATS = {  # what each kind of line looks like; the parts that vary as numbers
+    "Data:": r"Data: .*",
+    "Compiled": rf"Compiled the training program \(1000 updates per call\) in {NUMBER} s\.",
+    "step": (rf"step (\d+)/55794 \(epoch (\d+\.\d\d), (\d+\.\d)%\)  loss {NUMBER}  smooth "
+             rf"{NUMBER}  {NUMBER} chars/s  ETA \d+m\d\ds"),
+    "sample": r"sample at step \d+:",
+    "Writing": r"Writing the report \(loss plot, best passage(, gradient check)?\)\.\.\.",
+    "Done:": (rf"Done: 55794 updates, smooth loss {NUMBER}, best smooth loss {NUMBER} \(the "
+              rf"parameters after {NUMBER} updates\); {NUMBER} s of training \({NUMBER} "
+              r"chars/s\)\. Report: runs/quickstart/report\.md"),
+}
+
+
+def _kind(line: str) -> str | None:
+  return next((k for k in FORMATS if line.startswith(k)), None)
+
+
+def test_the_opening_commands_install_and_run_what_exists():
+  text = _readme()
+  assert "pip install -e . && python -m jax_charrnn.train --flagfile=experiments/quickstart.flags" \
+      in text
+  assert "pip install -e '.[test]' && pytest -q" in text
+  assert os.path.exists(os.path.join(REPO, "experiments", "quickstart.flags"))
+  with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
+    assert "pip install -q -e '.[test]' && pytest -q" in f.read()  # CI runs README's command
+
+
+def test_every_line_readme_shows_has_a_format():
+  shown = [line for line in _quickstart_block() if line != "..."]
+  assert [k for k in map(_kind, shown) if k] and all(
+      _kind(line) is None or re.fullmatch(FORMATS[_kind(line)], line) for line in shown), shown
+
+
+@pytest.mark.slow
+def test_the_quickstart_prints_what_readme_shows(tmp_path):
+  r = run_module("jax_charrnn.train", "--flagfile=experiments/quickstart.flags",
+                 f"--workdir={tmp_path / 'quickstart'}", "--report_gradcheck_entries=0",
+                 timeout=900)
+  assert r.returncode == 0, r.stderr[-2000:]
+  printed = r.stdout.replace(str(tmp_path / "quickstart"), "runs/quickstart").splitlines()
+  shown = [line for line in _quickstart_block() if _kind(line)]
+  for line in shown:
+    kind = _kind(line)
+    twins = [p for p in printed if _kind(p) == kind]
+    assert twins and all(re.fullmatch(FORMATS[kind], p) for p in twins), (kind, twins[:3])
+    if kind == "Data:":  # the text, the vocabulary and the walk: the same everywhere
+      assert line in printed
+    if kind == "step":  # where the run stands at a step is the same everywhere
+      where = line[:line.index("  loss")]
+      assert any(p.startswith(where + "  loss") for p in printed), where
