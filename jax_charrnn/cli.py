@@ -209,8 +209,13 @@ class _LazyFileHandler(std_logging.FileHandler):
   its settings or its data leaves no empty workdir behind."""
 
   def _open(self):
-    os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-    return super()._open()
+    try:
+      os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+      return super()._open()
+    except OSError:
+      # No stream: the record is dropped, and the next one tries again. An unusable workdir is
+      # the trainer's to report, as a paragraph, not the logger's as a traceback.
+      return None
 
 
 def log_to_file(workdir: str, name: str) -> None:

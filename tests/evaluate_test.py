@@ -80,7 +80,7 @@ def test_the_trainer_scores_the_held_out_tail_and_keeps_the_best(run):
   assert score.score_ids(net, params, tail).bits_per_char == pytest.approx(best["val_bpc"],
                                                                                rel=1e-5)
   md = open(os.path.join(workdir, "report.md"), encoding="utf-8").read()
-  assert "Held-out text (the last 0.1 of the text" in md and "Best held-out score" in md
+  assert "Held-out text (the last 10% of the text" in md and "Best held-out score" in md
 
 
 def summary_config(workdir):
