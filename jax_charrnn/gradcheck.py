@@ -8,17 +8,18 @@ between each pair of gradients, the finite differences' own error, and a
 pass/fail mark, and exits with status 1 if any fails.
 
 The finite differences say how wrong they may be. Everything runs in float64
-(float32 differences are useless: relative errors up to 1). Per parameter, a
-pilot on a few entries picks the step h where the estimate is most stable:
-tiny gradients (an LSTM's recurrent weights at sigma = 0.01) need a larger h
-than 1e-4, whose rounding error would swamp them. Each checked entry then gets
-the centred differences D(h), D(h/2), D(h/4) and the Richardson
-extrapolations R(h) = (4 D(h/2) - D(h)) / 3, whose truncation error is O(h^4).
-The numerical gradient is R(h/2); its error estimate E is |R(h) - R(h/2)| (about
-15 times R(h/2)'s truncation error, and their rounding) plus a floor for rounding.
-A comparison with it passes when its relative error is <= tolerance + 2 x the
-"FD error" ||E|| / (||jax.grad|| + ||numerical||); hand BPTT and jax.grad must
-agree within the tolerance itself.
+(float32 differences are useless: relative errors up to 1). The centred
+differences D(h) give the Richardson extrapolations R(h) = (4 D(h/2) - D(h)) / 3,
+whose truncation error is O(h^4). Too large a step leaves truncation error,
+too small one rounding error: tiny gradients (an LSTM's recurrent weights at
+sigma = 0.01) need a larger h than 1e-4, whose rounding swamps them. Per
+parameter a pilot on a few entries narrows the steps to five, every checked
+entry is tried at those, and the step h where R(h) and R(h/2) agree best over
+all of them is kept. The numerical gradient is R(h/2); its error estimate E is
+|R(h) - R(h/2)| (about 15 times R(h/2)'s truncation error, and their
+rounding) plus a floor for rounding. A comparison with it passes when its
+relative error is <= tolerance + 2 x the "FD error" ||E|| / (||jax.grad|| +
+||numerical||); hand BPTT and jax.grad must agree within the tolerance itself.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from jax_charrnn import bptt, data, errors, loop, memory, model
 from jax_charrnn.config import TrainConfig, setting
@@ -38,7 +38,8 @@ from jax_charrnn.console import Console, Interrupts
 from jax_charrnn.model import Model, Params
 
 STEPS = 0.2 * 0.5 ** np.arange(16)  # the pilot's candidate steps h: 0.2 down to 6e-6
-PILOT_ENTRIES = 5                   # entries per parameter the pilot tries them on
+PILOT_ENTRIES = (4, 4)   # the pilot tries them on each parameter's 4 largest entries and 4 others
+WINDOW = 5               # then every checked entry is tried at 5 steps from one above its choice
 # The loss's rounding, relative: one unit in its last place. A difference of two nearly equal
 # losses, computed the same way, rounds far less (measured: about a tenth of it).
 ROUNDING = float(np.finfo(np.float64).eps)
@@ -53,72 +54,82 @@ def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
 
 
 class PerturbedLosses:
-  """The loss with one entry of the parameters set to a value, for many (entry, value) pairs.
+  """The loss with one entry of one parameter set to a value, for many (entry, value) pairs.
 
-  One compiled program evaluates `lanes` pairs at once (vmap over the flat
-  parameter vector); a Python loop feeds it, so that the memory held is
-  `lanes` perturbed copies whatever the number of pairs, and `stop()` (a
-  Ctrl-C) is read between calls: it raises KeyboardInterrupt.
+  One compiled program per parameter evaluates `lanes` pairs at once (vmap
+  over that parameter alone, the others shared, so that the layers it does
+  not touch run as one matrix product for all lanes); a Python loop feeds it,
+  so that the memory held is `lanes` perturbed copies whatever the number of
+  pairs, and `stop()` (a Ctrl-C) is read between calls: it raises
+  KeyboardInterrupt.
   """
 
   def __init__(self, net: Model, params: Params, carry0: Any, inputs: jax.Array,
                targets: jax.Array, reduction: str = "sum", masks=None, lanes: int = 32,
                stop: Callable[[], bool] | None = None):
-    flat, unravel = ravel_pytree(params)  # the same leaf order as model.named_leaves
+    leaves, tree = jax.tree.flatten(params)  # the order of model.named_leaves
 
-    def one(v, i, x):
-      return net.loss(unravel(v.at[i].set(x)), carry0, inputs, targets, reduction, masks)[0]
+    def one(leaves, k, i, x):
+      leaf = leaves[k].ravel().at[i].set(x).reshape(leaves[k].shape)
+      perturbed = jax.tree.unflatten(tree, leaves[:k] + [leaf] + leaves[k + 1:])
+      return net.loss(perturbed, carry0, inputs, targets, reduction, masks)[0]
 
-    self._losses = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
-    self.flat, self.values, self.lanes, self.stop = flat, np.asarray(flat), lanes, stop
+    self._losses = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0)), static_argnums=1)
+    self.leaves, self.lanes, self.stop = leaves, lanes, stop
+    self.values = [np.asarray(leaf).ravel() for leaf in leaves]
 
-  def __call__(self, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The losses with entry ids[j] of the flat parameters set to values[j]: [len(ids)]."""
+  def __call__(self, k: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The losses with entry ids[j] of parameter k (flat) set to values[j]: [len(ids)]."""
     n, pad = len(ids), -len(ids) % self.lanes
     ids = np.concatenate([ids, np.zeros(pad, np.int64)]).astype(np.int64)
-    values = np.concatenate([values, np.full(pad, self.values[0])])
+    values = np.concatenate([values, np.full(pad, self.values[k][0])])
     out = []
     for s in range(0, len(ids), self.lanes):
       if self.stop is not None and self.stop():
         raise KeyboardInterrupt
-      out.append(np.asarray(self._losses(self.flat, ids[s:s + self.lanes],
+      out.append(np.asarray(self._losses(self.leaves, k, ids[s:s + self.lanes],
                                          values[s:s + self.lanes])))
     return np.concatenate(out)[:n]
 
-  def differences(self, ids: np.ndarray, h: np.ndarray | float) -> np.ndarray:
+  def differences(self, k: int, ids: np.ndarray, h: np.ndarray | float) -> np.ndarray:
     """Centred differences (L(θ_i + h) - L(θ_i - h)) / (the step actually taken)."""
-    theta = self.values[ids]
+    theta = self.values[k][ids]
     up, down = theta + h, theta - h
-    losses = self(np.concatenate([ids, ids]), np.concatenate([up, down]))
+    losses = self(k, np.concatenate([ids, ids]), np.concatenate([up, down]))
     return (losses[:len(ids)] - losses[len(ids):]) / (up - down)
 
 
-def pilot_step(losses: PerturbedLosses, ids: np.ndarray) -> float:
-  """The step h (of STEPS) at which R(h) and R(h/2) agree best on the flat entries `ids`.
+def pilot_step(losses: PerturbedLosses, k: int, ids: np.ndarray) -> int:
+  """The index in STEPS of the step h at which R(h) and R(h/2) agree best on entries `ids`.
 
   Too large a step leaves truncation error, too small one rounding error; the
   pair that agrees best is where both are smallest.
   """
-  d = losses.differences(np.tile(ids, len(STEPS)), np.repeat(STEPS, len(ids)))
+  d = losses.differences(k, np.tile(ids, len(STEPS)), np.repeat(STEPS, len(ids)))
   d = d.reshape(len(STEPS), len(ids))
   r = (4 * d[1:] - d[:-1]) / 3  # R(h) for every h but the smallest
   spread = np.linalg.norm(r[:-1] - r[1:], axis=1)
-  return float(STEPS[int(np.argmin(np.where(np.isnan(spread), np.inf, spread)))])
+  return int(np.argmin(np.where(np.isnan(spread), np.inf, spread)))
 
 
-def extrapolated(losses: PerturbedLosses, ids: np.ndarray, h: float,
-                 loss0: float) -> tuple[np.ndarray, np.ndarray]:
-  """(R(h/2), E) at the flat entries `ids`: the numerical gradient and its error bound.
+def extrapolated(losses: PerturbedLosses, k: int, ids: np.ndarray, steps: np.ndarray,
+                 loss0: float) -> tuple[np.ndarray, np.ndarray, float]:
+  """(R(h/2), E, h) at entries `ids` of parameter k: the numerical gradient and its error.
 
-  E = |R(h) - R(h/2)| + δ/h. The difference holds R(h)'s truncation error
-  (about 15 times R(h/2)'s) and the two's rounding, at random; δ/h, with
-  δ = ROUNDING |L|, is a floor for the rounding where the difference happens
-  to be small.
+  steps: h_0 > h_1 = h_0/2 > ...; R(h_j) = (4 D(h_{j+1}) - D(h_j)) / 3 for
+  each but the last, and h is the h_j at which the whole of `ids` agrees best
+  with h_{j+1}. E = |R(h) - R(h/2)| + δ/h: the difference holds R(h)'s
+  truncation error (about 15 times R(h/2)'s) and the two's rounding, at
+  random; δ/h, with δ = ROUNDING |L|, is a floor for the rounding where the
+  difference happens to be small.
   """
-  d = losses.differences(np.tile(ids, 3), np.repeat([h, h / 2, h / 4], len(ids)))
-  d1, d2, d4 = d.reshape(3, len(ids))
-  r1, r2 = (4 * d2 - d1) / 3, (4 * d4 - d2) / 3
-  return r2, np.abs(r1 - r2) + ROUNDING * abs(loss0) / h
+  n = len(ids)
+  d = losses.differences(k, np.tile(ids, len(steps)), np.repeat(steps, n))
+  d = d.reshape(len(steps), n)
+  r = (4 * d[1:] - d[:-1]) / 3
+  spread = np.linalg.norm(r[:-1] - r[1:], axis=1)
+  j = int(np.argmin(np.where(np.isnan(spread), np.inf, spread)))
+  return r[j + 1], np.abs(r[j] - r[j + 1]) + ROUNDING * abs(loss0) / steps[j], float(steps[j])
 
 
 def sample_entries(params: Params, entries: int | None, seed: int,
@@ -141,25 +152,32 @@ def sample_entries(params: Params, entries: int | None, seed: int,
   return chosen
 
 
-def numerical_grads(losses: PerturbedLosses, params: Params, chosen: Sequence[np.ndarray],
-                    loss0: float, step: float | None = None,
+def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0: float,
+                    sizes: Sequence[np.ndarray], step: float | None = None,
                     seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, float]]:
-  """Per parameter, (R, E, h) at its `chosen` entries (`extrapolated`), h from `pilot_step`.
+  """Per parameter, (R, E, h) at its `chosen` entries (`extrapolated`).
 
-  Treats the network as a black box: each entry is perturbed on its own.
-  step: a fixed h for every parameter instead of the pilot's.
+  Treats the network as a black box: each entry is perturbed on its own. A
+  pilot (`pilot_step`) on a few entries, the largest by sizes[k] (e.g.
+  |jax.grad|) and others at random (seed), PILOT_ENTRIES of each, narrows the
+  steps to WINDOW of STEPS around its choice; every chosen entry is then
+  evaluated at those, and `extrapolated` picks the step on all of them (a few
+  entries of large curvature, which a pilot misses, can need a smaller one).
+  step: h for every parameter instead (with h/2 and h/4).
   """
-  rng = np.random.default_rng(seed + 1)
-  offsets = np.cumsum([0] + [int(leaf.size) for _, leaf in model.named_leaves(params)])
+  rng = np.random.default_rng(seed)
   out = []
-  for idx, start in zip(chosen, offsets):
-    ids = idx + start
-    h = step
-    if h is None:
-      pilot = rng.choice(ids, size=min(PILOT_ENTRIES, len(ids)), replace=False)
-      h = pilot_step(losses, pilot)
-    r, e = extrapolated(losses, ids, h, loss0)
-    out.append((r, e, h))
+  for k, (ids, size) in enumerate(zip(chosen, sizes)):
+    if step is not None:
+      steps = step * 0.5 ** np.arange(3)
+    else:
+      order = np.argsort(-np.abs(size[ids]), kind="stable")
+      top, rest = ids[order[:PILOT_ENTRIES[0]]], ids[order[PILOT_ENTRIES[0]:]]
+      others = rng.choice(rest, size=min(PILOT_ENTRIES[1], len(rest)), replace=False)
+      best = pilot_step(losses, k, np.concatenate([top, others]))
+      start = min(max(best - 1, 0), len(STEPS) - WINDOW)
+      steps = STEPS[start:start + WINDOW]
+    out.append(extrapolated(losses, k, ids, steps, loss0))
   return out
 
 
@@ -242,7 +260,8 @@ def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: j
   focus = {n: int(np.argmax(np.abs((auto if manual is None else manual)[n]))) for n in auto}
   chosen = sample_entries(params, entries, seed, focus)
   losses = PerturbedLosses(net, params, carry0, inputs, targets, reduction, masks, lanes, stop)
-  numerical = numerical_grads(losses, params, chosen, float(loss0), step, seed)
+  numerical = numerical_grads(losses, chosen, float(loss0), [a.ravel() for a in auto.values()],
+                              step, seed)
   rows = []
   for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical):
     a = auto[name].ravel()[idx]
