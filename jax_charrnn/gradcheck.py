@@ -390,18 +390,21 @@ def main(argv: Sequence[str]) -> None:
                "This gradient check")
   console = Console()
   sample = f"{own.entries} random entries per parameter" if own.entries else "every entry"
-  console.say(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
-              f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
-              f"sigma={config.init_sigma} ({config.init_dist}), seed={config.seed}, chunk "
-              f"{own.chunk_index}, float64; finite differences on {sample}, Richardson-"
-              f"extrapolated, step {own.step or 'chosen per parameter'}"
-              + ("" if own.wrong == "none" else f"; hand gradient broken on purpose ({own.wrong})")
-              + "\n")
+  # Ctrl-C is a flag from here on, read between the compiled calls.
   with Interrupts(console, "stopping after the current call.", "already stopping.") as caught:
+    console.say(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
+                f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
+                f"sigma={config.init_sigma} ({config.init_dist}), seed={config.seed}, chunk "
+                f"{own.chunk_index}, float64; finite differences on {sample}, Richardson-"
+                f"extrapolated, step {own.step or 'chosen per parameter'}"
+                + ("" if own.wrong == "none" else
+                   f"; hand gradient broken on purpose ({own.wrong})") + "\n")
     rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
                       random_carry=own.random_carry, step=own.step or None, eps=own.eps,
                       entries=own.entries or None, wrong=own.wrong,
                       stop=lambda: caught.signal is not None)
+    if caught.signal is not None:  # after the last call: stop all the same
+      raise KeyboardInterrupt
   ok = all_pass(rows, own.tolerance)
   console.say(format_table(rows, own.tolerance) + "\n")
   count = sum(len(r.errors()) for r in rows)
