@@ -179,3 +179,4 @@ def test_gradcheck_cli_passes_for_stacked_layers_and_fails_loudly(tmp_path):
   r = run_module("jax_charrnn.gradcheck", f"--data_path={book}", "--hidden_size=6",
                  "--wrong=scale")  # a hand gradient 1% too large
   assert r.returncode == 1 and "FAIL: some relative errors exceed" in r.stdout, r.stdout
+  assert "hand gradient broken on purpose (scale)" in r.stdout and "Traceback" not in r.stderr

@@ -3,7 +3,8 @@
 Right gradients pass at the course's init (sigma 0.01, whose tiny recurrent gradients made
 centred differences at a fixed step 1e-4 fail) and at PyTorch's; each kind of deliberately
 wrong hand gradient fails against the finite differences alone; the command refuses a size
-that cannot fit, stops on Ctrl-C, and README's examples pass.
+that cannot fit, stops on Ctrl-C, and README's examples pass. (tests/cli_test.py runs a wrong
+gradient through the command line: --wrong=scale.)
 """
 
 import re
@@ -130,17 +131,6 @@ def test_ctrl_c_stops_between_calls_without_a_traceback():
   assert "Traceback" not in err and "Received SIGINT: stopping after the current call." in err
   assert "Interrupted." in err and "PASS" not in out and "FAIL" not in out
   assert waited < 60, waited  # the compiles, then one call (about a second when not shared)
-
-
-@pytest.mark.slow
-def test_the_command_line_fails_a_deliberately_wrong_gradient(tmp_path):
-  book = tmp_path / "book.txt"
-  book.write_text(TINY_TEXT, encoding="utf-8")
-  r = run_module("jax_charrnn.gradcheck", f"--data_path={book}", "--hidden_size=6",
-                 "--num_layers=2", "--wrong=sign")
-  assert r.returncode == 1, r.stdout + r.stderr[-2000:]
-  assert "hand gradient broken on purpose (sign)" in r.stdout and "FAIL:" in r.stdout
-  assert "Traceback" not in r.stderr
 
 
 def _readme_gradcheck_commands():
