@@ -5,11 +5,15 @@ The trainer and the sweep talk to the user through a `Console`: progress lines
 are, warnings to stderr as "warning: ...", with no logging prefixes. Every line
 also goes to the absl log, which the entry points write to a file in the
 workdir (train.log, sweep.log) together with the libraries' own messages.
+A Ctrl-C (SIGINT) or SIGTERM becomes a flag the command reads between device
+calls (`Interrupts`), acknowledged at once on stderr.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 from absl import logging
 
@@ -31,3 +35,40 @@ class Console:
     if not self.quiet:
       sys.stderr.write("warning: " + text + "\n")
       sys.stderr.flush()
+
+
+class Interrupts:
+  """SIGINT/SIGTERM become a flag a command reads between device calls.
+
+  The first signal asks it to stop after the current call (the trainer saves
+  first); later ones are acknowledged and change nothing, so a save in
+  progress is never cut short. `doing` and `again` are what the two warnings
+  say after "Received SIGINT: ".
+  """
+
+  def __init__(self, console: Console,
+               doing: str = "saving the state after the current device call, then stopping.",
+               again: str = "already stopping; saving..."):
+    self.console = console
+    self.doing, self.again = doing, again
+    self.signal: int | None = None
+    self._old = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    if self.signal is not None:
+      self.console.warn(f"Received {name}: {self.again}")
+      return
+    self.signal = signum
+    self.console.warn(f"Received {name}: {self.doing}")
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)

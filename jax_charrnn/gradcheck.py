@@ -1,30 +1,49 @@
-"""Three-way gradient check: hand-derived BPTT, `jax.grad`, centred finite differences.
+"""Three-way gradient check: hand-derived BPTT, `jax.grad`, finite differences.
 
   python -m jax_charrnn.gradcheck [--data_path=book.txt] [--hidden_size=100] [--num_layers=2]
 
 prints, for every parameter of every layer (U, W, b, V, c for the course's
 model), the course's relative error ||a - b|| / max(eps, ||a|| + ||b||)
-between each pair of gradients, with a pass/fail mark against --tolerance, and
-exits with status 1 if any fails.
+between each pair of gradients, the finite differences' own error, and a
+pass/fail mark, and exits with status 1 if any fails.
 
-Everything runs in float64: float32 finite differences are useless at a step
-of 1e-4 (relative errors up to 1).
+The finite differences say how wrong they may be. Everything runs in float64
+(float32 differences are useless: relative errors up to 1). The centred
+differences D(h) give the Richardson extrapolations R(h) = (4 D(h/2) - D(h)) / 3,
+whose truncation error is O(h^4). Too large a step leaves truncation error,
+too small one rounding error: tiny gradients (an LSTM's recurrent weights at
+sigma = 0.01) need a larger h than 1e-4, whose rounding swamps them. Per
+parameter a pilot on a few entries narrows the steps to five, every checked
+entry is tried at those, and the step h where R(h) and R(h/2) agree best over
+all of them is kept. The numerical gradient is R(h/2); its error estimate E is
+|R(h) - R(h/2)| (about 15 times R(h/2)'s truncation error, and their
+rounding) plus a floor for rounding. A comparison with it passes when its
+relative error is <= tolerance + 2 x the "FD error" ||E|| / (||jax.grad|| +
+||numerical||); hand BPTT and jax.grad must agree within the tolerance itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from jax_charrnn import bptt, data, errors, loop, model
+from jax_charrnn import bptt, data, errors, loop, memory, model
 from jax_charrnn.config import TrainConfig, setting
+from jax_charrnn.console import Console, Interrupts
 from jax_charrnn.model import Model, Params
+
+STEPS = 0.2 * 0.5 ** np.arange(16)  # the pilot's candidate steps h: 0.2 down to 6e-6
+PILOT_ENTRIES = (4, 4)   # the pilot tries them on each parameter's 4 largest entries and 4 others
+WINDOW = 5               # then every checked entry is tried at 5 steps from one above its choice
+# The loss's rounding, relative: one unit in its last place. A difference of two nearly equal
+# losses, computed the same way, rounds far less (measured: about a tenth of it).
+ROUNDING = float(np.finfo(np.float64).eps)
+BREAKS = ("none", "entry", "sign", "scale", "transpose")
 
 
 def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
@@ -34,64 +53,164 @@ def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
   return float(np.linalg.norm(a - b) / max(eps, np.linalg.norm(a) + np.linalg.norm(b)))
 
 
-def numerical_grads(net: Model, params: Params, carry0: Any, inputs: jax.Array,
-                    targets: jax.Array, step: float = 1e-4, reduction: str = "sum",
-                    entries: int | None = None, seed: int = 0, masks=None) -> tuple[dict, dict]:
-  """Centred finite differences (L(θ + δ e_i) - L(θ - δ e_i)) / 2δ of `net.loss`.
+class PerturbedLosses:
+  """The loss with one entry of one parameter set to a value, for many (entry, value) pairs.
 
-  Treats the network as a black box: each entry is perturbed on its own, and
-  the perturbed losses are evaluated in vectorised batches (one compiled
-  program for every entry of every parameter).
+  One compiled program per parameter evaluates `lanes` pairs at once (vmap
+  over that parameter alone, the others shared, so that the layers it does
+  not touch run as one matrix product for all lanes); a Python loop feeds it,
+  so that the memory held is `lanes` perturbed copies whatever the number of
+  pairs, and `stop()` (a Ctrl-C) is read between calls: it raises
+  KeyboardInterrupt.
+  """
 
-  Args:
-    net, params, carry0, inputs, targets, reduction: as for `net.loss` (use float64).
-    step: δ.
-    entries: None checks every entry; a number checks that many entries per
-      parameter, drawn at random (without replacement) with `seed`.
+  def __init__(self, net: Model, params: Params, carry0: Any, inputs: jax.Array,
+               targets: jax.Array, reduction: str = "sum", masks=None, lanes: int = 32,
+               stop: Callable[[], bool] | None = None):
+    leaves, tree = jax.tree.flatten(params)  # the order of model.named_leaves
 
-  Returns:
-    (grads, mask), NumPy arrays by parameter name (`model.named_leaves`):
-    grads has the finite differences at the checked entries and 0 elsewhere;
-    mask is 1 at the checked entries.
+    def one(leaves, k, i, x):
+      leaf = leaves[k].ravel().at[i].set(x).reshape(leaves[k].shape)
+      perturbed = jax.tree.unflatten(tree, leaves[:k] + [leaf] + leaves[k + 1:])
+      return net.loss(perturbed, carry0, inputs, targets, reduction, masks)[0]
+
+    self._losses = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0)), static_argnums=1)
+    self.leaves, self.lanes, self.stop = leaves, lanes, stop
+    self.values = [np.asarray(leaf).ravel() for leaf in leaves]
+
+  def __call__(self, k: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The losses with entry ids[j] of parameter k (flat) set to values[j]: [len(ids)]."""
+    n, pad = len(ids), -len(ids) % self.lanes
+    ids = np.concatenate([ids, np.zeros(pad, np.int64)]).astype(np.int64)
+    values = np.concatenate([values, np.full(pad, self.values[k][0])])
+    out = []
+    for s in range(0, len(ids), self.lanes):
+      if self.stop is not None and self.stop():
+        raise KeyboardInterrupt
+      out.append(np.asarray(self._losses(self.leaves, k, ids[s:s + self.lanes],
+                                         values[s:s + self.lanes])))
+    return np.concatenate(out)[:n]
+
+  def differences(self, k: int, ids: np.ndarray, h: np.ndarray | float) -> np.ndarray:
+    """Centred differences (L(θ_i + h) - L(θ_i - h)) / (the step actually taken)."""
+    theta = self.values[k][ids]
+    up, down = theta + h, theta - h
+    losses = self(k, np.concatenate([ids, ids]), np.concatenate([up, down]))
+    return (losses[:len(ids)] - losses[len(ids):]) / (up - down)
+
+
+def pilot_step(losses: PerturbedLosses, k: int, ids: np.ndarray) -> int:
+  """The index in STEPS of the step h at which R(h) and R(h/2) agree best on entries `ids`.
+
+  Too large a step leaves truncation error, too small one rounding error; the
+  pair that agrees best is where both are smallest.
+  """
+  d = losses.differences(k, np.tile(ids, len(STEPS)), np.repeat(STEPS, len(ids)))
+  d = d.reshape(len(STEPS), len(ids))
+  r = (4 * d[1:] - d[:-1]) / 3  # R(h) for every h but the smallest
+  spread = np.linalg.norm(r[:-1] - r[1:], axis=1)
+  return int(np.argmin(np.where(np.isnan(spread), np.inf, spread)))
+
+
+def extrapolated(losses: PerturbedLosses, k: int, ids: np.ndarray, steps: np.ndarray,
+                 loss0: float) -> tuple[np.ndarray, np.ndarray, float]:
+  """(R(h/2), E, h) at entries `ids` of parameter k: the numerical gradient and its error.
+
+  steps: h_0 > h_1 = h_0/2 > ...; R(h_j) = (4 D(h_{j+1}) - D(h_j)) / 3 for
+  each but the last, and h is the h_j at which the whole of `ids` agrees best
+  with h_{j+1}. E = |R(h) - R(h/2)| + δ/h: the difference holds R(h)'s
+  truncation error (about 15 times R(h/2)'s) and the two's rounding, at
+  random; δ/h, with δ = ROUNDING |L|, is a floor for the rounding where the
+  difference happens to be small.
+  """
+  n = len(ids)
+  d = losses.differences(k, np.tile(ids, len(steps)), np.repeat(steps, n))
+  d = d.reshape(len(steps), n)
+  r = (4 * d[1:] - d[:-1]) / 3
+  spread = np.linalg.norm(r[:-1] - r[1:], axis=1)
+  j = int(np.argmin(np.where(np.isnan(spread), np.inf, spread)))
+  return r[j + 1], np.abs(r[j] - r[j + 1]) + ROUNDING * abs(loss0) / steps[j], float(steps[j])
+
+
+def sample_entries(params: Params, entries: int | None, seed: int,
+                   focus: dict[str, int]) -> list[np.ndarray]:
+  """Per parameter, the sorted flat indices (within it) that the finite differences check.
+
+  All of them when `entries` is None or covers them; else `entries` drawn at
+  random with `seed`, always including focus[name] (its largest gradient).
   """
   rng = np.random.default_rng(seed)
-  named = model.named_leaves(params)
-  flat, unravel = ravel_pytree(params)  # the same leaf order as named_leaves
-  offsets = np.cumsum([0] + [int(leaf.size) for _, leaf in named])
   chosen = []
-  for (_, leaf), start in zip(named, offsets):
+  for name, leaf in model.named_leaves(params):
     n = int(leaf.size)
-    idx = np.arange(n) if entries is None or entries >= n else np.sort(
-        rng.choice(n, size=entries, replace=False))
-    chosen.append(idx)
+    if entries is None or entries >= n:
+      chosen.append(np.arange(n))
+      continue
+    others = np.delete(np.arange(n), focus[name])
+    picked = rng.choice(others, size=entries - 1, replace=False)
+    chosen.append(np.sort(np.append(picked, focus[name])))
+  return chosen
 
-  # Perturbed losses are evaluated `batch` at a time: as many as fit in about 256 MB of
-  # activations (a large network with many streams gets small batches, not an OOM).
-  per_loss = 8 * inputs.size * (net.num_layers * net.hidden_size * 4 * net.cell.gates
-                                + 3 * net.vocab_size)
-  batch = int(max(1, min(256, 2**28 // max(per_loss, 1))))
 
-  @jax.jit
-  def differences(v, ids):
-    def one(i):
-      loss_at = lambda w: net.loss(unravel(w), carry0, inputs, targets, reduction, masks)[0]
-      return (loss_at(v.at[i].add(step)) - loss_at(v.at[i].add(-step))) / (2 * step)
-    return jax.lax.map(one, ids, batch_size=batch)
+def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0: float,
+                    sizes: Sequence[np.ndarray], step: float | None = None,
+                    seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, float]]:
+  """Per parameter, (R, E, h) at its `chosen` entries (`extrapolated`).
 
-  values = np.asarray(differences(flat, jnp.asarray(np.concatenate(
-      [idx + start for idx, start in zip(chosen, offsets)]))))
-  grads, masks, done = {}, {}, 0
-  for (name, leaf), idx in zip(named, chosen):
-    g, k = np.zeros(leaf.size), np.zeros(leaf.size)
-    g[idx], k[idx] = values[done:done + len(idx)], 1.0
-    grads[name], masks[name] = g.reshape(leaf.shape), k.reshape(leaf.shape)
-    done += len(idx)
-  return grads, masks
+  Treats the network as a black box: each entry is perturbed on its own. A
+  pilot (`pilot_step`) on a few entries, the largest by sizes[k] (e.g.
+  |jax.grad|) and others at random (seed), PILOT_ENTRIES of each, narrows the
+  steps to WINDOW of STEPS around its choice; every chosen entry is then
+  evaluated at those, and `extrapolated` picks the step on all of them (a few
+  entries of large curvature, which a pilot misses, can need a smaller one).
+  step: h for every parameter instead (with h/2 and h/4).
+  """
+  rng = np.random.default_rng(seed)
+  out = []
+  for k, (ids, size) in enumerate(zip(chosen, sizes)):
+    if step is not None:
+      steps = step * 0.5 ** np.arange(3)
+    else:
+      order = np.argsort(-np.abs(size[ids]), kind="stable")
+      top, rest = ids[order[:PILOT_ENTRIES[0]]], ids[order[PILOT_ENTRIES[0]:]]
+      others = rng.choice(rest, size=min(PILOT_ENTRIES[1], len(rest)), replace=False)
+      best = pilot_step(losses, k, np.concatenate([top, others]))
+      start = min(max(best - 1, 0), len(STEPS) - WINDOW)
+      steps = STEPS[start:start + WINDOW]
+    out.append(extrapolated(losses, k, ids, steps, loss0))
+  return out
+
+
+def broken(grads: dict[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
+  """`grads` made wrong on purpose, to see the check fail (BREAKS).
+
+  entry: every parameter's largest entry off by a relative 1e-3; sign: that
+  entry's sign flipped; scale: every gradient x 1.01; transpose: every square
+  gradient transposed (others unchanged); none: as they are.
+  """
+  out = {}
+  for name, g in grads.items():
+    g = np.array(g)
+    i = np.unravel_index(np.argmax(np.abs(g)), g.shape)
+    if how == "entry":
+      g[i] *= 1 + 1e-3
+    elif how == "sign":
+      g[i] = -g[i]
+    elif how == "scale":
+      g = g * 1.01
+    elif how == "transpose" and g.ndim == 2 and g.shape[0] == g.shape[1]:
+      g = g.T.copy()
+    out[name] = g
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-  """One parameter's line of the gradient-check table (manual_vs_*: None without a hand BPTT)."""
+  """One parameter's line of the gradient-check table (manual_vs_*: None without a hand BPTT).
+
+  fd_error: the finite differences' relative error bound ||E|| / (||jax.grad||
+  + ||numerical||); step: the h they used (None: not recorded).
+  """
 
   name: str
   shape: tuple[int, ...]
@@ -99,15 +218,25 @@ class Row:
   manual_vs_numerical: float | None
   autodiff_vs_numerical: float
   checked_entries: int
+  fd_error: float = 0.0
+  step: float | None = None
 
   def errors(self) -> list[float]:
     return [x for x in (self.manual_vs_autodiff, self.manual_vs_numerical,
                         self.autodiff_vs_numerical) if x is not None]
 
+  def limits(self, tolerance: float) -> list[float]:
+    """What each of `errors()` must not exceed: the tolerance, + 2 x fd_error for numerical."""
+    slack = tolerance + 2 * self.fd_error
+    return [lim for x, lim in ((self.manual_vs_autodiff, tolerance),
+                               (self.manual_vs_numerical, slack),
+                               (self.autodiff_vs_numerical, slack)) if x is not None]
+
 
 def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: jax.Array, *,
-          step: float = 1e-4, eps: float = 1e-6, reduction: str = "sum",
-          entries: int | None = None, seed: int = 0, masks=None) -> list[Row]:
+          step: float | None = None, eps: float = 1e-6, reduction: str = "sum",
+          entries: int | None = None, seed: int = 0, masks=None, lanes: int = 32,
+          wrong: str = "none", stop: Callable[[], bool] | None = None) -> list[Row]:
   """Compares the three gradients of `net.loss` at one chunk; one Row per parameter.
 
   Call it with float64 arrays under `jax.enable_x64(True)`. Where `entries`
@@ -115,40 +244,52 @@ def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: j
   entries (the manual/autodiff one too, so that the columns are comparable).
   A cell without a hand BPTT gets the jax.grad/numerical comparison only.
   masks: dropout masks held fixed for all three (`net.dropout_masks`), or None.
+  step: a fixed finite-difference step (None: a pilot picks one per parameter).
+  lanes: perturbed losses per compiled call; stop: read between calls (Ctrl-C).
+  wrong: break the hand gradient on purpose (`broken`), to see the check fail.
   """
   as_numpy = lambda grads: {n: np.asarray(g) for n, g in model.named_leaves(grads)}
   manual = None
   if net.cell.backward is not None:
     _, manual = jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(
         net, params, carry0, inputs, targets, reduction, masks)
-    manual = as_numpy(manual)
-  _, auto = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
+    manual = broken(as_numpy(manual), wrong)
+  (loss0, _), auto = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
       params, carry0, inputs, targets, reduction, masks)
   auto = as_numpy(auto)
-  numerical, mask = numerical_grads(net, params, carry0, inputs, targets, step, reduction,
-                                    entries, seed, masks)
+  focus = {n: int(np.argmax(np.abs((auto if manual is None else manual)[n]))) for n in auto}
+  chosen = sample_entries(params, entries, seed, focus)
+  losses = PerturbedLosses(net, params, carry0, inputs, targets, reduction, masks, lanes, stop)
+  numerical = numerical_grads(losses, chosen, float(loss0), [a.ravel() for a in auto.values()],
+                              step, seed)
   rows = []
-  for name, leaf in model.named_leaves(params):
-    a, n, k = auto[name], numerical[name], mask[name]
-    m = None if manual is None else manual[name]
+  for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical):
+    a = auto[name].ravel()[idx]
+    m = None if manual is None else manual[name].ravel()[idx]
     rows.append(Row(name, tuple(leaf.shape),
-                    None if m is None else relative_error(m * k, a * k, eps),
-                    None if m is None else relative_error(m * k, n, eps),
-                    relative_error(a * k, n, eps), int(k.sum())))
+                    None if m is None else relative_error(m, a, eps),
+                    None if m is None else relative_error(m, n, eps),
+                    relative_error(a, n, eps), len(idx),
+                    float(np.linalg.norm(e) / max(eps, np.linalg.norm(a) + np.linalg.norm(n))),
+                    h))
   return rows
 
 
 def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) -> str:
   """The check as a text (or Markdown) table with a pass/fail mark per error."""
 
-  def cell(x):
-    return "n/a (no hand BPTT)" if x is None else f"{x:.2e} {'ok' if x <= tolerance else 'FAIL'}"
+  def cell(x, limit):
+    return "n/a (no hand BPTT)" if x is None else f"{x:.2e} {'ok' if x <= limit else 'FAIL'}"
 
-  header = ["param", "shape", "entries", "manual vs jax.grad", "manual vs numerical",
-            "jax.grad vs numerical"]
-  lines = [[r.name, "x".join(map(str, r.shape)), str(r.checked_entries),
-            cell(r.manual_vs_autodiff), cell(r.manual_vs_numerical), cell(r.autodiff_vs_numerical)]
-           for r in rows]
+  header = ["param", "shape", "entries", "step", "manual vs jax.grad", "manual vs numerical",
+            "jax.grad vs numerical", "FD error"]
+  lines = []
+  for r in rows:
+    slack = tolerance + 2 * r.fd_error
+    lines.append([r.name, "x".join(map(str, r.shape)), str(r.checked_entries),
+                  "" if r.step is None else f"{r.step:.1e}",
+                  cell(r.manual_vs_autodiff, tolerance), cell(r.manual_vs_numerical, slack),
+                  cell(r.autodiff_vs_numerical, slack), f"{r.fd_error:.1e}"])
   if markdown:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -159,18 +300,21 @@ def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) 
 
 
 def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
-  """True when every error is <= tolerance (a NaN error fails)."""
-  return all(x <= tolerance for r in rows for x in r.errors())
+  """True when every error is within its limit (`Row.limits`; a NaN error fails)."""
+  return all(x <= lim for r in rows for x, lim in zip(r.errors(), r.limits(tolerance)))
 
 
 def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index: int = 0,
-               random_carry: bool = False, step: float = 1e-4, eps: float = 1e-6,
-               entries: int | None = None) -> list[Row]:
+               random_carry: bool = False, step: float | None = None, eps: float = 1e-6,
+               entries: int | None = None, wrong: str = "none",
+               stop: Callable[[], bool] | None = None) -> list[Row]:
   """The check at freshly initialised float64 parameters on one chunk of `text`.
 
   `config` gives the network (cell, layers, hidden size, initialisation,
   seed), the chunk (seq_length, batch_size streams: inputs [T, B]) and the
-  loss reduction; its dtype is ignored (float64 here).
+  loss reduction; its dtype is ignored (float64 here). The perturbed losses
+  run `memory.gradcheck_lanes` at a time; step, eps, entries, wrong and stop
+  are `check`'s.
   """
   inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
   chunk_index = min(chunk_index, len(inputs) - 1)
@@ -188,7 +332,8 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
     masks = net.dropout_masks(jax.random.fold_in(key, 2), x.shape, jnp.float64)
     return check(net, params, carry0, x, jnp.asarray(targets[chunk_index]), step=step, eps=eps,
                  reduction=config.loss_reduction, entries=entries, seed=config.seed,
-                 masks=masks)
+                 masks=masks, lanes=memory.gradcheck_lanes(config, vocab.size), wrong=wrong,
+                 stop=stop)
 
 
 # ---- the command line ----
@@ -206,11 +351,18 @@ class CheckSettings:
   chunk_index: int = setting(0, "Which chunk of the text to check on.", ge=0)
   random_carry: bool = setting(False, "Start from a random carry (hidden state) instead of "
                                "zeros.")
-  step: float = setting(1e-4, "Finite-difference step.", gt=0.0, le=1.0)
+  step: float = setting(0.0, "Finite-difference step h for every parameter (0: a pilot picks "
+                        "one per parameter).", ge=0.0, le=1.0)
   eps: float = setting(1e-6, "eps of the relative error's denominator.", ge=0.0, le=1.0)
-  tolerance: float = setting(1e-6, "Largest relative error that passes.", ge=0.0, le=1.0)
-  entries: int = setting(0, "Finite differences on this many random entries per parameter "
-                         "(0: all of them).", ge=0)
+  tolerance: float = setting(1e-6, "Largest relative error that passes (plus twice the finite "
+                             "differences' own error, for the numerical columns).",
+                             ge=0.0, le=1.0)
+  entries: int = setting(300, "Finite differences on this many random entries per parameter, "
+                         "its largest gradient included (0: all of them).", ge=0)
+  wrong: str = setting("none", "Break the hand-derived gradient on purpose, to see the check "
+                       "fail: entry (each parameter's largest entry off by a relative 1e-3), "
+                       "sign (its sign flipped), scale (x 1.01), transpose (square ones).",
+                       choices=BREAKS)
 
 
 def define_flags(flag_values=None) -> None:
@@ -233,19 +385,33 @@ def main(argv: Sequence[str]) -> None:
   if net.cell.backward is None:
     raise errors.UserError(f"The {config.cell!r} cell has no hand-derived BPTT: there is nothing "
                            "to check three ways.")
-  out = sys.stdout
-  out.write(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
-            f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
-            f"sigma={config.init_sigma}, seed={config.seed}, chunk {own.chunk_index}, "
-            f"float64, finite-difference step {own.step}\n\n")
-  rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
-                    random_carry=own.random_carry, step=own.step, eps=own.eps,
-                    entries=own.entries or None)
+  memory.check(memory.gradcheck_bytes(config, vocab.size,
+                                      memory.gradcheck_lanes(config, vocab.size)),
+               "This gradient check")
+  console = Console()
+  sample = f"{own.entries} random entries per parameter" if own.entries else "every entry"
+  # Ctrl-C is a flag from here on, read between the compiled calls.
+  with Interrupts(console, "stopping after the current call.", "already stopping.") as caught:
+    console.say(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
+                f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
+                f"sigma={config.init_sigma} ({config.init_dist}), seed={config.seed}, chunk "
+                f"{own.chunk_index}, float64; finite differences on {sample}, Richardson-"
+                f"extrapolated, step {own.step or 'chosen per parameter'}"
+                + ("" if own.wrong == "none" else
+                   f"; hand gradient broken on purpose ({own.wrong})") + "\n")
+    rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
+                      random_carry=own.random_carry, step=own.step or None, eps=own.eps,
+                      entries=own.entries or None, wrong=own.wrong,
+                      stop=lambda: caught.signal is not None)
+    if caught.signal is not None:  # after the last call: stop all the same
+      raise KeyboardInterrupt
   ok = all_pass(rows, own.tolerance)
-  out.write(format_table(rows, own.tolerance) + "\n\n")
+  console.say(format_table(rows, own.tolerance) + "\n")
   count = sum(len(r.errors()) for r in rows)
-  out.write((f"PASS: all {count} relative errors <= {own.tolerance:g}" if ok else
-             f"FAIL: some relative errors exceed {own.tolerance:g}") + "\n")
+  console.say(f"PASS: all {count} relative errors <= {own.tolerance:g} (+ 2 x FD error for the "
+              "numerical ones)" if ok else
+              f"FAIL: some relative errors exceed {own.tolerance:g} (+ 2 x FD error for the "
+              "numerical ones)")
   sys.exit(0 if ok else 1)
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
-import threading
 import time
 from typing import Any, Protocol, Sequence
 
@@ -32,7 +30,7 @@ import numpy as np
 from jax_charrnn import (board, checkpoint, data, divergence, errors, loop, model, outputs,
                          parallel, report)
 from jax_charrnn.config import TrainConfig
-from jax_charrnn.console import Console
+from jax_charrnn.console import Console, Interrupts
 from jax_charrnn.outputs import Summary
 from jax_charrnn.score import Score, score_ids
 
@@ -75,40 +73,6 @@ class Run:
   diverged_at: int | None = None
   val: Score | None = None      # the latest held-out score
   first_loss: float | None = None  # the run's first chunk loss (the divergence yardstick)
-
-
-class Interrupts:
-  """SIGINT/SIGTERM become a flag the host loop reads between device calls.
-
-  The first signal asks the loop to save and stop after the current call;
-  later ones are acknowledged and change nothing, so a save in progress is
-  never cut short.
-  """
-
-  def __init__(self, console: Console):
-    self.console = console
-    self.signal: int | None = None
-    self._old = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGINT, signal.SIGTERM):
-        self._old[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    name = signal.Signals(signum).name
-    if self.signal is not None:
-      self.console.warn(f"Received {name}: already stopping; saving...")
-      return
-    self.signal = signum
-    self.console.warn(f"Received {name}: saving the state after the current device call, "
-                      "then stopping.")
-
-  def __exit__(self, *exc):
-    for sig, handler in self._old.items():
-      signal.signal(sig, handler)
 
 
 def next_event(step: int, total: int, config: TrainConfig) -> int:

@@ -61,6 +61,32 @@ def check_run(config: TrainConfig, vocab_size: int) -> None:
   check(estimate_bytes(config, vocab_size))
 
 
+def gradcheck_lanes(config: TrainConfig, vocab_size: int, budget: int = 2**28,
+                    most: int = 64) -> int:
+  """How many perturbed losses gradcheck evaluates per call: as many as fit `budget` bytes.
+
+  Each lane is counted as two float64 copies of all the parameters (it copies
+  only the perturbed one, and its layer's intermediate products: a bound that
+  holds whichever parameter it is) and one forward pass's activations;
+  between 1 and `most` lanes (more add little speed, and a call stays short
+  for Ctrl-C).
+  """
+  lane = estimate_bytes(config, vocab_size, copies=2, itemsize=8)
+  return int(max(1, min(most, budget // max(lane, 1))))
+
+
+def gradcheck_bytes(config: TrainConfig, vocab_size: int, lanes: int) -> int:
+  """An estimate of gradcheck's float64 memory (what `check` compares with the device's).
+
+  The parameters and their three gradients with the activations of the two
+  backward passes (hand and jax.grad), plus `lanes` perturbed losses at once
+  (`gradcheck_lanes`).
+  """
+  chars = config.seq_length * config.batch_size
+  fixed = estimate_bytes(config, vocab_size, copies=4, chars=2 * chars, itemsize=8)
+  return fixed + lanes * estimate_bytes(config, vocab_size, copies=2, chars=chars, itemsize=8)
+
+
 def available_bytes() -> int:
   """The device's memory limit (an accelerator's), else the machine's RAM; 0 if unknown."""
   try:

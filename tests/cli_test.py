@@ -177,5 +177,6 @@ def test_gradcheck_cli_passes_for_stacked_layers_and_fails_loudly(tmp_path):
   assert "2 layers of rnn, H = 8" in r.stdout and "B=3" in r.stdout
   assert "PASS: all 24 relative errors <= 1e-06" in r.stdout and r.stdout.count(" ok") == 24
   r = run_module("jax_charrnn.gradcheck", f"--data_path={book}", "--hidden_size=6",
-                 "--tolerance=1e-30")
-  assert r.returncode == 1 and "FAIL" in r.stdout
+                 "--wrong=scale")  # a hand gradient 1% too large
+  assert r.returncode == 1 and "FAIL: some relative errors exceed" in r.stdout, r.stdout
+  assert "hand gradient broken on purpose (scale)" in r.stdout and "Traceback" not in r.stderr
