@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, errors, report, saved
+from jax_charrnn import cli, data, errors, paths, report, saved
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
 
@@ -329,18 +329,16 @@ def _paths(workdir: str, out: str) -> tuple[str, str]:
 
 def _write(path: str, text: str) -> None:
   """Whole or not at all (a temporary file, then a rename); a paragraph when it cannot."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except OSError as e:
-    try:
-      os.remove(tmp)
-    except OSError:
-      pass
-    raise errors.UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass --out=FILE.html "
-                           "in a directory you can write to.") from None
+  paths.write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def check_out(out: str, overwrite: bool) -> None:
+  """--out's page and JSON, checked before any work (paths.py's rules: no existing file
+  replaced without --overwrite; a directory gets visualize.html inside it)."""
+  if out:
+    for path in _paths("", out):
+      paths.output_file(path, suffix=".html" if path.endswith(".html") else "",
+                        overwrite=overwrite, example="page.html")
 
 
 def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CHARS,
@@ -417,7 +415,11 @@ def define_flags(flag_values=None) -> dict:
                                         "characters of the text.", lower_bound=2,
                                         upper_bound=1_000_000, **kw),
       "out": flags.DEFINE_string("out", "", "Where to write the page (the JSON goes beside "
-                                 "it). Empty: <workdir>/visualize.html.", **kw),
+                                 "it; a directory: visualize.html in it). Empty: "
+                                 "<workdir>/visualize.html. An existing file is refused unless "
+                                 "--overwrite.", **kw),
+      "overwrite": flags.DEFINE_bool("overwrite", False, "Replace an existing --out page and its "
+                                     "JSON.", **kw),
   }
 
 
@@ -427,6 +429,7 @@ _OWN: dict = {}
 def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
+  check_out(o["out"], o["overwrite"])
   jax.config.update("jax_enable_x64", True)  # read in float64, as evaluate scores
   w = write_page(cli.open_run(o["workdir"], o["which"]), data_path=o["data_path"],
                  max_chars=o["max_chars"], out=o["out"])
