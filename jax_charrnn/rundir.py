@@ -135,7 +135,17 @@ def clear(workdir: str) -> None:
   shutil.rmtree(os.path.join(workdir, board.DIR), ignore_errors=True)
 
 
-def repair(workdir: str, step: int, warn: Callable[[str], None]) -> None:
-  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so)."""
-  for note in report.repair_run_files(workdir, step):
+def row_due(config: TrainConfig, step: int) -> bool:
+  """Whether a run in one go writes a metrics row after update `step` (< its total): every
+  --log_every updates, and with each held-out score (hostloop.log_due)."""
+  return step % config.log_every == 0 or bool(
+      config.val_fraction and config.eval_every and step % config.eval_every == 0)
+
+
+def repair(workdir: str, step: int, warn: Callable[[str], None],
+           config: TrainConfig | None = None) -> None:
+  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so);
+  with `config`, a metrics row at `step` that the run in one go would not have is dropped."""
+  due = True if config is None else row_due(config, step)
+  for note in report.repair_run_files(workdir, step, due):
     warn(note)
