@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, errors, paths, report, saved
+from jax_charrnn import cli, data, errors, model, paths, report, saved
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
 
@@ -74,9 +74,9 @@ class Trace:
 
 
 @functools.partial(jax.jit, static_argnames=("net", "k"))
-def _read(net: Model, params: Params, inputs: jax.Array, targets: jax.Array,
+def _read(net: Model, params: Params, carry: Any, inputs: jax.Array, targets: jax.Array,
           weights: jax.Array, k: int):
-  """evaluate's reading of [n, CHUNK] chunks (in order, the carry passed on from zero), through
+  """evaluate's reading of [n, chunk] chunks (in order, the carry passed on), through
   `Model.trace`: per step -log p(target), the top k and every unit; per chunk the gates'
   saturated steps (counted here, so that the gates never leave the device)."""
   dtype = params.V.dtype
@@ -93,8 +93,7 @@ def _read(net: Model, params: Params, inputs: jax.Array, targets: jax.Array,
     units = [layer["units"] for layer in layers]
     return carry, (nll, top_ids, jnp.exp(top_log_p), units, saturated)
 
-  _, out = lax.scan(chunk, net.zero_carry((), dtype), (inputs, targets, weights))
-  return out
+  return lax.scan(chunk, carry, (inputs, targets, weights))
 
 
 def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Trace:
@@ -111,18 +110,27 @@ def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Tra
   if N < 2:
     raise ValueError("a trace needs at least two characters (one prediction)")
   # Step t reads x_t and predicts x_{t+1}: every character is read (its units are shown),
-  # the last one predicts nothing.
-  n = -(-N // CHUNK)
-  pad = n * CHUNK - N
+  # the last one predicts nothing. Read in calls sized by the network's cost, as score_ids
+  # reads (Ctrl-C is heard between them), the carry passed on from zero.
+  budget = model.chars_per_call(params, 100 * CHUNK)
+  size = min(CHUNK, budget)
+  per_call = min(-(-N // size), max(1, budget // size))
+  calls = -(-N // (per_call * size))
+  n = calls * per_call
+  pad = n * size - N
   targets = np.concatenate([ids[1:], [0]])
   known = np.concatenate([ids[1:] < K, [False]])
-  shape = (n, CHUNK)
+  shape = (calls, per_call, size)
   x = np.pad(ids, (0, pad)).reshape(shape)
   y = np.pad(np.where(known, targets, 0), (0, pad)).reshape(shape)
   w = np.pad(np.ones(N, bool), (0, pad)).reshape(shape)
-  nll, top_ids, top_p, units, saturated = jax.device_get(
-      _read(net, params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), min(k, K)))
-  flat = lambda a: np.asarray(a).reshape(n * CHUNK, *np.shape(a)[2:])[:N]
+  carry, outs = net.zero_carry((), params.V.dtype), []
+  for i in range(calls):
+    carry, out = _read(net, params, carry, jnp.asarray(x[i]), jnp.asarray(y[i]),
+                       jnp.asarray(w[i]), min(k, K))
+    outs.append(jax.device_get(out))
+  nll, top_ids, top_p, units, saturated = jax.tree.map(lambda *a: np.concatenate(a), *outs)
+  flat = lambda a: np.asarray(a).reshape(n * size, *np.shape(a)[2:])[:N]
   bits = np.full(N, np.nan)
   bits[1:] = np.where(known[:-1], flat(nll)[:-1].astype(np.float64) / math.log(2), np.nan)
   # Row t + 1 holds what step t predicted.
