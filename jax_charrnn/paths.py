@@ -53,8 +53,8 @@ def output_file(out: str, *, suffix: str = "", overwrite: bool = False, flag: st
                     f"another {flag}; nothing was written.")
   parent = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(parent):
-    raise UserError(f"The directory {parent!r} of {flag}={out!r} does not exist: make it "
-                    "first, or pass another path.")
+    raise UserError(f"Cannot write {path!r}: its directory {parent!r} does not exist. Make "
+                    f"it first, or pass another {flag}.")
   if not os.access(parent, os.W_OK | os.X_OK):
     raise UserError(f"Cannot write in {parent!r} (permission denied): pass an {flag} in a "
                     "directory you can write to.")
