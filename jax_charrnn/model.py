@@ -199,8 +199,9 @@ def param_count(params: Any) -> int:
 # Work per jitted call of the commands that read or write text one character after another
 # (evaluate's score, sample, visualize's trace). A call cannot be stopped once it runs, so its
 # size decides how soon Ctrl-C is heard: on a busy 2-core CPU a float64 LSTM of 768 units ran
-# ~3e9 flops/s, so 1e9 is ~0.3 s there, and far less on an accelerator.
-CALL_FLOPS = 1e9
+# ~3e9 flops/s, so 5e8 is ~0.2 s there (a course RNN reads ~10,000 characters a call), and far
+# less on an accelerator.
+CALL_FLOPS = 5e8
 
 
 def chars_per_call(params: Any, limit: int, streams: int = 1) -> int:

@@ -351,7 +351,9 @@ def test_ctrl_c_stops_evaluate_of_a_long_text_within_seconds(book, tmp_path):
   finally:
     proc.kill()
   assert proc.returncode == 130 and b"Interrupted" in err and b"Traceback" not in err, err
-  assert took < 5, took  # a call of the old size (100,000 characters) took over a minute here
+  # Calls of the old size (100,000 characters) took 68 s to hear Ctrl-C on this host under load;
+  # sized calls 1.5 s (6.5 s with the whole suite running beside it).
+  assert took < 10, took
 
 
 # ---- 10. --val_fraction's message names the whole text and its training part ----
