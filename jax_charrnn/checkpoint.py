@@ -46,20 +46,26 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 def check_path(workdir: str) -> None:
-  """Refuses a workdir under which orbax could not save, before any work is done.
+  """Refuses a workdir under which orbax could not save and restore, before any work is done.
 
   orbax writes arrays through tensorstore, whose file driver rejects some
-  paths that the file system accepts (e.g. a doubled backslash, "a/../b"); a
+  paths that the file system accepts (a doubled or trailing backslash) and
+  silently rewrites others (it reads every backslash as a separator: a run in
+  `a\\b` would write its arrays under `a/b`, and restore nothing). The path
+  is given to the same parser; anything it rejects or changes is refused. A
   run would otherwise find out at its first checkpoint, after the updates.
   """
   path = os.path.join(checkpoint_dir(workdir), "0", "state", "")
   try:
-    ts.KvStore.Spec({"driver": "file", "path": path}).to_json()
+    parsed = ts.KvStore.Spec({"driver": "file", "path": path}).to_json().get("path")
+    problem = None if parsed == path else f"it would write under {parsed!r} instead"
   except ValueError as e:
+    problem = " ".join(str(e).split())[:160]
+  if problem:
     raise UserError(
         f"Checkpoints cannot be saved under the workdir {workdir!r}: the storage library "
-        f"rejects the path ({' '.join(str(e).split())[:160]}). Choose a plainer --workdir "
-        "name (letters, digits, '-', '_', '.', '/'); nothing was changed.") from None
+        f"rejects the path ({problem}). Choose a plainer --workdir name (letters, digits, "
+        "'-', '_', '.', '/'; no backslash); nothing was changed.")
 
 
 def all_steps(workdir: str) -> list[int]:

@@ -182,6 +182,13 @@ class TrainConfig:
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")
 
+  def check_given(self, given: set[str]) -> None:
+    """Checks of what a person set (on the command line or in a flag file), beyond the values:
+    a setting that would be ignored silently is an error."""
+    if "eval_every" in given and not self.val_fraction:
+      raise UserError(f"--eval_every={self.eval_every} needs a held-out split to score, and "
+                      "val_fraction is 0: set --val_fraction (e.g. 0.1), or drop --eval_every.")
+
   def total_steps(self, steps_per_epoch: int) -> int:
     """Updates the run makes: num_steps if set, else epochs * steps_per_epoch."""
     return self.num_steps if self.num_steps > 0 else self.epochs * steps_per_epoch
@@ -326,4 +333,8 @@ def from_flags(cls, flag_values=None):
   """An instance of `cls` from the parsed flags that `define_flags(cls)` defined."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS if flag_values is None else flag_values
-  return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+  obj = cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+  check_given = getattr(obj, "check_given", None)
+  if check_given is not None:
+    check_given({f.name for f in dataclasses.fields(cls) if flag_values[f.name].present})
+  return obj

@@ -1,6 +1,9 @@
 """A trained model as plain NumPy arrays under PyTorch's names, loadable without JAX.
 
   python -m jax_charrnn.export --workdir=runs/goblet_val --out=model.npz [--which=best|latest]
+      [--overwrite]
+
+An existing --out file is replaced only with --overwrite (paths.py's rules).
 
 model.npz holds float32 arrays named as the state_dict of PyTorch's nn.RNN
 (tanh) / nn.LSTM / nn.GRU with an nn.Linear read-out:
@@ -18,7 +21,6 @@ decoder.weight, c -> decoder.bias. README shows loading it into PyTorch.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Sequence
 
@@ -57,27 +59,25 @@ def define_flags(flag_values=None) -> dict:
       "workdir": flags.DEFINE_string("workdir", None, "Directory of a training run.", **kw),
       "which": flags.DEFINE_enum("which", "best", ["best", "latest"], "Export the best "
                                  "parameters or the latest ones.", **kw),
-      "out": flags.DEFINE_string("out", "model.npz", "Where to write the NumPy archive.", **kw),
+      "out": flags.DEFINE_string("out", "model.npz", "Where to write the NumPy archive (.npz is "
+                                 "added to a name without it). Not a directory; an existing file "
+                                 "is refused unless --overwrite.", **kw),
+      "overwrite": flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.", **kw),
   }
 
 
 def main(argv: Sequence[str]) -> None:
-  from jax_charrnn import cli, errors  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import cli, errors, paths  # pylint: disable=g-import-not-at-top
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
+  # The file is checked before the run is read: a wrong --out costs nothing.
+  out = paths.output_file(o["out"], suffix=".npz", overwrite=o["overwrite"])
   run = cli.open_run(o["workdir"], o["which"])
   try:
     arrays = state_dict(run.net, run.params, run.vocab)
   except ValueError as e:
     raise errors.UserError(f"Cannot export {run.workdir!r}: {e}.") from None
-  out = os.path.expanduser(o["out"])
-  if not out.endswith(".npz"):
-    out += ".npz"  # np.savez would add it anyway; say the name it really has
-  try:
-    np.savez(out, **arrays)
-  except OSError as e:
-    raise errors.UserError(f"Cannot write {out!r} ({e.strerror}). Pass an --out in a directory "
-                           "you can write to.") from None
+  paths.write_atomic(out, lambda f: np.savez(f, **arrays))
   sys.stdout.write(f"Wrote {out}: {run.describe()} of {run.workdir}, {run.net.describe()}, "
                    f"K = {run.vocab.size}, as PyTorch names them "
                    f"({', '.join(k for k in arrays if k not in ('cell', 'vocab'))}).\n")

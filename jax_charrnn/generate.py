@@ -18,15 +18,17 @@ from jax_charrnn import data, errors, model
 from jax_charrnn.model import Model, Params
 
 
-PIECE = 10_000  # characters drawn per jitted call: long texts stream, and Ctrl-C is heard
+PIECE = 10_000  # characters drawn per jitted call at most (fewer for a large network or many
+#                 samples: model.chars_per_call): long texts stream, and Ctrl-C is heard
 
 
 def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
                     length: int, key: jax.Array, temperature: float = 1.0, top_p: float = 1.0,
                     prime: str = "", num_samples: int = 1) -> Iterator[list[str]]:
   """`generate`, in pieces of at most PIECE characters: yields, for every sample, its next piece
-  (the first piece starts with the prime). The text is the same as one call would draw for
-  lengths up to PIECE; longer texts draw each piece with its own key."""
+  (the first piece starts with the prime). A piece is PIECE characters, or fewer for a network
+  whose call would take long (model.chars_per_call). The text is the same as one call would
+  draw for lengths up to a piece; longer texts draw each piece with its own key."""
   missing = vocab.missing(prime)
   if missing:
     raise errors.UserError(
@@ -41,9 +43,10 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
   carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
   xs = jnp.full((num_samples,), x0, jnp.int32)
   done, first = 0, True
+  piece = model.chars_per_call(params, PIECE, num_samples)
   while done < length:
-    n = min(PIECE, length - done)
-    piece_key = key if length <= PIECE else jax.random.fold_in(key, done)
+    n = min(piece, length - done)
+    piece_key = key if length <= piece else jax.random.fold_in(key, done)
     ids, carries, xs = model.sample_on(net, params, carries, xs, n, piece_key, temperature, top_p)
     ids = np.asarray(ids)  # [n, samples]
     yield [(prime if first else "") + vocab.decode(ids[:, i]) for i in range(num_samples)]

@@ -73,6 +73,25 @@ class Run:
   diverged_at: int | None = None
   val: Score | None = None      # the latest held-out score
   first_loss: float | None = None  # the run's first chunk loss (the divergence yardstick)
+  grads: list = dataclasses.field(default_factory=list)  # [[from step, method], ...]: how its
+  # gradients were computed, by the update they took over after (empty: config.grad throughout)
+
+
+def grad_history(run: Run) -> list[list]:
+  """[[s, method], ...]: updates s+1 up to the next entry's s used `method` (--grad)."""
+  return [list(g) for g in run.grads] or [[0, run.config.grad]]
+
+
+def resume_grads(run: Run, meta: dict, start: int) -> str | None:
+  """Sets `run.grads` from its checkpoint's record and this session's --grad (taking over
+  after update `start`); returns a note for the person when the method changes."""
+  saved = meta.get("grads") or [[0, meta.get("config", {}).get("grad", run.config.grad)]]
+  run.grads = [list(g) for g in saved]
+  if run.grads[-1][1] == run.config.grad:
+    return None
+  run.grads.append([start, run.config.grad])
+  return (f"Updates 1-{start:,} of this run used {saved[-1][1]} gradients; from update "
+          f"{start + 1:,} on it uses {run.config.grad} (the checkpoint and report.md record both).")
 
 
 def next_event(step: int, total: int, config: TrainConfig) -> int:
@@ -321,7 +340,7 @@ def save(lp: Loop) -> None:
     # Every process takes part; orbax coordinates who writes what.
     meta = checkpoint_meta(run.config, lp.corpus, state, lp.step,
                            run.earlier_seconds + lp.train_seconds)
-    meta.update(diverged_at=run.diverged_at, first_loss=run.first_loss,
+    meta.update(diverged_at=run.diverged_at, first_loss=run.first_loss, grads=grad_history(run),
                 val_bpc=None if run.val is None else run.val.bits_per_char)
     if lp.boards:
       lp.boards[r].flush()
@@ -413,7 +432,7 @@ def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
                  diverged_at=run.diverged_at, compile_seconds=compile_seconds,
                  train_seconds=train_seconds,
                  total_train_seconds=run.earlier_seconds + train_seconds,
-                 chars_per_second=chars_per_second, val=run.val)
+                 chars_per_second=chars_per_second, val=run.val, grads=grad_history(run))
 
 
 def finish_without_training(runs: Sequence[Run], states: Sequence[loop.TrainState],

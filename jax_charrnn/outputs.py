@@ -60,6 +60,7 @@ class Summary:
   total_train_seconds: float  # every session of the run
   chars_per_second: float
   val: score.Score | None = None  # the held-out score at the end (with --val_fraction)
+  grads: list = dataclasses.field(default_factory=list)  # hostloop.grad_history
 
 
 def finish(summaries: Sequence[Summary], corpus: data.Corpus, net: model.Model,
@@ -117,7 +118,7 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
       compile_seconds=end.compile_seconds, train_seconds=end.train_seconds,
       total_train_seconds=end.total_train_seconds,
       chars_per_second=end.chars_per_second, status=status, gradcheck_table=tables[key],
-      val_chars=len(corpus.val_ids), page=page,
+      val_chars=len(corpus.val_ids), page=page, grads=end.grads,
       val_bpc=None if end.val is None else end.val.bits_per_char,
       val_nats=None if end.val is None else end.val.nats_per_char))
 

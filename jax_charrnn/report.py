@@ -83,12 +83,14 @@ def read_metrics(workdir: str) -> list[dict]:
   return _parse_metrics(workdir)[0]
 
 
-def truncate_metrics(workdir: str, step: int) -> int:
-  """Keeps only rows up to `step` (a resumed run rewrites what came after its checkpoint);
-  returns how many damaged lines were dropped."""
+def truncate_metrics(workdir: str, step: int, keep_last: bool = True) -> int:
+  """Keeps only rows up to `step` (a resumed run rewrites what came after its checkpoint),
+  without the row at `step` itself unless keep_last; returns how many damaged lines were
+  dropped."""
   rows, bad = _parse_metrics(workdir)
+  last = step if keep_last else step - 1
   _write_atomic(os.path.join(workdir, METRICS),
-                "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+                "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= last))
   return bad
 
 
@@ -171,11 +173,16 @@ def truncate_step_losses(workdir: str, step: int) -> list[str]:
   return notes
 
 
-def repair_run_files(workdir: str, step: int) -> list[str]:
+def repair_run_files(workdir: str, step: int, row_due: bool = True) -> list[str]:
   """Cuts the run's files back to `step` (the checkpoint resumed from), repairing what it can;
-  returns one note per repair, for the user."""
+  returns one note per repair, for the user.
+
+  row_due: whether the run, in one go, would have written a metrics row at `step`. When not,
+  the row there is the end of an earlier, shorter session (a smaller --num_steps) and is
+  dropped, so that a resumed run's metrics.jsonl holds the rows of the same run in one go.
+  """
   notes = []
-  bad = truncate_metrics(workdir, step)
+  bad = truncate_metrics(workdir, step, keep_last=row_due)
   if bad:
     notes.append(f"{METRICS} held {bad} line(s) that were not a metrics row (torn or damaged); "
                  "they were dropped")
@@ -288,6 +295,7 @@ class RunFacts:
   val_chars: int = 0          # held-out characters (0: no held-out split)
   val_bpc: float | None = None           # at the end
   val_nats: float | None = None
+  grads: list = dataclasses.field(default_factory=list)  # [[from step, method], ...]
 
 
 ONLINE = ("The training loss is *online*: each chunk is scored just before the update that "
@@ -347,6 +355,20 @@ def _read(workdir: str, name: str) -> str:
     return f.read().rstrip()
 
 
+def grad_phrase(grad: str, facts: RunFacts) -> str:
+  """How the run's gradients were computed, e.g. "manual gradients", or by update range when a
+  resume changed --grad ("manual gradients for updates 1-13, autodiff for 14-25")."""
+  grads = facts.grads or [[0, grad]]
+  spans = []
+  for i, (start, method) in enumerate(grads):
+    end = grads[i + 1][0] if i + 1 < len(grads) else facts.steps_done
+    if end > start:
+      spans.append((start + 1, end, method))
+  if len({m for _, _, m in spans}) <= 1:
+    return f"{spans[0][2] if spans else grads[-1][1]} gradients"
+  return "gradients: " + ", ".join(f"{m} for updates {a:,}-{b:,}" for a, b, m in spans)
+
+
 def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
   """The report's "Data and model" and "Results" sections."""
   epochs = facts.steps_done / facts.steps_per_epoch
@@ -359,7 +381,7 @@ def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
       f"{config.seq_length} characters, {config.batch_size} stream(s); "
       f"{facts.steps_per_epoch:,} updates per epoch.",
       f"- {config.optimizer} with learning rate {config.learning_rate}, gradients clipped "
-      f"elementwise to ±{config.clip}; {config.grad} gradients; loss reduction: "
+      f"elementwise to ±{config.clip}; {grad_phrase(config.grad, facts)}; loss reduction: "
       f"{config.loss_reduction}.",
       "",
       "## Results",

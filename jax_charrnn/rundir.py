@@ -4,7 +4,7 @@ repaired.
 train and sweep use these before the first update:
 
   check_writable(workdir)      exists (or is made), can be written, a name orbax can save under;
-                               checkpoints/ is a directory
+                               checkpoints/ is a directory, the run's files are plain files
   foreign_files(workdir)       files no jax_charrnn run left there (refused without --overwrite)
   check_same_run(...)          a checkpoint of other run-defining settings or another text is
                                refused, the differences listed
@@ -29,7 +29,9 @@ from jax_charrnn.lock import LOCK_FILE
 
 SWEEP_FILES = ("summary.json", "summary.md", "sweep_loss.png")
 LOGS = re.compile(r"(train|sweep)(\.process\d+)?\.log")
-
+# Every file a run (or a sweep's root) writes or repairs in its directory.
+RUN_FILES = (*report.ALL_FILES, report.PAGE, report.PAGE_NUMBERS, *SWEEP_FILES, "train.log",
+             "sweep.log")
 
 
 def check_writable(workdir: str) -> None:
@@ -45,6 +47,7 @@ def check_writable(workdir: str) -> None:
     raise errors.UserError(
         f"{ckpt!r} is a file, where the run keeps its checkpoints (a directory). Move it away, "
         "or choose another --workdir; nothing was changed.")
+  check_run_files(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
     # One probe file per process: processes of one run share the workdir.
@@ -55,6 +58,20 @@ def check_writable(workdir: str) -> None:
   except OSError as e:
     raise errors.UserError(f"Cannot write to the workdir {workdir!r} ({e.strerror}). Pass a "
                            "directory you can write to with --workdir.") from None
+
+
+def check_run_files(workdir: str) -> None:
+  """Refuses a directory (or anything but a plain file) under a name the run writes a file
+  under (metrics.jsonl, losses.f32, samples.txt, ...): resuming would fail on it after the
+  checkpoint was read, and --overwrite must not delete someone's directory."""
+  odd = [n for n in RUN_FILES if os.path.lexists(os.path.join(workdir, n))
+         and not os.path.isfile(os.path.join(workdir, n))]
+  if odd:
+    what = "a directory" if os.path.isdir(os.path.join(workdir, odd[0])) else "not a plain file"
+    raise errors.UserError(
+        f"{os.path.join(workdir, odd[0])!r} is {what}, where the run writes its {odd[0]} (a "
+        f"file){' (also: ' + ', '.join(odd[1:]) + ')' if odd[1:] else ''}. Move it away, or "
+        "choose another --workdir; nothing was changed.")
 
 
 def foreign_files(workdir: str, own: Sequence[str] = ()) -> list[str]:
@@ -118,7 +135,17 @@ def clear(workdir: str) -> None:
   shutil.rmtree(os.path.join(workdir, board.DIR), ignore_errors=True)
 
 
-def repair(workdir: str, step: int, warn: Callable[[str], None]) -> None:
-  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so)."""
-  for note in report.repair_run_files(workdir, step):
+def row_due(config: TrainConfig, step: int) -> bool:
+  """Whether a run in one go writes a metrics row after update `step` (< its total): every
+  --log_every updates, and with each held-out score (hostloop.log_due)."""
+  return step % config.log_every == 0 or bool(
+      config.val_fraction and config.eval_every and step % config.eval_every == 0)
+
+
+def repair(workdir: str, step: int, warn: Callable[[str], None],
+           config: TrainConfig | None = None) -> None:
+  """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so);
+  with `config`, a metrics row at `step` that the run in one go would not have is dropped."""
+  due = True if config is None else row_due(config, step)
+  for note in report.repair_run_files(workdir, step, due):
     warn(note)

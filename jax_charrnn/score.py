@@ -27,10 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jax_charrnn import model
 from jax_charrnn.model import Model, Params
 
-CHUNK = 1000  # characters per step of the scoring scan
-BLOCK = 100   # chunks per jitted call (100,000 characters): Ctrl-C is heard between calls
+CHUNK = 1000  # characters per step of the scoring scan (fewer for a large network)
+BLOCK = 100   # chunks per jitted call at most (100,000 characters; fewer for a large network:
+#               model.chars_per_call keeps a call near model.CALL_FLOPS): Ctrl-C is heard
+#               between calls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +79,11 @@ def _block_nats(net: Model, params: Params, carry: Any, inputs: jax.Array, targe
 def score_ids(net: Model, params: Params, ids: np.ndarray, unknown: dict | None = None) -> Score:
   """The score of a text given as ids (id K and above: outside the vocabulary).
 
-  The text is read in blocks of BLOCK chunks, one jitted call each (one
-  compiled program: the last block is padded), the carry passed from block to
-  block: the same numbers as one call, and Ctrl-C is heard between blocks.
+  The text is read in blocks of up to BLOCK chunks of up to CHUNK characters,
+  one jitted call each, sized by the network's cost (model.chars_per_call) so
+  that a call takes well under a second (one compiled program: the last block
+  is padded), the carry passed from block to block: the same numbers as one
+  call, and Ctrl-C is heard between blocks.
 
   Args:
     net, params: the model.
@@ -90,11 +95,13 @@ def score_ids(net: Model, params: Params, ids: np.ndarray, unknown: dict | None 
     raise ValueError("scoring needs at least two characters (one prediction)")
   inputs, targets = ids[:-1], ids[1:]
   known = targets < net.vocab_size
-  n = -(-inputs.size // CHUNK)
-  per_call = min(n, BLOCK)
+  budget = model.chars_per_call(params, BLOCK * CHUNK)
+  chunk = min(CHUNK, budget)
+  n = -(-inputs.size // chunk)
+  per_call = min(n, max(1, budget // chunk))
   calls = -(-n // per_call)
-  pad = calls * per_call * CHUNK - inputs.size
-  shape = (calls, per_call, CHUNK)
+  pad = calls * per_call * chunk - inputs.size
+  shape = (calls, per_call, chunk)
   x = np.pad(inputs, (0, pad)).reshape(shape)
   y = np.pad(np.where(known, targets, 0), (0, pad)).reshape(shape)
   w = np.pad(known, (0, pad)).reshape(shape)

@@ -90,6 +90,9 @@ def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, fore
     run.first_loss = meta.get("first_loss")
     console.say(f"Resumed from the checkpoint at step {meta['step']} (epoch {meta['epoch']}) in "
                 f"{workdir}.")
+    note = hostloop.resume_grads(run, meta, int(meta["step"]))
+    if note:
+      console.say(note)
   else:
     if not overwrite:
       rundir.refuse_foreign(workdir, foreign)
@@ -102,7 +105,7 @@ def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, fore
   if start >= total:
     return hostloop.finish_without_training([run], [state], corpus, net, total, console)[0]
   if writer:
-    rundir.repair(workdir, start, console.warn)
+    rundir.repair(workdir, start, console.warn, config)
 
   program = programs.OneRun(config, net, state, corpus, mesh, shardings)
   console.say(f"Compiled the training program ({config.steps_per_call} updates per call) in "
@@ -187,7 +190,8 @@ def _sweep(config, pairs, names, configs, corpus, total, net, workdir, *, resume
   if start >= total:
     return hostloop.finish_without_training(runs, states, corpus, net, total, console)
   for run in runs:
-    rundir.repair(run.workdir, start, console.warn)
+    rundir.check_run_files(run.workdir)
+    rundir.repair(run.workdir, start, console.warn, run.config)
 
   program = programs.ManyRuns(config, net, loop.stack(states), corpus)
   console.say(f"Sweep of {len(runs)} runs ({', '.join(names)}) on {program.devices} device(s): "
@@ -253,6 +257,7 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
       run.earlier_seconds = float(meta.get("train_seconds", 0.0))
       run.diverged_at = meta.get("diverged_at")
       run.first_loss = meta.get("first_loss")
+      hostloop.resume_grads(run, meta, step)
       states.append(restored)
     if len(states) < len(runs):
       continue

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, errors, report, saved
+from jax_charrnn import cli, data, errors, model, paths, report, saved
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
 
@@ -74,9 +74,9 @@ class Trace:
 
 
 @functools.partial(jax.jit, static_argnames=("net", "k"))
-def _read(net: Model, params: Params, inputs: jax.Array, targets: jax.Array,
+def _read(net: Model, params: Params, carry: Any, inputs: jax.Array, targets: jax.Array,
           weights: jax.Array, k: int):
-  """evaluate's reading of [n, CHUNK] chunks (in order, the carry passed on from zero), through
+  """evaluate's reading of [n, chunk] chunks (in order, the carry passed on), through
   `Model.trace`: per step -log p(target), the top k and every unit; per chunk the gates'
   saturated steps (counted here, so that the gates never leave the device)."""
   dtype = params.V.dtype
@@ -93,8 +93,7 @@ def _read(net: Model, params: Params, inputs: jax.Array, targets: jax.Array,
     units = [layer["units"] for layer in layers]
     return carry, (nll, top_ids, jnp.exp(top_log_p), units, saturated)
 
-  _, out = lax.scan(chunk, net.zero_carry((), dtype), (inputs, targets, weights))
-  return out
+  return lax.scan(chunk, carry, (inputs, targets, weights))
 
 
 def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Trace:
@@ -111,18 +110,27 @@ def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Tra
   if N < 2:
     raise ValueError("a trace needs at least two characters (one prediction)")
   # Step t reads x_t and predicts x_{t+1}: every character is read (its units are shown),
-  # the last one predicts nothing.
-  n = -(-N // CHUNK)
-  pad = n * CHUNK - N
+  # the last one predicts nothing. Read in calls sized by the network's cost, as score_ids
+  # reads (Ctrl-C is heard between them), the carry passed on from zero.
+  budget = model.chars_per_call(params, 100 * CHUNK)
+  size = min(CHUNK, budget)
+  per_call = min(-(-N // size), max(1, budget // size))
+  calls = -(-N // (per_call * size))
+  n = calls * per_call
+  pad = n * size - N
   targets = np.concatenate([ids[1:], [0]])
   known = np.concatenate([ids[1:] < K, [False]])
-  shape = (n, CHUNK)
+  shape = (calls, per_call, size)
   x = np.pad(ids, (0, pad)).reshape(shape)
   y = np.pad(np.where(known, targets, 0), (0, pad)).reshape(shape)
   w = np.pad(np.ones(N, bool), (0, pad)).reshape(shape)
-  nll, top_ids, top_p, units, saturated = jax.device_get(
-      _read(net, params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), min(k, K)))
-  flat = lambda a: np.asarray(a).reshape(n * CHUNK, *np.shape(a)[2:])[:N]
+  carry, outs = net.zero_carry((), params.V.dtype), []
+  for i in range(calls):
+    carry, out = _read(net, params, carry, jnp.asarray(x[i]), jnp.asarray(y[i]),
+                       jnp.asarray(w[i]), min(k, K))
+    outs.append(jax.device_get(out))
+  nll, top_ids, top_p, units, saturated = jax.tree.map(lambda *a: np.concatenate(a), *outs)
+  flat = lambda a: np.asarray(a).reshape(n * size, *np.shape(a)[2:])[:N]
   bits = np.full(N, np.nan)
   bits[1:] = np.where(known[:-1], flat(nll)[:-1].astype(np.float64) / math.log(2), np.nan)
   # Row t + 1 holds what step t predicted.
@@ -329,18 +337,16 @@ def _paths(workdir: str, out: str) -> tuple[str, str]:
 
 def _write(path: str, text: str) -> None:
   """Whole or not at all (a temporary file, then a rename); a paragraph when it cannot."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except OSError as e:
-    try:
-      os.remove(tmp)
-    except OSError:
-      pass
-    raise errors.UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass --out=FILE.html "
-                           "in a directory you can write to.") from None
+  paths.write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def check_out(out: str, overwrite: bool) -> None:
+  """--out's page and JSON, checked before any work (paths.py's rules: no existing file
+  replaced without --overwrite; a directory gets visualize.html inside it)."""
+  if out:
+    for path in _paths("", out):
+      paths.output_file(path, suffix=".html" if path.endswith(".html") else "",
+                        overwrite=overwrite, example="page.html")
 
 
 def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CHARS,
@@ -417,7 +423,11 @@ def define_flags(flag_values=None) -> dict:
                                         "characters of the text.", lower_bound=2,
                                         upper_bound=1_000_000, **kw),
       "out": flags.DEFINE_string("out", "", "Where to write the page (the JSON goes beside "
-                                 "it). Empty: <workdir>/visualize.html.", **kw),
+                                 "it; a directory: visualize.html in it). Empty: "
+                                 "<workdir>/visualize.html. An existing file is refused unless "
+                                 "--overwrite.", **kw),
+      "overwrite": flags.DEFINE_bool("overwrite", False, "Replace an existing --out page and its "
+                                     "JSON.", **kw),
   }
 
 
@@ -427,6 +437,7 @@ _OWN: dict = {}
 def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
+  check_out(o["out"], o["overwrite"])
   jax.config.update("jax_enable_x64", True)  # read in float64, as evaluate scores
   w = write_page(cli.open_run(o["workdir"], o["which"]), data_path=o["data_path"],
                  max_chars=o["max_chars"], out=o["out"])

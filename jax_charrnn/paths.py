@@ -1,0 +1,82 @@
+"""A file a command writes for a person (export's model.npz, visualize's page): checked before
+any work, written whole or not at all.
+
+  path = output_file(out, suffix=".npz", overwrite=o["overwrite"])   # before loading anything
+  write_atomic(path, lambda f: np.savez(f, **arrays))                 # after the work
+
+The rules, the same for every command:
+  - an empty name, or one that is only the suffix (".npz"), is refused: it
+    would write a hidden file no one asked for;
+  - a directory is refused (never `DIR.npz` beside it, never a file inside it
+    under a name the person did not give);
+  - an existing file is refused unless --overwrite: a command never replaces a
+    file it did not write in this call without being told to;
+  - the directory it goes in must exist and be writable;
+  - the file is written to a temporary name beside it and renamed when
+    complete, so a full disk or a Ctrl-C leaves the old file (or none), never
+    half of one.
+A run's own files (train's reports, visualize's default page in the workdir)
+follow the run's rules instead (rundir.py, report.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Callable
+
+from jax_charrnn.errors import UserError
+
+
+def output_file(out: str, *, suffix: str = "", overwrite: bool = False, flag: str = "--out",
+                example: str = "model.npz") -> str:
+  """The path to write for `--out=out` (with `suffix` added when it lacks it), checked.
+
+  Raises:
+    UserError: an empty name, a directory, an existing file without
+      overwrite, or a directory that does not exist or cannot be written.
+  """
+  if not out or not out.strip():
+    raise UserError(f"{flag} is empty: pass the file to write, e.g. {flag}={example}.")
+  path = os.path.expanduser(out)
+  if os.path.isdir(path) or path.endswith(os.sep):
+    raise UserError(f"{flag}={out!r} is a directory: pass a file name, e.g. "
+                    f"{flag}={os.path.join(out, example)}. Nothing was written.")
+  if suffix and not path.endswith(suffix):
+    path += suffix  # e.g. np.savez's habit, said out loud: the name it really has
+  if os.path.basename(path) == suffix:
+    raise UserError(f"{flag}={out!r} names no file, only the extension {suffix!r} (it would "
+                    f"write a hidden file): pass a name, e.g. {flag}={example}.")
+  if os.path.isdir(path):
+    raise UserError(f"{path!r} is a directory: pass another {flag}. Nothing was written.")
+  if os.path.lexists(path) and not overwrite:
+    raise UserError(f"{path!r} already exists. Pass --overwrite to replace it, or choose "
+                    f"another {flag}; nothing was written.")
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise UserError(f"Cannot write {path!r}: its directory {parent!r} does not exist. Make "
+                    f"it first, or pass another {flag}.")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise UserError(f"Cannot write in {parent!r} (permission denied): pass an {flag} in a "
+                    "directory you can write to.")
+  return path
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
+  """Writes `path` whole or not at all: `write(f)` into a temporary file beside it, then a
+  rename. An interrupted or failed write removes the temporary file.
+
+  Raises:
+    UserError: the file cannot be written (e.g. a full disk).
+  """
+  directory, name = os.path.split(os.path.abspath(path))
+  tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
+  try:
+    with open(tmp, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass an {flag} in a "
+                    "directory you can write to, with space left.") from None
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
