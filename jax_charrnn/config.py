@@ -22,7 +22,7 @@ import sys
 import typing
 from typing import Any, Callable
 
-from jax_charrnn import cells, optim
+from jax_charrnn import cells, model, optim
 from jax_charrnn.cells.ops import INIT_DISTS
 from jax_charrnn.errors import UserError
 
@@ -86,6 +86,17 @@ class TrainConfig:
       0.0, "Dropout probability on the inputs of the layers above the first and on the "
       "read-out's input (char-rnn's placement), in training only; a fresh mask every update.",
       ge=0.0, lt=1.0, defines_run=True)
+  dropout_mode: str = setting(
+      "per_step", "How --dropout and --input_dropout draw their masks: per_step (a fresh mask "
+      "at every character) or locked (variational, AWD-LSTM's: one mask per stream per layer "
+      "for the whole chunk).", choices=model.DROPOUT_MODES, defines_run=True)
+  input_dropout: float = setting(
+      0.0, "Dropout probability on the one-hot input characters (AWD-LSTM's dropouti), in "
+      "training only.", ge=0.0, lt=1.0, defines_run=True)
+  weight_drop: float = setting(
+      0.0, "DropConnect probability on every layer's hidden-to-hidden weights (AWD-LSTM's "
+      "weight drop; one mask per layer per update), in training only.", ge=0.0, lt=1.0,
+      defines_run=True)
   init_sigma: float = setting(0.01, "Scale of the random initial weights (normal, uniform).",
                               ge=0.0, le=1e3, defines_run=True)
   init_dist: str = setting(
@@ -202,6 +213,7 @@ class TrainConfig:
     if self.best_metric == "val_bpc" and not self.val_fraction:
       raise UserError("best_metric val_bpc needs a held-out split: set val_fraction (e.g. 0.1).")
     self._check_schedule()
+    self._check_regularisers()
     if self.weight_decay and self.optimizer != "adamw":
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")
@@ -218,6 +230,16 @@ class TrainConfig:
       raise UserError(f"{', '.join(step_only)} belong{'s' if len(step_only) == 1 else ''} to "
                       f"lr_schedule=step (lr_schedule is {self.lr_schedule!r}); set "
                       f"lr_schedule=step or leave {'it' if len(step_only) == 1 else 'them'} out.")
+
+  def _check_regularisers(self):
+    """Regularisers' settings that would change nothing are refused, not ignored."""
+    if self.dropout_mode != "per_step" and not (self.dropout or self.input_dropout):
+      raise UserError(f"dropout_mode {self.dropout_mode} applies to dropout and input_dropout, "
+                      "and both are 0; set one of them (e.g. dropout=0.25) or leave "
+                      "dropout_mode out.")
+    if self.weight_drop and cells.get(self.cell).recurrent is None:
+      raise UserError(f"weight_drop needs a cell that names its hidden-to-hidden weights; the "
+                      f"{self.cell!r} cell does not (rnn, lstm and gru do).")
 
   def total_steps(self, steps_per_epoch: int) -> int:
     """Updates the run makes: num_steps if set, else epochs * steps_per_epoch."""

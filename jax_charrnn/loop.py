@@ -62,7 +62,8 @@ def build_model(config: TrainConfig, vocab_size: int) -> Model:
   """The network `config` describes, for a vocabulary of `vocab_size` characters."""
   return Model(cell=cells.get(config.cell), vocab_size=vocab_size,
                hidden_size=config.hidden_size, num_layers=config.num_layers,
-               dropout=config.dropout)
+               dropout=config.dropout, dropout_mode=config.dropout_mode,
+               input_dropout=config.input_dropout, weight_drop=config.weight_drop)
 
 
 def init_spec(config: TrainConfig) -> InitSpec:
@@ -194,7 +195,7 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
     carry = jax.tree.map(lambda c: jnp.where(new_epoch, jnp.zeros_like(c), c), state.carry)
 
     masks = None
-    if net.dropout:  # a fresh mask every update, from the run's key and the step
+    if net.regularised:  # fresh masks every update, from the run's key and the step
       masks = net.dropout_masks(dropout_key(state.key, state.step), x.shape,
                                 state.smooth_loss.dtype)
     (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y, masks)
