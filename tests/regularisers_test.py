@@ -191,3 +191,19 @@ def test_a_regularised_run_stopped_and_resumed_equals_one_run(text_file, tmp_pat
   md = open(f"{half}/report.md", encoding="utf-8").read()
   assert "dropout 0.3 (locked), input dropout 0.25, weight drop 0.4" in md
   assert "FAIL" not in md
+
+
+def test_the_gradient_check_command_holds_every_mask():
+  """gradcheck's flags include the regularisers, and its check passes with all of them."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import data  # pylint: disable=g-import-not-at-top
+  assert {"dropout_mode", "input_dropout", "weight_drop"} <= set(gradcheck.SHARED)
+  fv = flags.FlagValues()
+  gradcheck.define_flags(fv)
+  fv(["gradcheck", "--weight_drop=0.5", "--dropout_mode=locked", "--input_dropout=0.2"])
+  assert fv["weight_drop"].value == 0.5
+  text = "the cat sat on the mat; the dog sat on the log. " * 4
+  cfg = TrainConfig(cell="gru", num_layers=2, hidden_size=6, seq_length=8, init_dist="pytorch",
+                    dropout=0.3, dropout_mode="locked", input_dropout=0.2, weight_drop=0.5)
+  rows = gradcheck.check_text(text, data.Vocab.from_text(text), cfg, entries=20)
+  assert gradcheck.all_pass(rows, 1e-6) and len(rows) == 4 * 2 + 2
