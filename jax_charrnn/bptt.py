@@ -14,7 +14,12 @@ at every depth; the first layer's inputs are characters and get no gradient.
 With dropout a layer's output h reaches the layer above (or the read-out) as
 x = h * m (m: 0 or 1 / (1 - p), fixed for the update), so dL/dh = dL/dx * m:
 each mask multiplies the gradient on its way down where it multiplied the
-activation on its way up.
+activation on its way up. Locked (variational) dropout is the same with m_t = m
+for every t. Input dropout makes the first layer's inputs the vectors
+onehot(x_t) ⊙ m_t, so dL/dW_ih = sum_t dz_t (onehot(x_t) ⊙ m_t)^T (the cell's
+own rule for vector inputs). Weight drop (DropConnect) runs the layer with
+W' = W_hh ⊙ M, and since dW'/dW_hh is M entrywise, dL/dW_hh = dL/dW' ⊙ M: the
+cell's backward with W', then its W_hh gradient times M.
 
 The carry coming in from the previous chunk gets no gradient, as in the
 course. Clipping is not done here: it belongs to the optimiser, so that these
@@ -59,7 +64,7 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
 
   # ---- forward (net.forward, keeping what the backward pass needs) ----
   all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs, masks)
-  top = all_hs[-1] if masks is None else all_hs[-1] * masks[-1]  # the read-out's input
+  top = net.top(all_hs, masks)                              # the read-out's input
   logits = top @ V.T + c                                    # o_t = V h_t + c
   log_p = jax.nn.log_softmax(logits, axis=-1)
   y = jax.nn.one_hot(targets, K, dtype=logits.dtype)        # [T, (B,) K]
@@ -77,15 +82,18 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   dV = ops.sum_outer(g, top)                                # sum_t g_t h_t^T
   dc = ops.sum_leading(g)                                   # sum_t g_t
   dh = g @ V                                                # V^T g_t: dL/d(read-out input)_t
-  if masks is not None:
-    dh = dh * masks[-1]                                     # through the dropout mask
+  hidden = None if masks is None else masks.hidden
+  if hidden is not None:
+    dh = dh * hidden[-1]                                    # through the dropout mask
 
   # ---- backward: down the stack, one cell backward per layer ----
   layer_grads = [None] * len(params.layers)
   for k in reversed(range(len(params.layers))):
-    xs = inputs if k == 0 else all_hs[k - 1] * (1.0 if masks is None else masks[k - 1])
-    layer_grads[k], dxs = net.cell.backward(params.layers[k], carry0[k], xs, all_hs[k],
-                                            residuals[k], dh)
+    xs = (net.first_inputs(inputs, masks, V.dtype) if k == 0
+          else all_hs[k - 1] * (1.0 if hidden is None else hidden[k - 1]))
+    used = net.layer_params(params.layers[k], k, masks)    # W_hh ⊙ M with weight drop
+    layer_grads[k], dxs = net.cell.backward(used, carry0[k], xs, all_hs[k], residuals[k], dh)
+    layer_grads[k] = net.layer_params(layer_grads[k], k, masks)  # dL/dW_hh = dL/dW' ⊙ M
     if k > 0:
-      dh = dxs if masks is None else dxs * masks[k - 1]     # dL/dh of the layer below
+      dh = dxs if hidden is None else dxs * hidden[k - 1]   # dL/dh of the layer below
   return (loss, carry_T), Params(layers=tuple(layer_grads), V=dV, c=dc)

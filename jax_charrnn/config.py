@@ -22,7 +22,7 @@ import sys
 import typing
 from typing import Any, Callable
 
-from jax_charrnn import cells, optim
+from jax_charrnn import cells, model, optim
 from jax_charrnn.cells.ops import INIT_DISTS
 from jax_charrnn.errors import UserError
 
@@ -86,6 +86,17 @@ class TrainConfig:
       0.0, "Dropout probability on the inputs of the layers above the first and on the "
       "read-out's input (char-rnn's placement), in training only; a fresh mask every update.",
       ge=0.0, lt=1.0, defines_run=True)
+  dropout_mode: str = setting(
+      "per_step", "How --dropout and --input_dropout draw their masks: per_step (a fresh mask "
+      "at every character) or locked (variational, AWD-LSTM's: one mask per stream per layer "
+      "for the whole chunk).", choices=model.DROPOUT_MODES, defines_run=True)
+  input_dropout: float = setting(
+      0.0, "Dropout probability on the one-hot input characters (AWD-LSTM's dropouti), in "
+      "training only.", ge=0.0, lt=1.0, defines_run=True)
+  weight_drop: float = setting(
+      0.0, "DropConnect probability on every layer's hidden-to-hidden weights (AWD-LSTM's "
+      "weight drop; one mask per layer per update), in training only.", ge=0.0, lt=1.0,
+      defines_run=True)
   init_sigma: float = setting(0.01, "Scale of the random initial weights (normal, uniform).",
                               ge=0.0, le=1e3, defines_run=True)
   init_dist: str = setting(
@@ -108,8 +119,31 @@ class TrainConfig:
                                  "AdaGrad).", gt=0.0, le=1e300, defines_run=True)
   weight_decay: float = setting(0.0, "adamw's decoupled weight decay (weight matrices only).",
                                 ge=0.0, le=1e3, defines_run=True)
-  clip: float = setting(5.0, "Clip each gradient entry to [-clip, clip] before the optimiser.",
+  clip: float = setting(5.0, "Clip each gradient entry to [-clip, clip] before the optimiser "
+                        "(--clip_mode=global_norm: the largest norm of all gradients together).",
                         gt=0.0, le=1e300, defines_run=True)
+  clip_mode: str = setting(
+      "elementwise", "elementwise: each gradient entry clipped to [-clip, clip] (the course); "
+      "global_norm: every gradient scaled by min(1, clip / ||g||), ||g|| the norm of all of "
+      "them together (optax.clip_by_global_norm).", choices=optim.CLIP_MODES, defines_run=True)
+  lr_schedule: str = setting(
+      "constant", "The learning rate over the run's updates (after any --warmup_steps): "
+      "constant (the course), cosine or linear decay from --learning_rate to --min_lr_ratio "
+      "times it at the last update, or step (char-rnn's: times --lr_decay every "
+      "--lr_decay_every updates once --lr_decay_after are done). The decay spans --num_steps "
+      "(or --epochs): resume with the same total to continue it exactly.",
+      choices=optim.SCHEDULES, defines_run=True)
+  warmup_steps: int = setting(0, "Updates of linear warm-up from 0 to --learning_rate before "
+                              "the schedule (0: none).", ge=0, le=INT32_MAX, defines_run=True)
+  min_lr_ratio: float = setting(
+      0.0, "The floor of the decay (cosine, linear, step) as a fraction of --learning_rate.",
+      ge=0.0, le=1.0, defines_run=True)
+  lr_decay: float = setting(0.97, "lr_schedule step: the factor of each decay (char-rnn's "
+                            "0.97).", gt=0.0, le=1.0, defines_run=True)
+  lr_decay_every: int = setting(0, "lr_schedule step: updates between decays (0: one epoch, "
+                                "as char-rnn).", ge=0, le=INT32_MAX, defines_run=True)
+  lr_decay_after: int = setting(0, "lr_schedule step: updates (after the warm-up) before the "
+                                "decays begin.", ge=0, le=INT32_MAX, defines_run=True)
   loss_reduction: str = setting("sum", "Loss of a chunk: the sum over its characters (the "
                                 "course) or the mean.", choices=REDUCTIONS, defines_run=True)
   grad: str = setting("manual", "Hand-derived BPTT (manual) or jax.grad (autodiff): the same "
@@ -178,6 +212,8 @@ class TrainConfig:
                       "(jax.grad) with it.")
     if self.best_metric == "val_bpc" and not self.val_fraction:
       raise UserError("best_metric val_bpc needs a held-out split: set val_fraction (e.g. 0.1).")
+    self._check_schedule()
+    self._check_regularisers()
     if self.weight_decay and self.optimizer != "adamw":
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")
@@ -188,6 +224,29 @@ class TrainConfig:
     if "eval_every" in given and not self.val_fraction:
       raise UserError(f"--eval_every={self.eval_every} needs a held-out split to score, and "
                       "val_fraction is 0: set --val_fraction (e.g. 0.1), or drop --eval_every.")
+
+  def _check_schedule(self):
+    """The schedule's settings that its kind would ignore are refused, not ignored."""
+    if self.min_lr_ratio and self.lr_schedule == "constant":
+      raise UserError("min_lr_ratio is the floor of a decaying learning rate, and lr_schedule "
+                      "is constant; set lr_schedule=cosine, linear or step, or min_lr_ratio=0.")
+    step_only = [f.name for f in dataclasses.fields(self)
+                 if f.name in ("lr_decay", "lr_decay_every", "lr_decay_after")
+                 and getattr(self, f.name) != f.default]
+    if step_only and self.lr_schedule != "step":
+      raise UserError(f"{', '.join(step_only)} belong{'s' if len(step_only) == 1 else ''} to "
+                      f"lr_schedule=step (lr_schedule is {self.lr_schedule!r}); set "
+                      f"lr_schedule=step or leave {'it' if len(step_only) == 1 else 'them'} out.")
+
+  def _check_regularisers(self):
+    """Regularisers' settings that would change nothing are refused, not ignored."""
+    if self.dropout_mode != "per_step" and not (self.dropout or self.input_dropout):
+      raise UserError(f"dropout_mode {self.dropout_mode} applies to dropout and input_dropout, "
+                      "and both are 0; set one of them (e.g. dropout=0.25) or leave "
+                      "dropout_mode out.")
+    if self.weight_drop and cells.get(self.cell).recurrent is None:
+      raise UserError(f"weight_drop needs a cell that names its hidden-to-hidden weights; the "
+                      f"{self.cell!r} cell does not (rnn, lstm and gru do).")
 
   def total_steps(self, steps_per_epoch: int) -> int:
     """Updates the run makes: num_steps if set, else epochs * steps_per_epoch."""

@@ -340,7 +340,8 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
 
 # The settings of the network and the chunk are the trainer's (declared once, in config.py).
 SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", "cell",
-          "num_layers", "hidden_size", "dropout", "init_sigma", "init_dist", "forget_bias", "seed",
+          "num_layers", "hidden_size", "dropout", "dropout_mode", "input_dropout", "weight_drop",
+          "init_sigma", "init_dist", "forget_bias", "seed",
           "loss_reduction")
 
 

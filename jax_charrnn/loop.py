@@ -62,7 +62,8 @@ def build_model(config: TrainConfig, vocab_size: int) -> Model:
   """The network `config` describes, for a vocabulary of `vocab_size` characters."""
   return Model(cell=cells.get(config.cell), vocab_size=vocab_size,
                hidden_size=config.hidden_size, num_layers=config.num_layers,
-               dropout=config.dropout)
+               dropout=config.dropout, dropout_mode=config.dropout_mode,
+               input_dropout=config.input_dropout, weight_drop=config.weight_drop)
 
 
 def init_spec(config: TrainConfig) -> InitSpec:
@@ -70,9 +71,28 @@ def init_spec(config: TrainConfig) -> InitSpec:
                   forget_bias=config.forget_bias)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+def lr_factor(config: TrainConfig, steps_per_epoch: int | None = None) -> optax.Schedule | None:
+  """The learning-rate schedule's factor f(s) for `config` (None: constant, no warm-up).
+
+  The decay spans the run's total updates, `config.total_steps(steps_per_epoch)`;
+  without steps_per_epoch (only to initialise a state: f(0) is 0 with a warm-up,
+  1 without, whatever the total) --num_steps or 1 stands in for it.
+  """
+  if config.lr_schedule == "constant" and not config.warmup_steps:
+    return None
+  per_epoch = steps_per_epoch or 1
+  total = config.total_steps(per_epoch) if steps_per_epoch else max(config.num_steps, 1)
+  return optim.schedule(config.lr_schedule, total, config.warmup_steps, config.min_lr_ratio,
+                        config.lr_decay, config.lr_decay_every or per_epoch,
+                        config.lr_decay_after)
+
+
+def make_optimizer(config: TrainConfig,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+  """The optax chain of `config` (see optim.py); steps_per_epoch as for `lr_factor`."""
   return optim.make_optimizer(config.optimizer, config.learning_rate, config.clip,
-                              config.weight_decay)
+                              config.weight_decay, config.clip_mode,
+                              lr_factor(config, steps_per_epoch))
 
 
 def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
@@ -159,7 +179,6 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
   (`_to_flat`) and `unravel` turns a vector back into a Params tree; without,
   they are trees and `unravel` is the identity.
   """
-  tx = make_optimizer(config)
   loss_and_grads = grad_fn(config, net)
   smoothing = config.smoothing
   track_smooth = config.best_metric == "smooth_loss"
@@ -176,10 +195,11 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
     carry = jax.tree.map(lambda c: jnp.where(new_epoch, jnp.zeros_like(c), c), state.carry)
 
     masks = None
-    if net.dropout:  # a fresh mask every update, from the run's key and the step
+    if net.regularised:  # fresh masks every update, from the run's key and the step
       masks = net.dropout_masks(dropout_key(state.key, state.step), x.shape,
                                 state.smooth_loss.dtype)
     (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y, masks)
+    tx = make_optimizer(config, inputs.shape[0])  # the schedule spans the run's updates
     updates, opt_state = tx.update(ravel(grads), state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 

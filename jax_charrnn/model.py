@@ -30,6 +30,23 @@ from jax_charrnn import cells
 from jax_charrnn.cells import ops
 
 REDUCTIONS = ("sum", "mean")
+DROPOUT_MODES = ("per_step", "locked")
+
+
+class Masks(NamedTuple):
+  """One update's regularisation masks (`Model.dropout_masks`), each of 0 and 1 / (1 - p).
+
+  hidden: (dropout) one per input of the layers above the first and one for the
+    read-out's input, each [T, ..., H]; None without dropout.
+  inputs: (input dropout) [T, ..., K], multiplying the one-hot inputs; None without.
+  weights: (weight drop, DropConnect) one per layer, shaped as its hidden-to-hidden
+    weight matrix ([G·H, H]); None without.
+  With dropout_mode "locked" a hidden or input mask is the same at every t.
+  """
+
+  hidden: tuple | None = None
+  inputs: jax.Array | None = None
+  weights: tuple | None = None
 
 
 class Params(NamedTuple):
@@ -44,9 +61,19 @@ class Params(NamedTuple):
 class Model:
   """The shapes and the cell of a network; its methods are pure functions of params.
 
-  dropout: char-rnn's placement, in training only: the inputs of the layers
-  above the first and the read-out's input are multiplied by masks of 0 and
-  1 / (1 - dropout) (`dropout_masks`, drawn per update); p = 0 draws none.
+  The regularisers, in training only, each multiplying by masks of 0 and
+  1 / (1 - p) drawn per update (`dropout_masks`); p = 0 draws none:
+
+    dropout        char-rnn's placement: the inputs of the layers above the first
+                   and the read-out's input.
+    dropout_mode   per_step (a fresh mask at every t) or locked (variational
+                   dropout, AWD-LSTM's: one mask per stream per layer, the same at
+                   every t of the chunk); for dropout and input_dropout.
+    input_dropout  on the one-hot inputs x_t (AWD-LSTM's dropouti): the first
+                   layer reads onehot(x_t) ⊙ m_t; locked, a character type is
+                   dropped for the whole chunk of a stream.
+    weight_drop    DropConnect on every layer's hidden-to-hidden weights
+                   (AWD-LSTM's weight drop): W_hh ⊙ M, one M per layer per update.
   """
 
   cell: cells.Cell
@@ -54,6 +81,14 @@ class Model:
   hidden_size: int      # H
   num_layers: int = 1
   dropout: float = 0.0
+  dropout_mode: str = "per_step"
+  input_dropout: float = 0.0
+  weight_drop: float = 0.0
+
+  @property
+  def regularised(self) -> bool:
+    """Whether training draws masks (`dropout_masks` is not None)."""
+    return bool(self.dropout or self.input_dropout or self.weight_drop)
 
   def init(self, key: jax.Array, spec: ops.InitSpec = ops.InitSpec(),
            dtype=jnp.float32) -> Params:
@@ -67,15 +102,46 @@ class Model:
                   c=ops.bias(jax.random.fold_in(keys[-1], 1), (K,), spec, H, dtype))
 
   def dropout_masks(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32):
-    """Masks for one chunk of inputs `shape` ([T] or [T, B]): one per input of the layers
-    above the first, and one for the read-out's input, each [*shape, H] of 0 and
-    1 / (1 - dropout). None without dropout."""
-    if not self.dropout:
+    """One update's `Masks` for a chunk of inputs `shape` ([T] or [T, B]); None without
+    regularisation. The dropout masks are drawn from `key` as before the other regularisers
+    (a run with only dropout draws the same masks); the others from keys folded from it."""
+    if not self.regularised:
       return None
-    keep = 1.0 - self.dropout
-    keys = jax.random.split(key, self.num_layers)
-    return tuple(jax.random.bernoulli(k, keep, (*shape, self.hidden_size)).astype(dtype) / keep
-                 for k in keys)
+
+    def draw(k, p, size):
+      """0 or 1 / (1 - p), [*shape, size]: per step, or one [..., size] for every t (locked)."""
+      keep = 1.0 - p
+      if self.dropout_mode == "locked":
+        m = jax.random.bernoulli(k, keep, (*shape[1:], size)).astype(dtype) / keep
+        return jnp.broadcast_to(m, (*shape, size))
+      return jax.random.bernoulli(k, keep, (*shape, size)).astype(dtype) / keep
+
+    hidden = inputs = weights = None
+    if self.dropout:
+      hidden = tuple(draw(k, self.dropout, self.hidden_size)
+                     for k in jax.random.split(key, self.num_layers))
+    if self.input_dropout:
+      inputs = draw(jax.random.fold_in(key, 0x1D), self.input_dropout, self.vocab_size)
+    if self.weight_drop:
+      keep, H = 1.0 - self.weight_drop, self.hidden_size
+      keys = jax.random.split(jax.random.fold_in(key, 0x3D), self.num_layers)
+      weights = tuple(jax.random.bernoulli(k, keep, (self.cell.gates * H, H)).astype(dtype) / keep
+                      for k in keys)
+    return Masks(hidden=hidden, inputs=inputs, weights=weights)
+
+  def first_inputs(self, inputs: jax.Array, masks: Masks | None, dtype) -> jax.Array:
+    """The first layer's inputs: the ids (one-hot, gathered), or with input dropout the
+    vectors onehot(x_t) ⊙ m_t [T, ..., K] (an id outside the vocabulary: zeros)."""
+    if masks is None or masks.inputs is None:
+      return inputs
+    return jax.nn.one_hot(inputs, self.vocab_size, dtype=dtype) * masks.inputs
+
+  def layer_params(self, p: Any, k: int, masks: Masks | None) -> Any:
+    """Layer k's parameters as the update uses them: with weight drop, W_hh ⊙ M_k."""
+    if masks is None or masks.weights is None:
+      return p
+    name = self.cell.recurrent
+    return p._replace(**{name: getattr(p, name) * masks.weights[k]})
 
   def zero_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> tuple:
     """Every layer's zero carry, leaves [*batch_shape, ...]."""
@@ -98,14 +164,15 @@ class Model:
   def hidden_states(self, params: Params, carry0: tuple, inputs: jax.Array, masks=None):
     """Every layer's outputs: ([hs of each layer], carry_T, [residuals of each layer]).
 
-    masks: `dropout_masks` (training), or None; masks[k - 1] multiplies layer
-    k's outputs where layer k + 1 reads them.
+    masks: `dropout_masks` (training), or None; masks.hidden[k - 1] multiplies
+    layer k's outputs where layer k + 1 reads them (see `Masks` for the others).
     """
-    xs, all_hs, carry_T, residuals = inputs, [], [], []
+    xs = self.first_inputs(inputs, masks, params.V.dtype)
+    all_hs, carry_T, residuals = [], [], []
     for k, (p, carry) in enumerate(zip(params.layers, carry0)):
-      if k > 0 and masks is not None:
-        xs = xs * masks[k - 1]
-      hs, last, res = self.layer_forward(p, carry, xs)
+      if k > 0 and masks is not None and masks.hidden is not None:
+        xs = xs * masks.hidden[k - 1]
+      hs, last, res = self.layer_forward(self.layer_params(p, k, masks), carry, xs)
       all_hs.append(hs)
       carry_T.append(last)
       residuals.append(res)
@@ -126,8 +193,13 @@ class Model:
       (logits, carry_T): o_1..o_T [T, (B,) K] and the carry after the chunk.
     """
     all_hs, carry_T, _ = self.hidden_states(params, carry0, inputs, masks)
-    top = all_hs[-1] if masks is None else all_hs[-1] * masks[-1]
-    return self.read_out(params, top), carry_T
+    return self.read_out(params, self.top(all_hs, masks)), carry_T
+
+  def top(self, all_hs: list, masks: Masks | None) -> jax.Array:
+    """The read-out's input: the top layer's outputs (times its dropout mask)."""
+    if masks is None or masks.hidden is None:
+      return all_hs[-1]
+    return all_hs[-1] * masks.hidden[-1]
 
   def read_out(self, params: Params, hs: jax.Array) -> jax.Array:
     """o_t = V h_t + c for all t at once: hs [..., H] -> logits [..., K]."""
@@ -189,6 +261,10 @@ class Model:
     """E.g. "1 layer of rnn, H = 100" or "2 layers of lstm, H = 256, dropout 0.2"."""
     layers = f"{self.num_layers} layer{'s' if self.num_layers > 1 else ''}"
     drop = f", dropout {self.dropout:g}" if self.dropout else ""
+    if self.dropout and self.dropout_mode == "locked":
+      drop += " (locked)"
+    drop += f", input dropout {self.input_dropout:g}" if self.input_dropout else ""
+    drop += f", weight drop {self.weight_drop:g}" if self.weight_drop else ""
     return f"{layers} of {self.cell.name}, H = {self.hidden_size}{drop}"
 
 

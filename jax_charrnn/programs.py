@@ -91,7 +91,7 @@ class ManyRuns:
   def freeze(self, r: int) -> None:
     """Stops run r where it is: its learning rate becomes 0 (the program goes on for the
     others; a diverged run's parameters and best copy stay as they were)."""
-    rates = optim.learning_rate(self.state.opt_state)
+    rates = optim.base_learning_rate(self.state.opt_state)
     self.state = self.state._replace(opt_state=optim.with_learning_rate(
         self.state.opt_state, rates.at[r].set(0.0)))
 

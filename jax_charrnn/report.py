@@ -252,6 +252,7 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
     ax.plot(*zip(*val), "o-", ms=3.5, lw=1.4,
             label="held-out text (the parameters of that moment, on text never trained on)")
   last = float(max(loss_x[-1], smooth_x[-1]))
+  _plot_learning_rate(ax, rows)
   if steps_per_epoch and last / steps_per_epoch <= 60:
     for e in range(steps_per_epoch, int(last) + 1, steps_per_epoch):
       ax.axvline(e, color="0.6", lw=0.7, ls=":",
@@ -266,6 +267,32 @@ def plot_loss(workdir: str, rows: Sequence[dict], title: str, *, per_update_char
   fig.savefig(path)
   plt.close(fig)
   return path
+
+
+def _plot_learning_rate(ax, rows: Sequence[dict]) -> None:
+  """The learning rate of the logged updates on a right-hand axis, when a schedule varies it."""
+  rates = [(r["step"], r["learning_rate"]) for r in rows if "learning_rate" in r]
+  if len({rate for _, rate in rates}) < 2:
+    return
+  right = ax.twinx()
+  right.plot(*zip(*rates), color="0.35", lw=1.0, ls="--")
+  right.set_ylabel("learning rate (dashed)", color="0.35")
+  right.set_ylim(bottom=0)
+  right.tick_params(axis="y", colors="0.35")
+
+
+def _optimiser_line(config: TrainConfig, facts: "RunFacts") -> str:
+  """The optimiser, its learning rate (and schedule) and the clipping, in words."""
+  rate = f"learning rate {config.learning_rate}"
+  if config.lr_schedule != "constant":
+    rate += f" ({config.lr_schedule} schedule"
+    rate += f", floor {config.min_lr_ratio:g} of it)" if config.min_lr_ratio else ")"
+  if config.warmup_steps:
+    rate += f" after {config.warmup_steps:,} updates of linear warm-up"
+  clipped = (f"clipped elementwise to ±{config.clip}" if config.clip_mode == "elementwise"
+             else f"clipped to a global norm of {config.clip}")
+  return (f"- {config.optimizer} with {rate}, gradients {clipped}; {grad_phrase(config.grad, facts)}; "
+          f"loss reduction: {config.loss_reduction}.")
 
 
 @dataclasses.dataclass
@@ -380,9 +407,7 @@ def _summary_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
       f"- Network: {facts.model}, {facts.num_params:,} parameters; chunks of T = "
       f"{config.seq_length} characters, {config.batch_size} stream(s); "
       f"{facts.steps_per_epoch:,} updates per epoch.",
-      f"- {config.optimizer} with learning rate {config.learning_rate}, gradients clipped "
-      f"elementwise to ±{config.clip}; {grad_phrase(config.grad, facts)}; loss reduction: "
-      f"{config.loss_reduction}.",
+      _optimiser_line(config, facts),
       "",
       "## Results",
       f"- Updates: {facts.steps_done:,} of {facts.total_steps:,} ({epochs:.2f} epochs).",

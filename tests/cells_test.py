@@ -102,7 +102,7 @@ def test_hand_bptt_equals_jax_grad(cell, T, B, reduction):
 def test_hand_bptt_equals_jax_grad_for_stacked_layers_with_dropout(cell, reduction):
   with strict_x64():
     net, p, carry, x, y, masks = _case(cell, T=8, B=2, seed=5, layers=3, dropout=0.4)
-    assert len(masks) == 3  # the inputs of layers 2 and 3, and the read-out's
+    assert len(masks.hidden) == 3  # the inputs of layers 2 and 3, and the read-out's
     _check_manual_vs_autodiff(net, p, carry, x, y, reduction, masks)
 
 
@@ -135,13 +135,13 @@ def test_three_ways_against_finite_differences(cell, layers, dropout, B):
 
 def test_dropout_masks():
   net = _net("lstm", H=50, layers=2, dropout=0.3)
-  masks = net.dropout_masks(jax.random.key(0), (40, 8))
+  masks = net.dropout_masks(jax.random.key(0), (40, 8)).hidden
   assert len(masks) == 2 and masks[0].shape == (40, 8, 50)
   values = np.unique(np.asarray(masks[0]))
   np.testing.assert_allclose(values, [0.0, 1 / 0.7], rtol=1e-6)
   assert abs(float((np.asarray(masks[1]) == 0).mean()) - 0.3) < 0.02
-  again = net.dropout_masks(jax.random.key(0), (40, 8))
-  other = net.dropout_masks(jax.random.key(1), (40, 8))
+  again = net.dropout_masks(jax.random.key(0), (40, 8)).hidden
+  other = net.dropout_masks(jax.random.key(1), (40, 8)).hidden
   np.testing.assert_array_equal(masks[0], again[0])
   assert not np.array_equal(masks[0], other[0])
   assert _net("lstm").dropout_masks(jax.random.key(0), (4,)) is None

@@ -56,6 +56,8 @@ class Cell:
       (the RNN's and GRU's h; the LSTM's c and h), gates its sigmoid gates
       (the LSTM's i, f, o; the GRU's r, z; values in (0, 1)). For looking
       inside a trained network (visualize.py). None: units {"h": hs}, no gates.
+    recurrent: the name of the hidden-to-hidden weight matrix in params ([G·H, H]),
+      what weight drop (DropConnect) masks; None: the cell offers no weight drop.
   """
 
   name: str
@@ -68,15 +70,17 @@ class Cell:
   gates: int = 1
   export: Callable[[Any], dict] | None = None
   trace: Callable[..., tuple[dict, dict]] | None = None
+  recurrent: str | None = None
 
 
 _REGISTRY: dict[str, Cell] = {
     "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward,
-                gates=1, export=rnn.export, trace=rnn.trace),
+                gates=1, export=rnn.export, trace=rnn.trace, recurrent="W"),
     "lstm": Cell("lstm", lstm.init, lstm.zero_carry, lstm.output, lstm.step, lstm.forward,
-                 lstm.backward, gates=4, export=lstm.export, trace=lstm.trace),
+                 lstm.backward, gates=4, export=lstm.export, trace=lstm.trace,
+                 recurrent="W_hh"),
     "gru": Cell("gru", gru.init, gru.zero_carry, gru.output, gru.step, gru.forward, gru.backward,
-                gates=3, export=gru.export, trace=gru.trace),
+                gates=3, export=gru.export, trace=gru.trace, recurrent="W_hh"),
 }
 
 
