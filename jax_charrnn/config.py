@@ -249,8 +249,17 @@ class TrainConfig:
                       f"{self.cell!r} cell does not (rnn, lstm and gru do).")
 
   def total_steps(self, steps_per_epoch: int) -> int:
-    """Updates the run makes: num_steps if set, else epochs * steps_per_epoch."""
-    return self.num_steps if self.num_steps > 0 else self.epochs * steps_per_epoch
+    """Updates the run makes: num_steps if set, else epochs * steps_per_epoch.
+
+    Raises UserError when --warmup_steps would take the whole run (the learning rate would
+    never reach --learning_rate, and a decay would never start)."""
+    total = self.num_steps if self.num_steps > 0 else self.epochs * steps_per_epoch
+    if self.warmup_steps and self.warmup_steps >= total:
+      raise UserError(f"warmup_steps={self.warmup_steps:,} is not shorter than the run's "
+                      f"{total:,} updates: the learning rate would never reach "
+                      f"{self.learning_rate}. Set warmup_steps below the total (a few percent "
+                      "of it is usual) or train longer.")
+    return total
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

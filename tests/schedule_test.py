@@ -129,6 +129,17 @@ def test_the_same_settings_pass_where_they_belong():
   TrainConfig(clip_mode="global_norm", clip=1.0)
 
 
+def test_a_warm_up_as_long_as_the_run_is_refused_and_a_shorter_one_passes():
+  config = TrainConfig(lr_schedule="cosine", warmup_steps=10, num_steps=10)
+  with pytest.raises(UserError, match="warmup_steps=10 is not shorter than the run's 10"):
+    config.total_steps(7)
+  assert config.replace(num_steps=11).total_steps(7) == 11
+  by_epochs = TrainConfig(warmup_steps=20, epochs=2)  # the total known only from the text
+  assert by_epochs.total_steps(11) == 22
+  with pytest.raises(UserError, match="would never reach"):
+    by_epochs.total_steps(10)
+
+
 def _config(text_file, **overrides):
   base = dict(data_path=text_file, hidden_size=16, seq_length=10, batch_size=2, num_steps=120,
               steps_per_call=32, log_every=10, sample_every=0, report_every=0,
