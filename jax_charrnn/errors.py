@@ -9,6 +9,7 @@ of a Python traceback. Genuine bugs still raise.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 
@@ -39,3 +40,23 @@ def fail(message: str, exit_code: int = 2) -> None:
   except (OSError, ValueError):  # no real stderr (embedded, captured): nothing to silence
     pass
   sys.exit(exit_code)
+
+
+def _stop_now(signum, frame):  # pylint: disable=unused-argument
+  sys.stdout.flush()
+  sys.stderr.write(paragraph("Interrupted."))
+  sys.stderr.flush()
+  os._exit(130)  # pylint: disable=protected-access
+
+
+def stop_at_once_on_ctrl_c() -> None:
+  """Ctrl-C ends this process at once: one line, exit 130. Only for commands that leave
+  nothing half-written (evaluate, sample), installed before JAX is imported.
+
+  Python's own handler raises KeyboardInterrupt wherever the main thread is, and JAX runs
+  Python during garbage collection (its _xla_gc_callback): an interrupt raised there, or while
+  JAX loads, is printed as 'Exception ignored' or a traceback and lost, and the command reads
+  on for minutes. This handler runs at the same moments (between device calls, which are
+  sized to about a second) but raises nothing that could be swallowed.
+  """
+  signal.signal(signal.SIGINT, _stop_now)

@@ -23,10 +23,15 @@ import json
 import sys
 from typing import Sequence
 
-import jax
+from jax_charrnn import errors
+
+if __name__ == "__main__":  # before JAX loads: Ctrl-C at any moment ends the command at once
+  errors.stop_at_once_on_ctrl_c()
+
+import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp
 
-from jax_charrnn import cli, errors, saved, score
+from jax_charrnn import cli, saved, score
 
 
 def define_flags(flag_values=None) -> dict:

@@ -17,7 +17,12 @@ import dataclasses
 import sys
 from typing import Sequence
 
-import jax
+from jax_charrnn import errors
+
+if __name__ == "__main__":  # before JAX loads: Ctrl-C at any moment ends the command at once
+  errors.stop_at_once_on_ctrl_c()
+
+import jax  # pylint: disable=wrong-import-position
 from absl import flags
 
 from jax_charrnn import cli, config, generate
