@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import jax
 import numpy as np
+
+from jax_charrnn.console import Console
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,3 +110,17 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float = 120) -> str
     if marker in line or time.time() > deadline:
       break
   return "".join(seen)
+
+
+class StopAt(Console):
+  """A console (trainer.train(..., console=StopAt("step 40/"))) that sends this process
+  SIGINT, as Ctrl-C does, when a line starting with `prefix` is said."""
+
+  def __init__(self, prefix: str):
+    super().__init__(quiet=True)
+    self.prefix = prefix
+
+  def say(self, text):
+    super().say(text)
+    if text.startswith(self.prefix):
+      signal.raise_signal(signal.SIGINT)

@@ -7,7 +7,6 @@ one run in one go; settings that would change nothing are refused."""
 
 import dataclasses
 import itertools
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +16,10 @@ import pytest
 from jax_charrnn import bptt, cells, gradcheck, model, trainer
 from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.config import TrainConfig
-from jax_charrnn.console import Console
 from jax_charrnn.errors import UserError
 from jax_charrnn.model import Model
 
-from helpers import assert_trees_close, strict_x64
+from helpers import StopAt, assert_trees_close, strict_x64
 
 CELLS = ("rnn", "lstm", "gru")
 ALL = dict(dropout=0.3, input_dropout=0.25, weight_drop=0.4)
@@ -161,19 +159,6 @@ def test_weight_drop_needs_a_cell_that_names_its_recurrent_weights():
     cells._REGISTRY.pop("norec")
 
 
-class _StopAt(Console):
-  """A console that sends this process SIGINT (as Ctrl-C does) when a progress line appears."""
-
-  def __init__(self, prefix):
-    super().__init__(quiet=True)
-    self.prefix = prefix
-
-  def say(self, text):
-    super().say(text)
-    if text.startswith(self.prefix):
-      signal.raise_signal(signal.SIGINT)
-
-
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 def test_a_regularised_run_stopped_and_resumed_equals_one_run(text_file, tmp_path, grad):
   cfg = TrainConfig(data_path=text_file, cell="lstm", num_layers=2, hidden_size=12,
@@ -183,7 +168,7 @@ def test_a_regularised_run_stopped_and_resumed_equals_one_run(text_file, tmp_pat
                     grad=grad, init_dist="pytorch", **ALL, dropout_mode="locked")
   straight = trainer.train(cfg, str(tmp_path / "a"))
   half = str(tmp_path / "b")
-  stopped = trainer.train(cfg, half, console=_StopAt("step 40/"))
+  stopped = trainer.train(cfg, half, console=StopAt("step 40/"))
   assert stopped.interrupted and 40 <= stopped.steps_done < 100
   resumed = trainer.train(cfg, half)
   assert resumed.steps_done == 100

@@ -2,7 +2,6 @@
 the schedule exactly; the learning rate of every logged update reaches metrics.jsonl."""
 
 import math
-import signal
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +10,9 @@ import pytest
 
 from jax_charrnn import loop, optim, report, trainer
 from jax_charrnn.config import TrainConfig
-from jax_charrnn.console import Console
 from jax_charrnn.errors import UserError
 
-from helpers import assert_trees_close, strict_x64
+from helpers import StopAt, assert_trees_close, strict_x64
 
 
 def _formula(kind, s, total, warmup=0, r=0.0, d=0.97, every=1, after=0):
@@ -151,25 +149,12 @@ def _config(text_file, **overrides):
   return TrainConfig(**base)
 
 
-class _StopAt(Console):
-  """A console that sends this process SIGINT (as Ctrl-C does) when a progress line appears."""
-
-  def __init__(self, prefix):
-    super().__init__(quiet=True)
-    self.prefix = prefix
-
-  def say(self, text):
-    super().say(text)
-    if text.startswith(self.prefix):
-      signal.raise_signal(signal.SIGINT)
-
-
 def test_a_scheduled_run_logs_its_rates_and_resumes_exactly(text_file, tmp_path):
   """Stopped (Ctrl-C) after 60 updates and resumed == 120 in one go (the schedule spans the
   same 120; across an epoch boundary: 70 chunks)."""
   straight = trainer.train(_config(text_file), str(tmp_path / "a"))
   half = str(tmp_path / "b")
-  stopped = trainer.train(_config(text_file), half, console=_StopAt("step 60/"))
+  stopped = trainer.train(_config(text_file), half, console=StopAt("step 60/"))
   assert stopped.interrupted and 60 <= stopped.steps_done < 120
   resumed = trainer.train(_config(text_file), half)
   assert resumed.steps_done == 120
