@@ -127,9 +127,7 @@ def gradcheck_table(config: TrainConfig, corpus: data.Corpus) -> str | None:
   """report.md's gradient-check table (Markdown), or None when report_gradcheck_entries is 0."""
   if not config.report_gradcheck_entries:
     return None
-  # One stream: the gradients of B streams are the sum of theirs, and B copies of a large
-  # network's activations per perturbed loss would make the check the run's slowest part.
-  rows = gradcheck.check_text(corpus.text, corpus.vocab, config.replace(batch_size=1),
+  rows = gradcheck.check_text(corpus.text, corpus.vocab, report.check_config(config),
                               entries=config.report_gradcheck_entries)
   return gradcheck.format_table(rows, 1e-6, markdown=True)
 

@@ -428,14 +428,33 @@ def _loss_unit(config: TrainConfig) -> str:
           "the course reports it")
 
 
+# The report's check reads at most this many characters (the course's chunk): a chunk of 25
+# already runs every path of BPTT through time, and each of the check's ~2,000 perturbed
+# losses per parameter reads the whole chunk (measured: 8 minutes for a 2 x 512 LSTM's chunk
+# of 100 at the end of its run).
+REPORT_CHECK_CHARS = 25
+
+
+def check_config(config: TrainConfig) -> TrainConfig:
+  """The network of `config` on the chunk the report's gradient check reads.
+
+  One stream: the gradients of B streams are the sum of theirs, and B copies of a
+  large network's activations per perturbed loss would make the check the run's
+  slowest part; at most REPORT_CHECK_CHARS characters, for the same reason.
+  """
+  return config.replace(batch_size=1, seq_length=min(config.seq_length, REPORT_CHECK_CHARS))
+
+
 def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
   if not facts.gradcheck_table:
     return ["Skipped (report_gradcheck_entries = 0)."]
+  chars = check_config(config).seq_length
   return [
-      "Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first chunk of the text (one "
-      "stream), at freshly initialised parameters of this shape, float64, finite-difference "
-      f"step 1e-4 (numerical gradients on {config.report_gradcheck_entries} random entries per "
-      "parameter; `python -m jax_charrnn.gradcheck` checks every entry):",
+      f"Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first {chars} characters of the "
+      "text (one stream), at freshly initialised parameters of this shape, float64; numerical "
+      "gradients by Richardson-extrapolated centred differences, a step chosen per parameter, "
+      f"on {config.report_gradcheck_entries} random entries per parameter (`python -m "
+      "jax_charrnn.gradcheck` checks every entry, on a whole chunk):",
       "",
       facts.gradcheck_table,
   ]

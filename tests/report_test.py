@@ -38,3 +38,13 @@ def test_step_losses_append_truncate_and_plot(tmp_path):
   report.truncate_step_losses(wd, 6)
   np.testing.assert_array_equal(report.read_step_losses(wd)[:, 0], np.arange(6))
   assert report.plot_loss(wd, [], "t") is not None
+
+
+def test_the_reports_gradient_check_reads_one_stream_of_at_most_25_characters():
+  from jax_charrnn.config import TrainConfig
+  long = report.check_config(TrainConfig(cell="lstm", num_layers=2, hidden_size=512,
+                                         batch_size=64, seq_length=100))
+  assert (long.batch_size, long.seq_length) == (1, 25)
+  assert (long.cell, long.num_layers, long.hidden_size) == ("lstm", 2, 512)  # the run's network
+  short = report.check_config(TrainConfig(batch_size=8, seq_length=10))
+  assert (short.batch_size, short.seq_length) == (1, 10)
