@@ -4,6 +4,7 @@ which depend on the CPU and its load, in their format)."""
 
 import os
 import re
+import shlex
 
 import pytest
 
@@ -75,3 +76,35 @@ def test_the_quickstart_prints_what_readme_shows(tmp_path):
     if kind == "step":  # where the run stands at a step is the same everywhere
       where = line[:line.index("  loss")]
       assert any(p.startswith(where + "  loss") for p in printed), where
+
+
+def _section_commands(heading: str) -> list[list[str]]:
+  """The `python -m jax_charrnn.X ...` commands of the sh blocks under `heading`, as argv."""
+  text = _readme()
+  section = text[text.index(heading):]
+  section = section[:section.index("\n## ", 5)]
+  commands = []
+  for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+    for line in block.replace("\\\n", " ").splitlines():
+      if line.startswith("python -m jax_charrnn."):
+        commands.append(shlex.split(line)[2:])
+  return commands
+
+
+@pytest.mark.slow
+def test_the_schedules_and_regularisers_commands_run_as_shown(tmp_path):
+  """README's AWD-LSTM commands with every setting as shown; the training run shortened to 40
+  updates (its warm-up of 100 to 10, the same shape: warm-up, then the cosine) and the gradient
+  check to 20 entries per parameter."""
+  commands = _section_commands("### Schedules, clipping and AWD-LSTM's regularisers")
+  assert [c[0] for c in commands] == ["jax_charrnn.train", "jax_charrnn.gradcheck"], commands
+  train, check = commands
+  r = run_module(*train, "--num_steps=40", "--warmup_steps=10", "--steps_per_call=10",
+                 "--eval_every=20", "--sample_every=0", "--report_every=0",
+                 "--report_gradcheck_entries=0", f"--workdir={tmp_path / 'awd'}", timeout=600)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  assert r.stdout.strip().splitlines()[-1].startswith("Done: 40 updates"), r.stdout[-1000:]
+  assert "held-out" in r.stdout and "diverged" not in r.stdout + r.stderr
+  r = run_module(*check, "--entries=20", timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+  assert "PASS: all" in r.stdout and "FAIL" not in r.stdout
