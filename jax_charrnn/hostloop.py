@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -365,8 +365,12 @@ def close(lp: Loop) -> None:
       manager.close()
 
 
-def finish(lp: Loop) -> list[Summary]:
-  """Each run's summary; on the writing process, its best passage, loss.png and report.md."""
+def finish(lp: Loop, stop: Callable[[], bool] | None = None) -> list[Summary]:
+  """Each run's summary; on the writing process, its best passage, loss.png and report.md.
+
+  stop: once true, the report's gradient check (minutes for a large network) is
+  skipped; everything else is written.
+  """
   speed = (lp.step - lp.start_step) * lp.chars_per_step / max(lp.train_seconds, 1e-9)
   summaries = [summarize(run, lp.program.state_of(r), lp.step, lp.total,
                          interrupted=lp.interrupted, compile_seconds=lp.program.compile_seconds,
@@ -375,7 +379,7 @@ def finish(lp: Loop) -> list[Summary]:
   if lp.writer:
     lp.console.say("Writing the report (loss plot, best passage"
                    f"{', gradient check' if lp.config.report_gradcheck_entries else ''})...")
-    outputs.finish(summaries, lp.corpus, lp.net, lp.texts)
+    outputs.finish(summaries, lp.corpus, lp.net, lp.texts, stop)
   return summaries
 
 
@@ -418,7 +422,10 @@ def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model
           break
     finally:
       close(lp)
-    return finish(lp)
+    # The state is saved: a signal from here on only skips the report's gradient check.
+    interrupts.doing = "the state is saved; skipping the report's gradient check."
+    interrupts.again = "already skipping the report's gradient check."
+    return finish(lp, stop=lambda: interrupts.signal is not None)
 
 
 def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 
@@ -64,16 +64,18 @@ class Summary:
 
 
 def finish(summaries: Sequence[Summary], corpus: data.Corpus, net: model.Model,
-           texts: Texts | None = None) -> None:
+           texts: Texts | None = None, stop: Callable[[], bool] | None = None) -> None:
   """Every run's best_passage.txt, loss.png and report.md (the writing process only).
 
   Each file is written whole or not at all; a full disk is a paragraph, and a
-  rerun of the finished run writes what is missing.
+  rerun of the finished run writes what is missing. stop: read between the
+  report's gradient-check calls; once true, the check is skipped and the
+  report says so (the only part of the writing that can take minutes).
   """
   try:
     tables: dict[Any, str | None] = {}
     for end in summaries:
-      _finish_one(end, corpus, net, texts or Texts(net, corpus, end.config), tables)
+      _finish_one(end, corpus, net, texts or Texts(net, corpus, end.config), tables, stop)
   except OSError as e:
     raise errors.UserError(
         f"Could not write the run's outputs in {summaries[0].workdir!r} ({e.strerror or e}); the "
@@ -82,7 +84,7 @@ def finish(summaries: Sequence[Summary], corpus: data.Corpus, net: model.Model,
 
 
 def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Texts,
-                tables: dict) -> None:
+                tables: dict, stop: Callable[[], bool] | None = None) -> None:
   config = end.config
   if end.best_step >= 0:
     report.write_passage(end.workdir, texts.sample(end.state, end.best_step,
@@ -99,7 +101,7 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
   # sweep's runs share one table per seed.
   key = (config.seed, config.report_gradcheck_entries)
   if key not in tables:
-    tables[key] = gradcheck_table(config, corpus)
+    tables[key] = gradcheck_table(config, corpus, stop)
   page = ""
   if config.visualize_chars and end.diverged_at is None:
     w = visualize.write_page(saved.load(end.workdir, "best"), max_chars=config.visualize_chars)
@@ -123,12 +125,19 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
       val_nats=None if end.val is None else end.val.nats_per_char))
 
 
-def gradcheck_table(config: TrainConfig, corpus: data.Corpus) -> str | None:
-  """report.md's gradient-check table (Markdown), or None when report_gradcheck_entries is 0."""
+def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
+                    stop: Callable[[], bool] | None = None) -> str | None:
+  """report.md's gradient-check table (Markdown), None when report_gradcheck_entries is 0,
+  report.CHECK_STOPPED when `stop` became true while it ran."""
   if not config.report_gradcheck_entries:
     return None
-  rows = gradcheck.check_text(corpus.text, corpus.vocab, report.check_config(config),
-                              entries=config.report_gradcheck_entries)
+  if stop is not None and stop():
+    return report.CHECK_STOPPED
+  try:
+    rows = gradcheck.check_text(corpus.text, corpus.vocab, report.check_config(config),
+                                entries=config.report_gradcheck_entries, stop=stop)
+  except KeyboardInterrupt:  # check_text's answer to `stop` (never Python's: Interrupts holds)
+    return report.CHECK_STOPPED
   return gradcheck.format_table(rows, 1e-6, markdown=True)
 
 

@@ -445,9 +445,18 @@ def check_config(config: TrainConfig) -> TrainConfig:
   return config.replace(batch_size=1, seq_length=min(config.seq_length, REPORT_CHECK_CHARS))
 
 
+# RunFacts.gradcheck_table when a signal stopped the check (outputs.gradcheck_table).
+CHECK_STOPPED = "stopped"
+
+
 def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
   if not facts.gradcheck_table:
     return ["Skipped (report_gradcheck_entries = 0)."]
+  if facts.gradcheck_table == CHECK_STOPPED:
+    chars = check_config(config).seq_length
+    return [f"Skipped: stopped by Ctrl-C or SIGTERM while it ran. `python -m "
+            f"jax_charrnn.gradcheck` with this run's network settings and --seq_length={chars} "
+            "--batch_size=1 runs it."]
   chars = check_config(config).seq_length
   return [
       f"Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first {chars} characters of the "

@@ -48,3 +48,35 @@ def test_the_reports_gradient_check_reads_one_stream_of_at_most_25_characters():
   assert (long.cell, long.num_layers, long.hidden_size) == ("lstm", 2, 512)  # the run's network
   short = report.check_config(TrainConfig(batch_size=8, seq_length=10))
   assert (short.batch_size, short.seq_length) == (1, 10)
+
+
+def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_says_so(
+    text_file, tmp_path):
+  """The report's check is the only part of the writing that can take minutes (8 for a 2 x 512
+  LSTM before it read at most 25 characters); a signal once training is saved used to be
+  acknowledged and then ignored until the check ended."""
+  from helpers import StopAt, small_config
+  from jax_charrnn import data, outputs, trainer
+  cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5)
+  corpus = data.corpus_of(cfg)
+  calls = []
+
+  def stop_after_three():
+    calls.append(1)
+    return len(calls) > 3
+
+  # Inside the check, between its calls (the table's rows never come back half-made) ...
+  assert outputs.gradcheck_table(cfg, corpus, stop_after_three) == report.CHECK_STOPPED
+  assert len(calls) == 4
+  # ... and before it: no table; with no signal, the table.
+  assert outputs.gradcheck_table(cfg, corpus, lambda: True) == report.CHECK_STOPPED
+  table = outputs.gradcheck_table(cfg, corpus)
+  assert "manual vs jax.grad" in table and " ok " in table and "FAIL" not in table
+  # A trainer told to stop as the report begins: training was done and saved, so the run is
+  # finished, not interrupted; the report is written, its check skipped, saying how to run it.
+  end = trainer.train(cfg, str(tmp_path / "run"), console=StopAt("Writing the report"))
+  assert not end.interrupted and end.steps_done == 20
+  with open(tmp_path / "run" / "report.md", encoding="utf-8") as f:
+    text = f.read()
+  assert "Skipped: stopped by Ctrl-C or SIGTERM while it ran." in text
+  assert "--seq_length=10 --batch_size=1" in text
