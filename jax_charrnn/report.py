@@ -454,7 +454,7 @@ def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
     return ["Skipped (report_gradcheck_entries = 0)."]
   if facts.gradcheck_table == CHECK_STOPPED:
     chars = check_config(config).seq_length
-    return [f"Skipped: stopped by Ctrl-C or SIGTERM while it ran. `python -m "
+    return [f"Skipped: Ctrl-C or SIGTERM stopped the run before the check finished. `python -m "
             f"jax_charrnn.gradcheck` with this run's network settings and --seq_length={chars} "
             "--batch_size=1 runs it."]
   chars = check_config(config).seq_length

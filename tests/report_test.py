@@ -78,5 +78,5 @@ def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_
   assert not end.interrupted and end.steps_done == 20
   with open(tmp_path / "run" / "report.md", encoding="utf-8") as f:
     text = f.read()
-  assert "Skipped: stopped by Ctrl-C or SIGTERM while it ran." in text
+  assert "Skipped: Ctrl-C or SIGTERM stopped the run before the check finished." in text
   assert "--seq_length=10 --batch_size=1" in text
