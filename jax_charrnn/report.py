@@ -452,18 +452,17 @@ CHECK_STOPPED = "stopped"
 def _gradcheck_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
   if not facts.gradcheck_table:
     return ["Skipped (report_gradcheck_entries = 0)."]
+  chars = check_config(config).seq_length
   if facts.gradcheck_table == CHECK_STOPPED:
-    chars = check_config(config).seq_length
     return [f"Skipped: Ctrl-C or SIGTERM stopped the run before the check finished. `python -m "
             f"jax_charrnn.gradcheck` with this run's network settings and --seq_length={chars} "
             "--batch_size=1 runs it."]
-  chars = check_config(config).seq_length
   return [
       f"Relative errors ||a-b|| / max(1e-6, ||a||+||b||) on the first {chars} characters of the "
       "text (one stream), at freshly initialised parameters of this shape, float64; numerical "
       "gradients by Richardson-extrapolated centred differences, a step chosen per parameter, "
       f"on {config.report_gradcheck_entries} random entries per parameter (`python -m "
-      "jax_charrnn.gradcheck` checks every entry, on a whole chunk):",
+      "jax_charrnn.gradcheck --entries=0` checks every entry, on a whole chunk):",
       "",
       facts.gradcheck_table,
   ]
