@@ -327,7 +327,7 @@ class RunFacts:
 
 ONLINE = ("The training loss is *online*: each chunk is scored just before the update that "
           "learns from it, by weights that the updates before it adapted to the text just "
-          "before it (AdaGrad's early steps are large). It says how well the run follows the "
+          "before it (the optimiser's early steps are large). It says how well the run follows the "
           "text as it reads it, not how good one fixed set of parameters is; the held-out "
           "score is the fixed parameters' on text they never saw. Early in a run the two can "
           "differ by several bits per character.")
