@@ -1,6 +1,8 @@
-"""README's benchmark command for the cells table runs and prints what it says: the trainer's
-step (hand BPTT), jax.grad's and, where torch is installed, PyTorch's, each with its ratio to the
-hand BPTT and its share of the measured matmul peak (shrunk: the shapes and block sizes below)."""
+"""README's benchmark commands run and print what they say (shrunk: the shapes and block sizes
+below). The cells table: the trainer's step (hand BPTT), jax.grad's and, where torch is
+installed, PyTorch's, each with its ratio to the hand BPTT and its share of the measured matmul
+peak. The others: the side-by-side table, the profile, the 7-epoch run and the throughput
+table."""
 
 import json
 import re
@@ -14,15 +16,25 @@ SMALL = {"--cell_hidden": "16", "--cell_batch": "4", "--cell_seq": "10", "--cell
          "--repeats": "1"}
 
 
-def _readme_cells_command() -> list[str]:
+# The other commands shrunk: short timed blocks, one small cell, two batch sizes, a sweep of two.
+SHRINK = ("--steps=20", "--slow_steps=5", "--repeats=1", "--cells=lstm", "--cell_hidden=8",
+          "--cell_batch=2", "--cell_seq=5", "--cell_steps=2", "--batches=1,2", "--sweep_runs=2")
+
+
+def _readme_speed_commands() -> list[list[str]]:
+  """The commands of README's Speed section, each as python -m's arguments."""
   with open(f"{REPO}/README.md", encoding="utf-8") as f:
     text = f.read()
   section = text[text.index("## Speed"):]
   block = section[section.index("```sh\n") + 6:]
   block = block[:block.index("```")].replace("\\\n", " ")
-  lines = [l for l in block.splitlines() if "--cells=" in l]
+  return [shlex.split(l.split("  #")[0])[2:] for l in block.splitlines() if l.strip()]
+
+
+def _readme_cells_command() -> list[str]:
+  lines = [c for c in _readme_speed_commands() if any(a.startswith("--cells=") for a in c)]
   assert len(lines) == 1, lines
-  return shlex.split(lines[0].split("  #")[0])[2:]
+  return lines[0]
 
 
 @pytest.mark.slow
@@ -47,3 +59,38 @@ def test_readmes_cells_table_command_times_hand_bptt_jax_grad_and_torch(tmp_path
   torch_rows = [n for n in names if n.startswith("lstm torch")]
   assert len(torch_rows) == 1 or "torch is not installed" in r.stdout, names
   assert re.search(r"matmul peak measured here: \d+ GFLOP/s", r.stdout)
+
+
+# What each of the other commands prints beyond the side-by-side table, by its flags.
+EXPECTED = {
+    (): [],
+    ("--profile",): ["Where the fused step's time goes", "forward", "Top XLA kernels"],
+    ("--full_run", "--json=speed.json"): ["7 epochs over a 1,107,542-character text", "Wrote "],
+    ("--throughput", "--cpu_devices=2"): ["Throughput (mean loss, fused loop, streams split over "
+                                          "up to 2 device(s))", "Sweep: 2 runs of one stream"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", list(EXPECTED), ids=lambda f: " ".join(f) or "plain")
+def test_readmes_other_speed_commands_run_and_print_their_tables(tmp_path, flags):
+  commands = {tuple(c[1:]): c for c in _readme_speed_commands()
+              if not any(a.startswith("--cells=") for a in c)}
+  assert set(commands) == set(EXPECTED), sorted(commands)
+  command = commands[flags]
+  assert command[0] == "benchmarks.train_speed"
+  # README's --json=speed.json is written in the test's folder, not the checkout.
+  args = [a.replace("--json=", f"--json={tmp_path}/") for a in command[1:]]
+  r = run_module(command[0], *args, *SHRINK, timeout=600)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  assert "Median of 1 blocks after a warm-up" in r.stdout
+  assert re.search(r"jax fused \(20/call\)", r.stdout), r.stdout[:3000]
+  assert "Cells: 1 layer(s), H = 8, B = 2 streams of T = 5" in r.stdout
+  for phrase in EXPECTED[flags]:
+    assert phrase in r.stdout, r.stdout[-3000:]
+  if "--json=speed.json" in command:
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["full_run"]["updates"] > 0 and saved["full_run"]["train_seconds"] > 0
+  if "--throughput" in command:
+    rows = re.findall(r"^ +(\d+) +(\d+) +[\d.]+ +[\d,]+ +[\d.]+ +[\d.]+%$", r.stdout, re.M)
+    assert [(int(b), int(d)) for b, d in rows] == [(1, 1), (2, 2)], r.stdout[-2000:]
