@@ -17,8 +17,8 @@ from typing import Sequence
 
 import jax
 
-from jax_charrnn import (checkpoint, data, errors, hostloop, loop, memory, outputs, parallel,
-                         programs, report, rundir)
+from jax_charrnn import (checkpoint, data, errors, hostloop, loop, memory, optim, outputs,
+                         parallel, programs, report, rundir)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 from jax_charrnn.hostloop import Diverged, Run  # noqa: F401  (part of this API)
@@ -93,6 +93,9 @@ def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, fore
     note = hostloop.resume_grads(run, meta, int(meta["step"]))
     if note:
       console.say(note)
+    note = schedule_change(meta, config, corpus.steps_per_epoch, total)
+    if note:
+      console.warn(note)
   else:
     if not overwrite:
       rundir.refuse_foreign(workdir, foreign)
@@ -118,6 +121,33 @@ def _train(config, workdir, corpus, net, mesh, total, *, resume, overwrite, fore
   else:
     console.say(_done(summary))
   return summary
+
+
+def schedule_change(meta: dict, config: TrainConfig, steps_per_epoch: int,
+                    total: int) -> str | None:
+  """The warning for a resumed run whose decaying learning rate changes with its length.
+
+  A cosine or linear decay ends at the run's last update, so resuming with another
+  --num_steps (or --epochs) than the checkpoint's re-spreads the rest of the decay: the rate
+  jumps at the resume and the run no longer continues the one that was saved. Other
+  schedules do not depend on the length. None when nothing changes.
+  """
+  if config.lr_schedule not in ("cosine", "linear"):
+    return None
+  saved = meta.get("config", {})
+  num_steps, epochs = int(saved.get("num_steps", 0)), int(saved.get("epochs", 0))
+  saved_total = num_steps if num_steps > 0 else epochs * steps_per_epoch
+  if saved_total <= 0 or saved_total == total:
+    return None
+  step = int(meta["step"])
+  rate = lambda n: config.learning_rate * float(optim.schedule(
+      config.lr_schedule, n, config.warmup_steps, config.min_lr_ratio)(step))
+  return (f"The checkpoint's run is {saved_total:,} updates long; this one is {total:,}. Its "
+          f"{config.lr_schedule} learning-rate decay ends at the last update, so it is spread "
+          f"over the new length: update {step + 1:,} uses {rate(total):.4g} where the saved run "
+          f"would have used {rate(saved_total):.4g}, and the run does not continue the saved "
+          f"one exactly. To continue it, resume with the saved length "
+          f"(--num_steps={num_steps}, --epochs={epochs}).")
 
 
 def _done(summary: Summary) -> str:

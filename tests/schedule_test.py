@@ -182,3 +182,61 @@ def test_a_scheduled_sweep_freezes_a_diverged_run_and_keeps_the_others_rates(tex
   f = optim.schedule("linear", 60, min_ratio=0.1)
   for row in report.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0")):
     assert row["learning_rate"] == pytest.approx(0.1 * float(f(row["step"] - 1)), rel=1e-5)
+
+
+class _Recording(StopAt):
+  """A quiet console that keeps its warnings."""
+
+  def __init__(self):
+    super().__init__(prefix="\0never")
+    self.warnings = []
+
+  def warn(self, text):
+    super().warn(text)
+    self.warnings.append(text)
+
+
+def test_resuming_a_decay_with_another_length_warns_with_both_rates(text_file, tmp_path):
+  """The decay is spread over the run's length: resumed with another --num_steps, the rate
+  jumps, and the person is told by how much and how to continue exactly; resumed with the
+  same length, nothing is said."""
+  work = str(tmp_path / "run")
+  stopped = trainer.train(_config(text_file), work, console=StopAt("step 60/"))
+  step = stopped.steps_done
+  assert stopped.interrupted and 60 <= step < 120
+  longer = _Recording()
+  resumed = trainer.train(_config(text_file, num_steps=200), work, console=longer)
+  assert resumed.steps_done == 200
+  warning, = [w for w in longer.warnings if "updates long" in w]
+  new = 0.01 * float(optim.schedule("cosine", 200, 15, 0.1)(step))
+  old = 0.01 * float(optim.schedule("cosine", 120, 15, 0.1)(step))
+  assert f"The checkpoint's run is 120 updates long; this one is 200." in warning
+  assert f"update {step + 1:,} uses {new:.4g} where the saved run would have used {old:.4g}" in (
+      warning)
+  assert "--num_steps=120" in warning
+  # The next rate logged is the new schedule's, as the warning says.
+  rows = [r for r in report.read_metrics(work) if r["step"] > step]
+  f = optim.schedule("cosine", 200, 15, 0.1)
+  assert rows and rows[0]["learning_rate"] == pytest.approx(0.01 * float(f(rows[0]["step"] - 1)),
+                                                            rel=1e-5)
+  again = _Recording()
+  work2 = str(tmp_path / "same")
+  trainer.train(_config(text_file), work2, console=StopAt("step 60/"))
+  trainer.train(_config(text_file), work2, console=again)
+  assert not [w for w in again.warnings if "updates long" in w]
+
+
+@pytest.mark.parametrize("kind,saved,now,warned", [
+    ("cosine", 120, 200, True), ("linear", 120, 90, True), ("cosine", 120, 120, False),
+    ("constant", 120, 200, False), ("step", 120, 200, False)])
+def test_schedule_change_warns_only_for_a_decay_whose_length_changed(kind, saved, now, warned):
+  cfg = TrainConfig(num_steps=now, lr_schedule=kind, warmup_steps=10,
+                    min_lr_ratio=0.0 if kind == "constant" else 0.1)
+  meta = {"step": 50, "config": {"num_steps": saved, "epochs": 0}}
+  note = trainer.schedule_change(meta, cfg, steps_per_epoch=7, total=now)
+  assert (note is not None) == warned, note
+  # A run saved by epochs is epochs x updates per epoch long (3 x 7 = 21 here).
+  by_epochs = {"step": 15, "config": {"num_steps": 0, "epochs": 3}}
+  assert trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=21) is None
+  longer = trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=30)
+  assert (longer is not None) == (kind in ("cosine", "linear")), longer
