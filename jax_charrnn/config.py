@@ -253,7 +253,7 @@ class TrainConfig:
 
     Raises UserError when --warmup_steps would take the whole run (the learning rate would
     never reach --learning_rate, and a decay would never start)."""
-    total = self.num_steps if self.num_steps > 0 else self.epochs * steps_per_epoch
+    total = run_length(self.num_steps, self.epochs, steps_per_epoch)
     if self.warmup_steps and self.warmup_steps >= total:
       raise UserError(f"warmup_steps={self.warmup_steps:,} is not shorter than the run's "
                       f"{total:,} updates: the learning rate would never reach "
@@ -319,6 +319,11 @@ def check(f: dataclasses.Field, value: Any) -> str | None:
       return f"{name} must be {words} {bound:,}; got {value!r}." if isinstance(bound, int) \
           else f"{name} must be {words} {bound}; got {value!r}."
   return None
+
+
+def run_length(num_steps: int, epochs: int, steps_per_epoch: int) -> int:
+  """A run's updates: num_steps if set, else epochs * steps_per_epoch (also of a saved config)."""
+  return num_steps if num_steps > 0 else epochs * steps_per_epoch
 
 
 def declared(cls=TrainConfig) -> tuple[dataclasses.Field, ...]:

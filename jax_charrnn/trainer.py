@@ -19,6 +19,7 @@ import jax
 
 from jax_charrnn import (checkpoint, data, errors, hostloop, loop, memory, optim, outputs,
                          parallel, programs, report, rundir)
+from jax_charrnn import config as config_lib
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 from jax_charrnn.hostloop import Diverged, Run  # noqa: F401  (part of this API)
@@ -135,8 +136,8 @@ def schedule_change(meta: dict, config: TrainConfig, steps_per_epoch: int,
   if config.lr_schedule not in ("cosine", "linear"):
     return None
   saved = meta.get("config", {})
-  num_steps, epochs = int(saved.get("num_steps", 0)), int(saved.get("epochs", 0))
-  saved_total = num_steps if num_steps > 0 else epochs * steps_per_epoch
+  saved_total = config_lib.run_length(int(saved.get("num_steps", 0)), int(saved.get("epochs", 0)),
+                                      steps_per_epoch)
   if saved_total <= 0 or saved_total == total:
     return None
   step = int(meta["step"])
@@ -146,8 +147,8 @@ def schedule_change(meta: dict, config: TrainConfig, steps_per_epoch: int,
           f"{config.lr_schedule} learning-rate decay ends at the last update, so it is spread "
           f"over the new length: update {step + 1:,} uses {rate(total):.4g} where the saved run "
           f"would have used {rate(saved_total):.4g}, and the run does not continue the saved "
-          f"one exactly. To continue it, resume with the saved length "
-          f"(--num_steps={num_steps}, --epochs={epochs}).")
+          f"one exactly. To continue it, resume with the saved length, "
+          f"--num_steps={saved_total}.")
 
 
 def _done(summary: Summary) -> str:

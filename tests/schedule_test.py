@@ -240,3 +240,5 @@ def test_schedule_change_warns_only_for_a_decay_whose_length_changed(kind, saved
   assert trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=21) is None
   longer = trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=30)
   assert (longer is not None) == (kind in ("cosine", "linear")), longer
+  if longer:  # num_steps wins over epochs: the saved length, whichever way it was set
+    assert "--num_steps=21." in longer
