@@ -41,7 +41,7 @@ import numpy as np
 from absl import flags
 from jax import lax
 
-from benchmarks import numpy_ref, torch_ref
+from benchmarks import numpy_ref, products, torch_ref
 from jax_charrnn import bptt, cli, data, errors, loop, parallel
 from jax_charrnn.config import TrainConfig
 
@@ -288,6 +288,21 @@ def cell_flops_per_update(batch: int, T: int, H: int, K: int, gates: int, layers
   return 2 * batch * T * (3 * gates * H * H * (2 * layers - 1) + 3 * K * H)
 
 
+def products_method(cell: str, gates: int, layers: int, H: int, K: int, inputs: jax.Array,
+                    steps: int) -> Method:
+  """The cell's counted products alone, in the same loops (benchmarks/products.py): a bound."""
+  params = [products.init(jax.random.key(0), gates, layers, H, K)]
+  t = time.perf_counter()
+  run = products.make_run(gates, steps).lower(params[0], inputs, jnp.int32(steps)).compile()
+  compile_s = time.perf_counter() - t
+
+  def block():
+    params[0] = run(params[0], inputs, jnp.int32(steps))
+    jax.block_until_ready(params[0])
+
+  return Method(f"{cell} products alone (bound)", steps, block, compile_s)
+
+
 def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers: int,
                 steps: int, repeats: int) -> tuple[list[dict], list[str]]:
   """Each cell trained as the trainer does (fused loop, Adam, mean loss, B streams), hand BPTT
@@ -316,6 +331,9 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
       label = "hand BPTT" if grad == "manual" else "jax.grad"
       methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
       info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
+    gates = cell_registry.get(cell).gates
+    methods.append(products_method(cell, gates, layers, H, vocab.size, x, steps))
+    info[methods[-1].name] = (cell, gates)
     if torch_ref.available():
       import torch  # pylint: disable=g-import-not-at-top
       net = torch_ref.TorchCharCells(cell, vocab.size, H, layers)
@@ -325,8 +343,12 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
       info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
   if not torch_ref.available():
     notes.append("torch is not installed: the PyTorch rows are skipped.")
-  run_methods(methods, repeats)
-  peak = matmul_peak()
+  notes.append("products alone (bound): the same matrix products in the same loops, without the "
+               "cell's arithmetic or the optimiser (benchmarks/products.py)")
+  peak_method = matmul_method()
+  run_methods(methods + [peak_method], repeats)
+  peak = matmul_gflops(peak_method.us_per_update)
+  fastest = matmul_gflops(min(peak_method.times) / peak_method.steps * 1e6)
   rows = []
   for m in methods:
     cell, gates = info[m.name]
@@ -341,7 +363,9 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
     hand = mine[0]["us_per_update"]
     for r in mine:
       r["x_vs_hand_bptt"] = r["us_per_update"] / hand
-  return rows, notes + [f"matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32)"]
+  return rows, notes + [f"matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32, "
+                        f"median of blocks timed in turns with the rows above; fastest block "
+                        f"{fastest:.0f})"]
 
 
 def format_cells(rows: Sequence[dict]) -> str:
@@ -362,6 +386,26 @@ def flops_per_update(batch: int, T: int, m: int, K: int) -> int:
   """Multiply-adds x 2 of one update: two time loops (W h, W^T da), dW, and the output
   layer's three products (V h, V^T g, g h^T); elementwise work not counted."""
   return 2 * batch * T * (3 * m * m + 3 * m * K)
+
+
+def matmul_method(n: int = 2048, products: int = 10) -> Method:
+  """The float32 n x n matrix product as a Method (`products` a block), to be timed in turns
+  with the methods whose share of it a table shows, so that both see the same moments of a
+  shared machine; `matmul_gflops` turns its µs per product into GFLOP/s."""
+  a = jax.random.normal(jax.random.key(0), (n, n))
+  f = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(f(a))
+
+  def block():
+    for _ in range(products):
+      out = f(a)
+    jax.block_until_ready(out)
+
+  return Method(f"matmul {n}x{n}", products, block)
+
+
+def matmul_gflops(us_per_product: float, n: int = 2048) -> float:
+  return 2 * n ** 3 / us_per_product / 1e3
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:

@@ -1,8 +1,8 @@
 """README's benchmark commands run and print what they say (shrunk: the shapes and block sizes
-below). The cells table: the trainer's step (hand BPTT), jax.grad's and, where torch is
-installed, PyTorch's, each with its ratio to the hand BPTT and its share of the measured matmul
-peak. The others: the side-by-side table, the profile, the 7-epoch run and the throughput
-table."""
+below). The cells table: the trainer's step (hand BPTT), jax.grad's, the same products alone
+(a bound) and, where torch is installed, PyTorch's, each with its ratio to the hand BPTT and its
+share of the measured matmul peak. The others: the side-by-side table, the profile, the 7-epoch
+run and the throughput table."""
 
 import json
 import re
@@ -51,14 +51,17 @@ def test_readmes_cells_table_command_times_hand_bptt_jax_grad_and_torch(tmp_path
   assert "Cells: 2 layer(s), H = 16, B = 4 streams of T = 10" in r.stdout
   rows = json.loads(out.read_text())["cells"]
   names = [row["method"] for row in rows]
-  assert names[:2] == ["lstm jax fused, hand BPTT", "lstm jax fused, jax.grad"], names
+  assert names[:3] == ["lstm jax fused, hand BPTT", "lstm jax fused, jax.grad",
+                       "lstm products alone (bound)"], names
   assert rows[0]["x_vs_hand_bptt"] == 1.0
   for row in rows:
     assert row["us_per_update"] > 0 and 0 < row["percent_of_peak"]
     assert abs(row["chars_per_s"] - 4 * 10 / row["us_per_update"] * 1e6) < 1e-6 * row["chars_per_s"]
   torch_rows = [n for n in names if n.startswith("lstm torch")]
   assert len(torch_rows) == 1 or "torch is not installed" in r.stdout, names
-  assert re.search(r"matmul peak measured here: \d+ GFLOP/s", r.stdout)
+  assert re.search(r"matmul peak measured here: \d+ GFLOP/s \(2048x2048 float32, median of "
+                   r"blocks timed in turns with the rows above; fastest block \d+\)", r.stdout)
+  assert "products alone (bound): the same matrix products in the same loops" in r.stdout
 
 
 # What each of the other commands prints beyond the side-by-side table, by its flags.
