@@ -215,7 +215,7 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
 def _sweep(config, pairs, names, configs, corpus, total, net, workdir, *, resume, overwrite,
            console) -> list[Summary]:
   runs = [Run(name=n, workdir=os.path.join(workdir, n), config=c) for n, c in zip(names, configs)]
-  states = _sweep_start(runs, workdir, corpus, resume=resume, overwrite=overwrite,
+  states = _sweep_start(runs, workdir, corpus, total, resume=resume, overwrite=overwrite,
                         console=console)
   start = int(states[0].step)
   if start >= total:
@@ -239,8 +239,8 @@ def _sweep(config, pairs, names, configs, corpus, total, net, workdir, *, resume
   return summaries
 
 
-def _sweep_start(runs: Sequence[Run], workdir: str, corpus: data.Corpus, *, resume: bool,
-                 overwrite: bool, console: Console) -> list[loop.TrainState]:
+def _sweep_start(runs: Sequence[Run], workdir: str, corpus: data.Corpus, total: int, *,
+                 resume: bool, overwrite: bool, console: Console) -> list[loop.TrainState]:
   """Each run's starting state: all fresh, or all restored at the step they share."""
   fresh = [loop.init_state(run.config, corpus.vocab.size) for run in runs]
   saved = [checkpoint.all_steps(run.workdir) for run in runs]
@@ -268,15 +268,16 @@ def _sweep_start(runs: Sequence[Run], workdir: str, corpus: data.Corpus, *, resu
     raise errors.UserError(f"The workdir {workdir!r} already holds this sweep. Resume it (leave "
                            "--resume on), pass --overwrite to replace it, or choose another "
                            "--workdir.")
-  return _sweep_restore(runs, fresh, sorted(common), corpus, console)
+  return _sweep_restore(runs, fresh, sorted(common), corpus, total, console)
 
 
 def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps: list[int],
-                   corpus: data.Corpus, console: Console) -> list[loop.TrainState]:
-  """Every run restored at the newest of `steps` that every run holds intact."""
+                   corpus: data.Corpus, total: int, console: Console) -> list[loop.TrainState]:
+  """Every run restored at the newest of `steps` that every run holds intact (warning, as
+  `train` does, when a decaying learning rate is spread over another length than saved)."""
   problems = []
   for step in reversed(steps):
-    states = []
+    states, metas = [], []
     for run, state in zip(runs, fresh):
       same_run = lambda m, run=run: rundir.check_same_run(run.workdir, m, run.config, corpus)
       try:
@@ -290,6 +291,7 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
       run.first_loss = meta.get("first_loss")
       hostloop.resume_grads(run, meta, step)
       states.append(restored)
+      metas.append(meta)
     if len(states) < len(runs):
       continue
     for problem in problems:
@@ -299,6 +301,10 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
         if later > step:
           checkpoint.quarantine(run.workdir, later, "unused")
     console.say(f"Resumed the sweep's {len(runs)} runs from their checkpoints at step {step}.")
+    note = schedule_change(metas[0], runs[0].config, corpus.steps_per_epoch, total)
+    if note:  # the runs share the length and the schedule; only their base rates differ
+      console.warn(f"{note} (The rates are {runs[0].name}'s; every run of the sweep is spread "
+                   "alike.)")
     return states
   raise errors.UserError(f"The sweep in {os.path.dirname(runs[0].workdir)!r} has no step that "
                          f"every run holds intact: {' '.join(problems)} Start it again with "

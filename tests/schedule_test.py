@@ -242,3 +242,28 @@ def test_schedule_change_warns_only_for_a_decay_whose_length_changed(kind, saved
   assert (longer is not None) == (kind in ("cosine", "linear")), longer
   if longer:  # num_steps wins over epochs: the saved length, whichever way it was set
     assert "--num_steps=21." in longer
+
+
+def test_resuming_a_sweep_with_another_length_warns_once_and_each_run_follows_the_new_decay(
+    text_file, tmp_path):
+  """A sweep extended (or shortened) spreads every run's decay over the new length: one warning,
+  with the first run's rates; every run's next logged rate is its own base rate times the new
+  schedule. Run again with the length it now has, nothing is said."""
+  work = str(tmp_path / "sw")
+  trainer.sweep(_config(text_file, num_steps=30), [0.01, 0.02], [0], work)
+  longer = _Recording()
+  trainer.sweep(_config(text_file, num_steps=50), [0.01, 0.02], [0], work, console=longer)
+  warning, = [w for w in longer.warnings if "updates long" in w]
+  new = 0.01 * float(optim.schedule("cosine", 50, 15, 0.1)(30))
+  old = 0.01 * float(optim.schedule("cosine", 30, 15, 0.1)(30))
+  assert "The checkpoint's run is 30 updates long; this one is 50." in warning
+  assert f"update 31 uses {new:.4g} where the saved run would have used {old:.4g}" in warning
+  assert "--num_steps=30" in warning and "The rates are lr0.01_seed0's" in warning
+  f = optim.schedule("cosine", 50, 15, 0.1)
+  for lr in (0.01, 0.02):
+    rows = [r for r in report.read_metrics(f"{work}/lr{lr:g}_seed0") if r["step"] > 30]
+    assert rows and all(r["learning_rate"] == pytest.approx(lr * float(f(r["step"] - 1)),
+                                                            rel=1e-5) for r in rows)
+  again = _Recording()
+  trainer.sweep(_config(text_file, num_steps=50), [0.01, 0.02], [0], work, console=again)
+  assert not [w for w in again.warnings if "updates long" in w]
