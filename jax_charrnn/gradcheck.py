@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -44,6 +45,27 @@ WINDOW = 5               # then every checked entry is tried at 5 steps from one
 # losses, computed the same way, rounds far less (measured: about a tenth of it).
 ROUNDING = float(np.finfo(np.float64).eps)
 BREAKS = ("none", "entry", "sign", "scale", "transpose")
+# A check still running after this many seconds says which parameter it is on (a 2 x 512 LSTM's
+# takes minutes; a small network's is done before anyone would wonder).
+PROGRESS_AFTER_S = 5.0
+
+# progress(name, k, count): called before parameter k (of count) gets its finite differences.
+Progress = Callable[[str, int, int], None]
+
+
+def progress_lines(say: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                   after_s: float | None = None) -> Progress:
+  """A `Progress` that says "Gradient check: <name> (k of count), <s> s so far..." for each
+  parameter reached once the check has run `after_s` seconds (PROGRESS_AFTER_S by default)."""
+  start = clock()
+  wait = PROGRESS_AFTER_S if after_s is None else after_s
+
+  def progress(name: str, k: int, count: int) -> None:
+    elapsed = clock() - start
+    if elapsed >= wait:
+      say(f"Gradient check: {name} ({k + 1} of {count}), {elapsed:.0f} s so far...")
+
+  return progress
 
 
 def relative_error(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> float:
@@ -154,7 +176,8 @@ def sample_entries(params: Params, entries: int | None, seed: int,
 
 def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0: float,
                     sizes: Sequence[np.ndarray], step: float | None = None,
-                    seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, float]]:
+                    seed: int = 0, progress: Progress | None = None,
+                    names: Sequence[str] = ()) -> list[tuple[np.ndarray, np.ndarray, float]]:
   """Per parameter, (R, E, h) at its `chosen` entries (`extrapolated`).
 
   Treats the network as a black box: each entry is perturbed on its own. A
@@ -163,11 +186,14 @@ def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0
   steps to WINDOW of STEPS around its choice; every chosen entry is then
   evaluated at those, and `extrapolated` picks the step on all of them (a few
   entries of large curvature, which a pilot misses, can need a smaller one).
-  step: h for every parameter instead (with h/2 and h/4).
+  step: h for every parameter instead (with h/2 and h/4). progress: told before each
+  parameter (by its name in `names`).
   """
   rng = np.random.default_rng(seed)
   out = []
   for k, (ids, size) in enumerate(zip(chosen, sizes)):
+    if progress is not None:
+      progress(names[k] if k < len(names) else str(k), k, len(chosen))
     if step is not None:
       steps = step * 0.5 ** np.arange(3)
     else:
@@ -236,7 +262,8 @@ class Row:
 def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: jax.Array, *,
           step: float | None = None, eps: float = 1e-6, reduction: str = "sum",
           entries: int | None = None, seed: int = 0, masks=None, lanes: int = 32,
-          wrong: str = "none", stop: Callable[[], bool] | None = None) -> list[Row]:
+          wrong: str = "none", stop: Callable[[], bool] | None = None,
+          progress: Progress | None = None) -> list[Row]:
   """Compares the three gradients of `net.loss` at one chunk; one Row per parameter.
 
   Call it with float64 arrays under `jax.enable_x64(True)`. Where `entries`
@@ -247,6 +274,7 @@ def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: j
   step: a fixed finite-difference step (None: a pilot picks one per parameter).
   lanes: perturbed losses per compiled call; stop: read between calls (Ctrl-C).
   wrong: break the hand gradient on purpose (`broken`), to see the check fail.
+  progress: told before each parameter's finite differences (`progress_lines`).
   """
   as_numpy = lambda grads: {n: np.asarray(g) for n, g in model.named_leaves(grads)}
   manual = None
@@ -261,7 +289,7 @@ def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: j
   chosen = sample_entries(params, entries, seed, focus)
   losses = PerturbedLosses(net, params, carry0, inputs, targets, reduction, masks, lanes, stop)
   numerical = numerical_grads(losses, chosen, float(loss0), [a.ravel() for a in auto.values()],
-                              step, seed)
+                              step, seed, progress, list(auto))
   rows = []
   for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical):
     a = auto[name].ravel()[idx]
@@ -307,14 +335,15 @@ def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
 def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index: int = 0,
                random_carry: bool = False, step: float | None = None, eps: float = 1e-6,
                entries: int | None = None, wrong: str = "none",
-               stop: Callable[[], bool] | None = None) -> list[Row]:
+               stop: Callable[[], bool] | None = None,
+               progress: Progress | None = None) -> list[Row]:
   """The check at freshly initialised float64 parameters on one chunk of `text`.
 
   `config` gives the network (cell, layers, hidden size, initialisation,
   seed), the chunk (seq_length, batch_size streams: inputs [T, B]) and the
   loss reduction; its dtype is ignored (float64 here). The perturbed losses
-  run `memory.gradcheck_lanes` at a time; step, eps, entries, wrong and stop
-  are `check`'s.
+  run `memory.gradcheck_lanes` at a time; step, eps, entries, wrong, stop and
+  progress are `check`'s.
   """
   inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
   chunk_index = min(chunk_index, len(inputs) - 1)
@@ -333,7 +362,7 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
     return check(net, params, carry0, x, jnp.asarray(targets[chunk_index]), step=step, eps=eps,
                  reduction=config.loss_reduction, entries=entries, seed=config.seed,
                  masks=masks, lanes=memory.gradcheck_lanes(config, vocab.size), wrong=wrong,
-                 stop=stop)
+                 stop=stop, progress=progress)
 
 
 # ---- the command line ----
@@ -403,7 +432,8 @@ def main(argv: Sequence[str]) -> None:
     rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
                       random_carry=own.random_carry, step=own.step or None, eps=own.eps,
                       entries=own.entries or None, wrong=own.wrong,
-                      stop=lambda: caught.signal is not None)
+                      stop=lambda: caught.signal is not None,
+                      progress=progress_lines(console.say))
     if caught.signal is not None:  # after the last call: stop all the same
       raise KeyboardInterrupt
   ok = all_pass(rows, own.tolerance)

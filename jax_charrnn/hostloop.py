@@ -379,7 +379,7 @@ def finish(lp: Loop, stop: Callable[[], bool] | None = None) -> list[Summary]:
   if lp.writer:
     lp.console.say("Writing the report (loss plot, best passage"
                    f"{', gradient check' if lp.config.report_gradcheck_entries else ''})...")
-    outputs.finish(summaries, lp.corpus, lp.net, lp.texts, stop)
+    outputs.finish(summaries, lp.corpus, lp.net, lp.texts, stop, lp.console.say)
   return summaries
 
 
@@ -457,7 +457,7 @@ def finish_without_training(runs: Sequence[Run], states: Sequence[loop.TrainStat
   if stale and parallel.is_primary():
     console.say(f"The run has already made {step} updates ({total} asked for); writing its "
                 "missing or outdated outputs...")
-    outputs.finish(summaries, corpus, net)
+    outputs.finish(summaries, corpus, net, say=console.say)
   else:
     console.warn(f"The run in {runs[0].workdir if len(runs) == 1 else 'this sweep'} has already "
                  f"made {step} updates ({total} asked for): nothing to do. Raise --num_steps or "

@@ -64,18 +64,20 @@ class Summary:
 
 
 def finish(summaries: Sequence[Summary], corpus: data.Corpus, net: model.Model,
-           texts: Texts | None = None, stop: Callable[[], bool] | None = None) -> None:
+           texts: Texts | None = None, stop: Callable[[], bool] | None = None,
+           say: Callable[[str], None] | None = None) -> None:
   """Every run's best_passage.txt, loss.png and report.md (the writing process only).
 
   Each file is written whole or not at all; a full disk is a paragraph, and a
   rerun of the finished run writes what is missing. stop: read between the
   report's gradient-check calls; once true, the check is skipped and the
-  report says so (the only part of the writing that can take minutes).
+  report says so (the only part of the writing that can take minutes); say: where that
+  check's progress lines go (gradcheck.progress_lines), None for none.
   """
   try:
     tables: dict[Any, str | None] = {}
     for end in summaries:
-      _finish_one(end, corpus, net, texts or Texts(net, corpus, end.config), tables, stop)
+      _finish_one(end, corpus, net, texts or Texts(net, corpus, end.config), tables, stop, say)
   except OSError as e:
     raise errors.UserError(
         f"Could not write the run's outputs in {summaries[0].workdir!r} ({e.strerror or e}); the "
@@ -84,7 +86,8 @@ def finish(summaries: Sequence[Summary], corpus: data.Corpus, net: model.Model,
 
 
 def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Texts,
-                tables: dict, stop: Callable[[], bool] | None = None) -> None:
+                tables: dict, stop: Callable[[], bool] | None = None,
+                say: Callable[[str], None] | None = None) -> None:
   config = end.config
   if end.best_step >= 0:
     report.write_passage(end.workdir, texts.sample(end.state, end.best_step,
@@ -101,7 +104,7 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
   # sweep's runs share one table per seed.
   key = (config.seed, config.report_gradcheck_entries)
   if key not in tables:
-    tables[key] = gradcheck_table(config, corpus, stop)
+    tables[key] = gradcheck_table(config, corpus, stop, say)
   page = ""
   if config.visualize_chars and end.diverged_at is None:
     w = visualize.write_page(saved.load(end.workdir, "best"), max_chars=config.visualize_chars)
@@ -126,7 +129,8 @@ def _finish_one(end: Summary, corpus: data.Corpus, net: model.Model, texts: Text
 
 
 def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
-                    stop: Callable[[], bool] | None = None) -> str | None:
+                    stop: Callable[[], bool] | None = None,
+                    say: Callable[[str], None] | None = None) -> str | None:
   """report.md's gradient-check table (Markdown), None when report_gradcheck_entries is 0,
   report.CHECK_STOPPED when `stop` became true while it ran."""
   if not config.report_gradcheck_entries:
@@ -135,7 +139,8 @@ def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
     return report.CHECK_STOPPED
   try:
     rows = gradcheck.check_text(corpus.text, corpus.vocab, report.check_config(config),
-                                entries=config.report_gradcheck_entries, stop=stop)
+                                entries=config.report_gradcheck_entries, stop=stop,
+                                progress=None if say is None else gradcheck.progress_lines(say))
   except KeyboardInterrupt:  # check_text's answer to `stop` (never Python's: Interrupts holds)
     return report.CHECK_STOPPED
   return gradcheck.format_table(rows, 1e-6, markdown=True)

@@ -1,6 +1,7 @@
 """The run's files for people: samples, metrics, plot, report."""
 
 import os
+import re
 
 import numpy as np
 
@@ -80,3 +81,55 @@ def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_
     text = f.read()
   assert "Skipped: Ctrl-C or SIGTERM stopped the run before the check finished." in text
   assert "--seq_length=10 --batch_size=1" in text
+
+
+def test_a_slow_gradient_check_says_which_parameter_it_is_on_and_a_quick_one_says_nothing(
+    text_file, tmp_path, monkeypatch):
+  """A 2 x 512 LSTM's check takes about four minutes after "Writing the report": past
+  gradcheck.PROGRESS_AFTER_S seconds it names each parameter as it reaches it; a check done
+  sooner prints no such line. The trainer's console receives them."""
+  import jax
+  from helpers import small_config
+  from jax_charrnn import data, gradcheck, loop, model, outputs, trainer
+  from jax_charrnn.console import Console
+  cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5, num_layers=2)
+  corpus = data.corpus_of(cfg)
+  said = []
+  outputs.gradcheck_table(cfg, corpus, say=said.append)
+  assert said == []  # a small network's check: well under 5 s
+  monkeypatch.setattr(gradcheck, "PROGRESS_AFTER_S", 0.0)
+  table = outputs.gradcheck_table(cfg, corpus, say=said.append)
+  params = loop.build_model(cfg, corpus.vocab.size).init(jax.random.key(0), loop.init_spec(cfg))
+  names = [n for n, _ in model.named_leaves(params)]
+  n = len(names)  # U, W, b of each layer, V, c
+  assert len(said) == n == 8 and "FAIL" not in table
+  for k, (line, name) in enumerate(zip(said, names)):
+    assert re.fullmatch(rf"Gradient check: {re.escape(name)} \({k + 1} of {n}\), \d+ s so far"
+                        r"\.\.\.", line), line
+
+  class Recording(Console):
+    def __init__(self):
+      super().__init__(quiet=True)
+      self.lines = []
+
+    def say(self, text):
+      super().say(text)
+      self.lines.append(text)
+
+  console = Recording()
+  trainer.train(cfg, str(tmp_path / "run"), console=console)
+  checked = [l for l in console.lines if l.startswith("Gradient check: ")]
+  assert len(checked) == n and checked[-1].startswith(f"Gradient check: {names[-1]} ({n} of {n})")
+
+
+def test_progress_lines_wait_for_their_threshold():
+  from jax_charrnn import gradcheck
+  now = [100.0]
+  said = []
+  progress = gradcheck.progress_lines(said.append, clock=lambda: now[0], after_s=5.0)
+  now[0] = 104.9
+  progress("W", 0, 3)
+  assert said == []
+  now[0] = 105.0
+  progress("U", 1, 3)
+  assert said == ["Gradient check: U (2 of 3), 5 s so far..."]
