@@ -8,6 +8,7 @@ of a Python traceback. Genuine bugs still raise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -42,7 +43,27 @@ def fail(message: str, exit_code: int = 2) -> None:
   sys.exit(exit_code)
 
 
+# Files being written whole-or-not-at-all (paths.write_atomic's temporary files): Ctrl-C under
+# `stop_at_once_on_ctrl_c` removes them, as the writer's own clean-up would have.
+_PARTIAL: set[str] = set()
+
+
+@contextlib.contextmanager
+def partial_file(path: str):
+  """Marks `path` as half-written for the duration: an at-once Ctrl-C removes it."""
+  _PARTIAL.add(path)
+  try:
+    yield
+  finally:
+    _PARTIAL.discard(path)
+
+
 def _stop_now(signum, frame):  # pylint: disable=unused-argument
+  for path in list(_PARTIAL):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
   sys.stdout.flush()
   sys.stderr.write(paragraph("Interrupted."))
   sys.stderr.flush()
@@ -51,7 +72,8 @@ def _stop_now(signum, frame):  # pylint: disable=unused-argument
 
 def stop_at_once_on_ctrl_c() -> None:
   """Ctrl-C ends this process at once: one line, exit 130. Only for commands that leave
-  nothing half-written (evaluate, sample), installed before JAX is imported.
+  nothing half-written (evaluate, sample; visualize and export, whose files are written by
+  paths.write_atomic, whose temporary file is removed), installed before JAX is imported.
 
   Python's own handler raises KeyboardInterrupt wherever the main thread is, and JAX runs
   Python during garbage collection (its _xla_gc_callback): an interrupt raised there, or while

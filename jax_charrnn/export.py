@@ -24,10 +24,15 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-import numpy as np
+from jax_charrnn import errors
 
-from jax_charrnn import data
-from jax_charrnn.model import Model, Params
+if __name__ == "__main__":  # before JAX loads: Ctrl-C at any moment ends the command at once
+  errors.stop_at_once_on_ctrl_c()
+
+import numpy as np  # pylint: disable=wrong-import-position
+
+from jax_charrnn import data  # pylint: disable=wrong-import-position
+from jax_charrnn.model import Model, Params  # pylint: disable=wrong-import-position
 
 
 def state_dict(net: Model, params: Params, vocab: data.Vocab) -> dict[str, np.ndarray]:
@@ -67,7 +72,7 @@ def define_flags(flag_values=None) -> dict:
 
 
 def main(argv: Sequence[str]) -> None:
-  from jax_charrnn import cli, errors, paths  # pylint: disable=g-import-not-at-top
+  from jax_charrnn import cli, paths  # pylint: disable=g-import-not-at-top
   cli.no_extra_args(argv)
   o = {name: holder.value for name, holder in _OWN.items()}
   # The file is checked before the run is read: a wrong --out costs nothing.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Callable
 
-from jax_charrnn.errors import UserError
+from jax_charrnn.errors import UserError, partial_file
 
 
 def output_file(out: str, *, suffix: str = "", overwrite: bool = False, flag: str = "--out",
@@ -63,7 +63,8 @@ def output_file(out: str, *, suffix: str = "", overwrite: bool = False, flag: st
 
 def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
   """Writes `path` whole or not at all: `write(f)` into a temporary file beside it, then a
-  rename. An interrupted or failed write removes the temporary file.
+  rename. An interrupted or failed write removes the temporary file (a Ctrl-C that ends the
+  process at once, errors.stop_at_once_on_ctrl_c, too).
 
   Raises:
     UserError: the file cannot be written (e.g. a full disk).
@@ -71,7 +72,7 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--ou
   directory, name = os.path.split(os.path.abspath(path))
   tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
   try:
-    with open(tmp, "wb") as f:
+    with partial_file(tmp), open(tmp, "wb") as f:
       write(f)
     os.replace(tmp, path)
   except OSError as e:

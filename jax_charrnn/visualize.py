@@ -38,14 +38,21 @@ import sys
 import time
 from typing import Any, Sequence
 
+from jax_charrnn import errors
+
+if __name__ == "__main__":  # before JAX loads: Ctrl-C at any moment ends the command at once
+  errors.stop_at_once_on_ctrl_c()
+
+# pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, errors, model, paths, report, saved
+from jax_charrnn import cli, data, model, paths, report, saved
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
+# pylint: enable=wrong-import-position
 
 MAX_CHARS = 10_000      # characters read by default
 TOP = 5                 # predictions shown per character

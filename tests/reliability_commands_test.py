@@ -360,6 +360,55 @@ def test_ctrl_c_stops_evaluate_of_a_long_text_within_seconds(book, tmp_path):
     assert took < 10, (delay, took)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["visualize", "export"])
+def test_ctrl_c_while_visualize_or_export_loads_ends_it_in_one_line(book, tmp_path, command):
+  """They kept Python's own Ctrl-C: during JAX's loading the KeyboardInterrupt came out as a
+  traceback (or was swallowed and the command went on); now one line, exit 130, and no
+  temporary file of the output left behind."""
+  workdir = str(tmp_path / "run")
+  r = run_module("jax_charrnn.train", f"--data_path={book}", f"--workdir={workdir}",
+                 "--hidden_size=8", "--seq_length=5", "--num_steps=1", "--sample_every=0",
+                 "--report_every=0", "--report_gradcheck_entries=0", "--passage_length=5",
+                 "--sample_length=5")
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = tmp_path / "out"
+  out.mkdir()
+  name = "page.html" if command == "visualize" else "model.npz"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  proc = subprocess.Popen([sys.executable, "-m", f"jax_charrnn.{command}", f"--workdir={workdir}",
+                           f"--out={out / name}"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd=REPO)
+  try:
+    time.sleep(0.8)  # JAX is still loading (about 2 s here)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130 and b"Interrupted" in err and b"Traceback" not in err, err
+  assert os.listdir(out) == []
+
+
+def test_an_at_once_ctrl_c_removes_a_half_written_file_and_nothing_else(tmp_path):
+  """paths.write_atomic's temporary file is removed by the at-once handler (os._exit skips
+  its own clean-up); a finished file, not marked, stays."""
+  half, done = tmp_path / ".page.html.tmp1", tmp_path / "kept.txt"
+  script = (
+      "import os, signal, time\n"
+      "from jax_charrnn import errors\n"
+      "errors.stop_at_once_on_ctrl_c()\n"
+      f"open({str(done)!r}, 'w').write('done')\n"
+      f"with errors.partial_file({str(half)!r}):\n"
+      f"  open({str(half)!r}, 'w').write('half')\n"
+      "  os.kill(os.getpid(), signal.SIGINT)\n"
+      "  time.sleep(30)\n")
+  r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=REPO,
+                     env=dict(os.environ, PYTHONPATH=REPO))
+  assert r.returncode == 130 and b"Interrupted" in r.stderr, r.stderr
+  assert not half.exists() and done.read_text() == "done"
+
+
 # ---- 10. --val_fraction's message names the whole text and its training part ----
 
 @pytest.mark.slow
