@@ -23,7 +23,10 @@ def estimate_bytes(config: TrainConfig, vocab_size: int, *, copies: int | None =
   params x copies (the parameters, the optimiser's slots, the gradients, the
   best copy and the flat copies of the fused loop: 5 + slots by default) plus
   every layer's stored activations for `chars` characters (one chunk of the
-  run's streams by default).
+  run's streams by default), plus the regularisers' masks and what they make:
+  dropout's mask and dropped output per layer [chars, H], input dropout's mask
+  and masked one-hot vectors [chars, K], weight drop's mask and dropped W_hh
+  per layer [G H, H].
 
   Args:
     config: the network's and the chunk's settings.
@@ -43,7 +46,9 @@ def estimate_bytes(config: TrainConfig, vocab_size: int, *, copies: int | None =
   if itemsize is None:
     itemsize = 8 if config.dtype == "float64" else 4
   activations = chars * (L * H * (2 * G + 4) + 3 * K)
-  return itemsize * (params * copies + activations)
+  masks = (chars * (2 * L * H * bool(config.dropout) + 2 * K * bool(config.input_dropout))
+           + 2 * L * G * H * H * bool(config.weight_drop))
+  return itemsize * (params * copies + activations + masks)
 
 
 def check(need: int, what: str = "This run") -> None:

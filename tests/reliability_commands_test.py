@@ -421,6 +421,22 @@ def test_a_val_fraction_that_leaves_too_little_names_both_sizes(book, tmp_path):
 
 # ---- 11. the memory estimate before every command builds a network ----
 
+def test_the_memory_estimate_counts_each_regularisers_masks():
+  """Dropout: a mask and the dropped output per layer and character; input dropout: a mask
+  and the masked one-hot vector per character; weight drop: a mask and the dropped W_hh per
+  layer (2 layers of an LSTM of 32, K = 70, 3 streams of 10, float32 here)."""
+  from jax_charrnn import memory
+  from jax_charrnn.config import TrainConfig
+  base = TrainConfig(cell="lstm", hidden_size=32, num_layers=2, seq_length=10, batch_size=3)
+  plain = memory.estimate_bytes(base, 70)
+  grown = lambda **kw: memory.estimate_bytes(base.replace(**kw), 70) - plain
+  assert grown(dropout=0.2) == 4 * 30 * 2 * 2 * 32
+  assert grown(input_dropout=0.1) == 4 * 30 * 2 * 70
+  assert grown(weight_drop=0.2) == 4 * 2 * 2 * 4 * 32 * 32
+  assert grown(dropout=0.2, input_dropout=0.1, weight_drop=0.2) == (
+      grown(dropout=0.2) + grown(input_dropout=0.1) + grown(weight_drop=0.2))
+
+
 @pytest.mark.slow
 def test_every_command_refuses_a_network_too_large_for_the_memory(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
