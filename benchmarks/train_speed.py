@@ -388,8 +388,8 @@ def flops_per_update(batch: int, T: int, m: int, K: int) -> int:
   return 2 * batch * T * (3 * m * m + 3 * m * K)
 
 
-def matmul_method(n: int = 2048, products: int = 10) -> Method:
-  """The float32 n x n matrix product as a Method (`products` a block), to be timed in turns
+def matmul_method(n: int = 2048, count: int = 10) -> Method:
+  """The float32 n x n matrix product as a Method (`count` a block), to be timed in turns
   with the methods whose share of it a table shows, so that both see the same moments of a
   shared machine; `matmul_gflops` turns its µs per product into GFLOP/s."""
   a = jax.random.normal(jax.random.key(0), (n, n))
@@ -397,11 +397,11 @@ def matmul_method(n: int = 2048, products: int = 10) -> Method:
   jax.block_until_ready(f(a))
 
   def block():
-    for _ in range(products):
+    for _ in range(count):
       out = f(a)
     jax.block_until_ready(out)
 
-  return Method(f"matmul {n}x{n}", products, block)
+  return Method(f"matmul {n}x{n}", count, block)
 
 
 def matmul_gflops(us_per_product: float, n: int = 2048) -> float:

@@ -72,9 +72,10 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--ou
   directory, name = os.path.split(os.path.abspath(path))
   tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
   try:
-    with partial_file(tmp), open(tmp, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
+    with partial_file(tmp):
+      with open(tmp, "wb") as f:
+        write(f)
+      os.replace(tmp, path)
   except OSError as e:
     raise UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass an {flag} in a "
                     "directory you can write to, with space left.") from None

@@ -133,14 +133,14 @@ def schedule_change(meta: dict, config: TrainConfig, steps_per_epoch: int,
   jumps at the resume and the run no longer continues the one that was saved. Other
   schedules do not depend on the length. None when nothing changes.
   """
-  if config.lr_schedule not in ("cosine", "linear"):
-    return None
+  step = int(meta["step"])
+  if config.lr_schedule not in ("cosine", "linear") or step >= total:
+    return None  # (a run already as long as asked for makes no update: nothing to warn of)
   saved = meta.get("config", {})
   saved_total = config_lib.run_length(int(saved.get("num_steps", 0)), int(saved.get("epochs", 0)),
                                       steps_per_epoch)
   if saved_total <= 0 or saved_total == total:
     return None
-  step = int(meta["step"])
   rate = lambda n: config.learning_rate * float(optim.schedule(
       config.lr_schedule, n, config.warmup_steps, config.min_lr_ratio)(step))
   return (f"The checkpoint's run is {saved_total:,} updates long; this one is {total:,}. Its "

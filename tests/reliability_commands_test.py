@@ -390,23 +390,25 @@ def test_ctrl_c_while_visualize_or_export_loads_ends_it_in_one_line(book, tmp_pa
   assert os.listdir(out) == []
 
 
-def test_an_at_once_ctrl_c_removes_a_half_written_file_and_nothing_else(tmp_path):
+def test_an_at_once_ctrl_c_in_the_middle_of_write_atomic_leaves_no_temporary_file(tmp_path):
   """paths.write_atomic's temporary file is removed by the at-once handler (os._exit skips
-  its own clean-up); a finished file, not marked, stays."""
-  half, done = tmp_path / ".page.html.tmp1", tmp_path / "kept.txt"
+  write_atomic's own clean-up); a file written before, whole, stays; the target is not made."""
   script = (
       "import os, signal, time\n"
-      "from jax_charrnn import errors\n"
+      "from jax_charrnn import errors, paths\n"
       "errors.stop_at_once_on_ctrl_c()\n"
-      f"open({str(done)!r}, 'w').write('done')\n"
-      f"with errors.partial_file({str(half)!r}):\n"
-      f"  open({str(half)!r}, 'w').write('half')\n"
+      "paths.write_atomic('kept.txt', lambda f: f.write(b'done'))\n"
+      "def write(f):\n"
+      "  f.write(b'half')\n"
+      "  f.flush()\n"
       "  os.kill(os.getpid(), signal.SIGINT)\n"
-      "  time.sleep(30)\n")
-  r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=REPO,
-                     env=dict(os.environ, PYTHONPATH=REPO))
+      "  time.sleep(30)\n"
+      "paths.write_atomic('page.html', write)\n")
+  r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
+                     cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO))
   assert r.returncode == 130 and b"Interrupted" in r.stderr, r.stderr
-  assert not half.exists() and done.read_text() == "done"
+  assert sorted(os.listdir(tmp_path)) == ["kept.txt"]
+  assert (tmp_path / "kept.txt").read_text() == "done"
 
 
 # ---- 10. --val_fraction's message names the whole text and its training part ----

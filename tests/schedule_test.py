@@ -242,6 +242,9 @@ def test_schedule_change_warns_only_for_a_decay_whose_length_changed(kind, saved
   assert (longer is not None) == (kind in ("cosine", "linear")), longer
   if longer:  # num_steps wins over epochs: the saved length, whichever way it was set
     assert "--num_steps=21." in longer
+  # A run already as long as asked for (or longer) makes no update: nothing to warn of.
+  done = {"step": now, "config": {"num_steps": saved, "epochs": 0}}
+  assert trainer.schedule_change(done, cfg, steps_per_epoch=7, total=now) is None
 
 
 def test_resuming_a_sweep_with_another_length_warns_once_and_each_run_follows_the_new_decay(
