@@ -70,7 +70,8 @@ EXPECTED = {
     ("--profile",): ["Where the fused step's time goes", "forward", "Top XLA kernels"],
     ("--full_run", "--json=speed.json"): ["7 epochs over a 1,107,542-character text", "Wrote "],
     ("--throughput", "--cpu_devices=2"): ["Throughput (mean loss, fused loop, streams split over "
-                                          "up to 2 device(s))", "Sweep: 2 runs of one stream"],
+                                          "up to 2 device(s))", "Sweep: 2 runs of one stream",
+                                          "median of blocks timed in turns with the batches'"],
 }
 
 
