@@ -313,6 +313,7 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
   methods, notes, info = [], [], {}
   for cell in cells:
+    gates = cell_registry.get(cell).gates
     base = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                        optimizer="adam", learning_rate=3e-3, loss_reduction="mean",
                        init_dist="pytorch")
@@ -330,8 +331,7 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
 
       label = "hand BPTT" if grad == "manual" else "jax.grad"
       methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
-      info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
-    gates = cell_registry.get(cell).gates
+      info[methods[-1].name] = (cell, gates)
     methods.append(products_method(cell, gates, layers, H, vocab.size, x, steps))
     info[methods[-1].name] = (cell, gates)
     if torch_ref.available():
@@ -340,7 +340,7 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
       methods.append(Method(f"{cell} torch {torch.__version__} ({torch.get_num_threads()} "
                             "threads)", steps,
                             lambda net=net: net.train(inputs, targets, steps)))
-      info[methods[-1].name] = (cell, cell_registry.get(cell).gates)
+      info[methods[-1].name] = (cell, gates)
   if not torch_ref.available():
     notes.append("torch is not installed: the PyTorch rows are skipped.")
   notes.append("products alone (bound): the same matrix products in the same loops, without the "

@@ -176,8 +176,8 @@ def sample_entries(params: Params, entries: int | None, seed: int,
 
 def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0: float,
                     sizes: Sequence[np.ndarray], step: float | None = None,
-                    seed: int = 0, progress: Progress | None = None,
-                    names: Sequence[str] = ()) -> list[tuple[np.ndarray, np.ndarray, float]]:
+                    seed: int = 0, progress: Callable[[int, int], None] | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
   """Per parameter, (R, E, h) at its `chosen` entries (`extrapolated`).
 
   Treats the network as a black box: each entry is perturbed on its own. A
@@ -186,14 +186,14 @@ def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0
   steps to WINDOW of STEPS around its choice; every chosen entry is then
   evaluated at those, and `extrapolated` picks the step on all of them (a few
   entries of large curvature, which a pilot misses, can need a smaller one).
-  step: h for every parameter instead (with h/2 and h/4). progress: told before each
-  parameter (by its name in `names`).
+  step: h for every parameter instead (with h/2 and h/4). progress(k, count): told before
+  parameter k.
   """
   rng = np.random.default_rng(seed)
   out = []
   for k, (ids, size) in enumerate(zip(chosen, sizes)):
     if progress is not None:
-      progress(names[k] if k < len(names) else str(k), k, len(chosen))
+      progress(k, len(chosen))
     if step is not None:
       steps = step * 0.5 ** np.arange(3)
     else:
@@ -288,8 +288,9 @@ def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: j
   focus = {n: int(np.argmax(np.abs((auto if manual is None else manual)[n]))) for n in auto}
   chosen = sample_entries(params, entries, seed, focus)
   losses = PerturbedLosses(net, params, carry0, inputs, targets, reduction, masks, lanes, stop)
+  names = list(auto)
   numerical = numerical_grads(losses, chosen, float(loss0), [a.ravel() for a in auto.values()],
-                              step, seed, progress, list(auto))
+                              step, seed, progress and (lambda k, n: progress(names[k], k, n)))
   rows = []
   for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical):
     a = auto[name].ravel()[idx]

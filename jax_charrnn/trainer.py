@@ -277,7 +277,7 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
   `train` does, when a decaying learning rate is spread over another length than saved)."""
   problems = []
   for step in reversed(steps):
-    states, metas = [], []
+    states, first_meta = [], None
     for run, state in zip(runs, fresh):
       same_run = lambda m, run=run: rundir.check_same_run(run.workdir, m, run.config, corpus)
       try:
@@ -291,7 +291,7 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
       run.first_loss = meta.get("first_loss")
       hostloop.resume_grads(run, meta, step)
       states.append(restored)
-      metas.append(meta)
+      first_meta = first_meta or meta
     if len(states) < len(runs):
       continue
     for problem in problems:
@@ -301,7 +301,7 @@ def _sweep_restore(runs: Sequence[Run], fresh: Sequence[loop.TrainState], steps:
         if later > step:
           checkpoint.quarantine(run.workdir, later, "unused")
     console.say(f"Resumed the sweep's {len(runs)} runs from their checkpoints at step {step}.")
-    note = schedule_change(metas[0], runs[0].config, corpus.steps_per_epoch, total)
+    note = schedule_change(first_meta, runs[0].config, corpus.steps_per_epoch, total)
     if note:  # the runs share the length and the schedule; only their base rates differ
       console.warn(f"{note} (The rates are {runs[0].name}'s; every run of the sweep is spread "
                    "alike.)")
