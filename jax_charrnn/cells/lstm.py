@@ -21,8 +21,9 @@ one-hot), H above. The carry is (h, c). With z_t = W_ih x_t + b_ih + W_hh h_{t-1
   dL/db_ih = dL/db_hh = sum_t dL/dz_t     dL/dx_t = W_ih^T dL/dz_t
 
 Only (dh_next, dc_next) couple the time steps, so only they live in the reverse
-scan with the one recurrent product W_hh^T dL/dz_t; the products with W_ih and
-the weight gradients are whole-chunk products outside it.
+scan (with dL/dz's buffer, which it fills) with the one recurrent product
+W_hh^T dL/dz_t; the products with W_ih and the weight gradients are whole-chunk
+products outside it.
 """
 
 from __future__ import annotations
@@ -92,26 +93,44 @@ def step(params: Params, carry: Carry, x: jax.Array) -> Carry:
 def forward(params: Params, carry0: Carry, xs: jax.Array):
   """h_1..h_T by `lax.scan`, only W_hh h_{t-1} inside the time loop.
 
+  The first layer's W_ih x_t is a column of W_ih (x_t one-hot), gathered inside the loop,
+  where XLA fuses it into the gates; a layer above gets W_ih x_t for the whole chunk at once,
+  one large product before the loop. The biases are added inside the loop too, where the
+  gates read z_t anyway, not in a pass of their own over [T, ..., 4H] (together 2% of an
+  update at 2 x 512, B = 64, T = 100: WORKSPACE.md).
+
+  h_{t-1} is also stored transposed, [H, T, ...], the layout in which dW_hh's product reads
+  it: made from hs after the loop, XLA fuses the shift into a transposing copy that took
+  13 ms of a 2 x 512 update (B = 64, T = 100); stored a step at a time it costs ~2 ms.
+
   Returns:
-    (hs [T, ..., H], carry_T, residuals): residuals are c_t and the activated
-    gates i, f, g, o and tanh(c_t) for every t, what `backward` needs.
+    (hs [T, ..., H], carry_T, residuals): residuals are c_t, the activated gates i, f, g, o
+    and tanh(c_t) for every t, and h_{t-1}^T [H, T, ...], what `backward` needs.
   """
-  W_hh_T = params.W_hh.T  # transposed once, outside the loop (see cells/rnn.py's forward)
+  W_ih_T, W_hh_T = params.W_ih.T, params.W_hh.T  # transposed once, outside the loop (cells/rnn.py)
+  b = params.b_ih + params.b_hh
+  ids = ops.is_ids(xs)
+  T = xs.shape[0]
 
-  def step_(carry, zx_t):
-    h, c, acts = _cell(zx_t + carry.h @ W_hh_T, carry.c)
-    return Carry(h=h, c=c), (h, c) + acts
+  def step_(state, t_x):
+    carry, h_prev_T = state
+    t, x_t = t_x
+    h_prev_T = ops.store_T(h_prev_T, t, carry.h)                 # h_{t-1}^T
+    zx_t = ops.columns(W_ih_T, x_t) if ids else x_t              # W_ih x_t
+    h, c, acts = _cell(zx_t + b + carry.h @ W_hh_T, carry.c)
+    return (Carry(h=h, c=c), h_prev_T), (h, c) + acts
 
-  zx = ops.project(params.W_ih, xs) + (params.b_ih + params.b_hh)  # all t at once
-  carry_T, (hs, cs, i, f, g, o, tc) = lax.scan(step_, carry0, zx)
-  return hs, carry_T, (cs, i, f, g, o, tc)
+  h_prev_T = jnp.zeros((carry0.h.shape[-1], T) + carry0.h.shape[:-1], carry0.h.dtype)
+  (carry_T, h_prev_T), (hs, cs, i, f, g, o, tc) = lax.scan(
+      step_, (carry0, h_prev_T), (jnp.arange(T), xs if ids else xs @ W_ih_T))
+  return hs, carry_T, (cs, i, f, g, o, tc, h_prev_T)
 
 
 def trace(hs: jax.Array, residuals) -> tuple[dict, dict]:
   """What the layer computed, by name, from `forward`'s outputs, each [T, ..., H]:
   ({"c": c_t, "h": h_t}, {"i": i_t, "f": f_t, "o": o_t}), the memory and output, and the three
   sigmoid gates (g_t, the tanh candidate, is no gate: it is left out)."""
-  cs, i, f, _, o, _ = residuals
+  cs, i, f, _, o, _, _ = residuals
   return {"c": cs, "h": hs}, {"i": i, "f": f, "o": o}
 
 
@@ -122,25 +141,29 @@ def backward(params: Params, carry0: Carry, xs: jax.Array, hs: jax.Array, residu
   Returns:
     (grads, dxs): grads a `Params`; dxs = dL/dx_t [T, ..., in], None for ids.
   """
-  cs, i, f, g, o, tc = residuals
+  cs, i, f, g, o, tc, h_prev_T = residuals
   W_hh = params.W_hh
-  c_prev = ops.shifted(carry0.c, cs)                             # c_0..c_{T-1}
+  H = W_hh.shape[1]
 
-  def step_(carry, per_t):
-    dh_next, dc_next = carry
-    dh_above, c_prev_t, i_t, f_t, g_t, o_t, tc_t = per_t
-    dh = dh_above + dh_next                                      # dL/dh_t
+  def step_(carry, t):
+    dh_next, dc_next, dz = carry
+    i_t, f_t, g_t, o_t, tc_t = i[t], f[t], g[t], o[t], tc[t]
+    c_prev_t = jnp.where(t == 0, carry0.c, cs[t - 1])            # c_{t-1}
+    dh = dhs[t] + dh_next                                        # dL/dh_t
     do = dh * tc_t                                               # dL/do_t
     dc = dc_next + dh * o_t * (1.0 - tc_t * tc_t)                # dL/dc_t
-    dz = jnp.concatenate([dc * g_t * i_t * (1.0 - i_t),         # through σ of i
-                          dc * c_prev_t * f_t * (1.0 - f_t),    # through σ of f
-                          dc * i_t * (1.0 - g_t * g_t),         # through tanh of g
-                          do * o_t * (1.0 - o_t)], axis=-1)     # through σ of o
-    return (dz @ W_hh, dc * f_t), dz                             # dh_next, dc_next
+    # dL/dz_t's four blocks, each stored straight into dz[t] (XLA fuses a block's arithmetic
+    # with its store); a concatenate would be a kernel of its own, its result copied again.
+    dz = ops.store(dz, t, dc * g_t * i_t * (1.0 - i_t), 0)         # through σ of i
+    dz = ops.store(dz, t, dc * c_prev_t * f_t * (1.0 - f_t), H)    # through σ of f
+    dz = ops.store(dz, t, dc * i_t * (1.0 - g_t * g_t), 2 * H)     # through tanh of g
+    dz = ops.store(dz, t, do * o_t * (1.0 - o_t), 3 * H)           # through σ of o
+    return (dz[t] @ W_hh, dc * f_t, dz), None                    # dh_next, dc_next
 
   zeros = jnp.zeros_like(carry0.h)
-  _, dz = lax.scan(step_, (zeros, zeros), (dhs, c_prev, i, f, g, o, tc), reverse=True)
-  dW_hh = ops.sum_outer(dz, ops.shifted(carry0.h, hs))          # sum_t dz_t h_{t-1}^T
+  dz0 = jnp.zeros(cs.shape[:-1] + (4 * H,), cs.dtype)
+  (_, _, dz), _ = lax.scan(step_, (zeros, zeros, dz0), jnp.arange(cs.shape[0]), reverse=True)
+  dW_hh = ops.sum_outer_T(dz, h_prev_T)                          # sum_t dz_t h_{t-1}^T
   db = ops.sum_leading(dz)                                       # sum_t dz_t
   dW_ih, dxs = ops.project_grads(params.W_ih, xs, dz)           # sum_t dz_t x_t^T; W_ih^T dz_t
   return Params(W_ih=dW_ih, W_hh=dW_hh, b_ih=db, b_hh=db), dxs
