@@ -244,6 +244,43 @@ def test_an_id_outside_the_vocabulary_enters_as_a_zero_vector():
   np.testing.assert_array_equal(out, [[2.0, 6.0, 10.0], [0.0, 0.0, 0.0], [1.0, 5.0, 9.0]])
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cells_forward_takes_an_id_outside_the_vocabulary_as_a_zero_vector(cell):
+  # The LSTM gathers its input columns inside its time loop (cells/lstm.py), the others before
+  # it: either way id K is no input, the same as a real column of zeros at index K.
+  c = cells.get(cell)
+  K, H = 5, 3
+  with strict_x64():
+    p = c.init(jax.random.key(0), K, H, spec=InitSpec(dist="pytorch"), dtype=jnp.float64)
+    padded = jax.tree.map(lambda w: jnp.pad(w, ((0, 0), (0, 1))) if w.shape[-1:] == (K,) else w,
+                          p)
+    carry = c.zero_carry(H, (2,), jnp.float64)
+    xs = jnp.array([[1, K], [K, 0], [4, 2]])
+    hs, last, _ = c.forward(p, carry, xs)
+    hs_padded, last_padded, _ = c.forward(padded, carry, xs)
+  np.testing.assert_array_equal(hs, hs_padded)
+  for a, b in zip(jax.tree.leaves(last), jax.tree.leaves(last_padded)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_the_outer_product_sums_agree_with_their_definition_for_any_stream_axes():
+  # sum_outer transposes whichever operand is narrower; sum_outer_T reads b already transposed
+  # (store_T's layout): all are sum over t and streams of a_t b_t^T.
+  from jax_charrnn.cells import ops  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  with strict_x64():
+    for i, j in [(8, 3), (3, 8), (4, 4)]:
+      a = jnp.asarray(rng.standard_normal((5, 2, 3, i)))
+      b = jnp.asarray(rng.standard_normal((5, 2, 3, j)))
+      want = np.einsum("tpqi,tpqj->ij", a, b)
+      np.testing.assert_allclose(ops.sum_outer(a, b), want, rtol=1e-12)
+      b_T = jnp.zeros((j, 5, 2, 3), jnp.float64)
+      for t in range(5):
+        b_T = ops.store_T(b_T, t, b[t])
+      np.testing.assert_array_equal(b_T, np.moveaxis(b, -1, 0))
+      np.testing.assert_allclose(ops.sum_outer_T(a, b_T), want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("cell,dist", list(itertools.product(CELLS, ["pytorch", "normal"])))
 def test_every_parameter_block_has_its_own_random_draws(cell, dist):
   # Two blocks drawn with one key would share their leading numbers (JAX's counter-based
