@@ -21,8 +21,9 @@ dL/dh_t from above:
   dL/dW_hh = sum_t dL/du_t h_{t-1}^T   dL/db_hh = sum_t dL/du_t
   dL/dW_ih = sum_t dL/da_t x_t^T       dL/db_ih = sum_t dL/da_t   dL/dx_t = W_ih^T dL/da_t
 
-Only dh_next couples the time steps; the reverse scan holds the one recurrent
-product W_hh^T dL/du_t, the rest is whole-chunk products outside it.
+Only dh_next couples the time steps; the reverse scan (with dL/da's and dL/du's
+buffers, which it fills) holds the one recurrent product W_hh^T dL/du_t, the rest
+is whole-chunk products outside it.
 """
 
 from __future__ import annotations
@@ -84,26 +85,39 @@ def step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
 def forward(params: Params, h0: jax.Array, xs: jax.Array):
   """h_1..h_T by `lax.scan`, only W_hh h_{t-1} inside the time loop.
 
+  As in cells/lstm.py: the first layer's W_ih x_t (a column of W_ih) is gathered inside the
+  loop and b_ih added there, where XLA fuses both into the gates (a layer above gets W_ih x_t
+  for the whole chunk, one large product before the loop); h_{t-1} is also stored transposed,
+  [H, T, ...], the layout dW_hh's product reads.
+
   Returns:
     (hs [T, ..., H], h_T, residuals): r, z, n and u_n = W_hn h_{t-1} + b_hn for
-    every t, what `backward` needs.
+    every t, and h_{t-1}^T [H, T, ...], what `backward` needs.
   """
-  W_hh_T, b_hh = params.W_hh.T, params.b_hh  # transposed once, outside the loop (cells/rnn.py)
+  W_ih_T, W_hh_T = params.W_ih.T, params.W_hh.T  # transposed once, outside the loop (cells/rnn.py)
+  b_ih, b_hh = params.b_ih, params.b_hh
+  ids = ops.is_ids(xs)
+  T = xs.shape[0]
 
-  def step_(h, a_t):
+  def step_(state, t_x):
+    h, h_prev_T = state
+    t, x_t = t_x
+    h_prev_T = ops.store_T(h_prev_T, t, h)                       # h_{t-1}^T
+    a_t = (ops.columns(W_ih_T, x_t) if ids else x_t) + b_ih      # W_ih x_t + b_ih
     h, acts = _cell(a_t, h @ W_hh_T + b_hh, h)
-    return h, (h,) + acts
+    return (h, h_prev_T), (h,) + acts
 
-  a = ops.project(params.W_ih, xs) + params.b_ih                # all t at once
-  h_T, (hs, r, z, n, u_n) = lax.scan(step_, h0, a)
-  return hs, h_T, (r, z, n, u_n)
+  h_prev_T = jnp.zeros((h0.shape[-1], T) + h0.shape[:-1], h0.dtype)
+  (h_T, h_prev_T), (hs, r, z, n, u_n) = lax.scan(
+      step_, (h0, h_prev_T), (jnp.arange(T), xs if ids else xs @ W_ih_T))
+  return hs, h_T, (r, z, n, u_n, h_prev_T)
 
 
 def trace(hs: jax.Array, residuals) -> tuple[dict, dict]:
   """What the layer computed, by name, from `forward`'s outputs, each [T, ..., H]:
   ({"h": h_t}, {"r": r_t, "z": z_t}), the output and the two sigmoid gates (n_t, the tanh
   candidate, is no gate: it is left out)."""
-  r, z, _, _ = residuals
+  r, z, _, _, _ = residuals
   return {"h": hs}, {"r": r, "z": z}
 
 
@@ -114,22 +128,28 @@ def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residu
   Returns:
     (grads, dxs): grads a `Params`; dxs = dL/dx_t [T, ..., in], None for ids.
   """
-  r, z, n, u_n = residuals
+  r, z, n, u_n, h_prev_T = residuals
   W_hh = params.W_hh
-  h_prev = ops.shifted(h0, hs)                                   # h_0..h_{T-1}
+  H = W_hh.shape[1]
 
-  def step_(dh_next, per_t):
-    dh_above, h_prev_t, r_t, z_t, n_t, u_n_t = per_t
-    dh = dh_above + dh_next                                      # dL/dh_t
+  def step_(carry, t):
+    dh_next, da, du = carry
+    r_t, z_t, n_t, u_n_t = r[t], z[t], n[t], u_n[t]
+    h_prev_t = jnp.where(t == 0, h0, hs[t - 1])                  # h_{t-1}
+    dh = dhs[t] + dh_next                                        # dL/dh_t
     dn_hat = dh * (1.0 - z_t) * (1.0 - n_t * n_t)               # through n = tanh(.)
     da_r = dn_hat * u_n_t * r_t * (1.0 - r_t)                    # through σ of r
     da_z = dh * (h_prev_t - n_t) * z_t * (1.0 - z_t)             # through σ of z
-    du = jnp.concatenate([da_r, da_z, dn_hat * r_t], axis=-1)    # dL/du_t
-    da = jnp.concatenate([da_r, da_z, dn_hat], axis=-1)          # dL/da_t
-    return dh * z_t + du @ W_hh, (da, du)                         # dh_next
+    # dL/da_t's and dL/du_t's blocks, each stored straight into its buffer (cells/lstm.py's
+    # backward says why: no concatenate).
+    da = ops.store(ops.store(ops.store(da, t, da_r, 0), t, da_z, H), t, dn_hat, 2 * H)
+    du = ops.store(ops.store(ops.store(du, t, da_r, 0), t, da_z, H), t, dn_hat * r_t, 2 * H)
+    return (dh * z_t + du[t] @ W_hh, da, du), None                # dh_next
 
-  _, (da, du) = lax.scan(step_, jnp.zeros_like(h0), (dhs, h_prev, r, z, n, u_n), reverse=True)
-  dW_hh = ops.sum_outer(du, h_prev)                              # sum_t du_t h_{t-1}^T
+  buffer = jnp.zeros(r.shape[:-1] + (3 * H,), r.dtype)
+  (_, da, du), _ = lax.scan(step_, (jnp.zeros_like(h0), buffer, buffer), jnp.arange(r.shape[0]),
+                            reverse=True)
+  dW_hh = ops.sum_outer_T(du, h_prev_T)                          # sum_t du_t h_{t-1}^T
   dW_ih, dxs = ops.project_grads(params.W_ih, xs, da)            # sum_t da_t x_t^T; W_ih^T da_t
   return Params(W_ih=dW_ih, W_hh=dW_hh, b_ih=ops.sum_leading(da), b_hh=ops.sum_leading(du)), dxs
 
