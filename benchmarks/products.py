@@ -9,6 +9,7 @@ exactly the products that `train_speed.cell_flops_per_update` counts:
   forward, layer k:   z_t = zx_t + h_{t-1} W_hh^T                   (a time loop, [B, GH])
                       zx = W_ih[:, x_t] (a gather, k = 0) or h^{k-1} W_ih^T (all t at once)
                       h_t = tanh(z_t[:, :H])                         (the only cell arithmetic)
+                      h_{t-1}^T stored in the loop, as the cells store it for dW_hh
   read-out:           logits = h^L V^T, dV = sum_t g_t h_t^T, dh = g V  with g := logits
   backward, layer k:  d_t = dh_t + r_{t+1} / 2,  dz_t = [d_t, ..., d_t] (G copies),
                       r_t = dz_t W_hh                                 (a reverse time loop)
@@ -43,17 +44,25 @@ def init(key: jax.Array, gates: int, layers: int, H: int, K: int) -> dict:
   return {"layers": layer, "V": u(keys[-1], (K, H))}
 
 
-def _forward(p: dict, h0: jax.Array, xs: jax.Array, H: int) -> jax.Array:
+def _forward(p: dict, h0: jax.Array, xs: jax.Array, H: int) -> tuple[jax.Array, jax.Array]:
+  """(hs, h_prev_T): h_1..h_T [T, B, H] and h_0..h_{T-1} transposed [H, T, B]."""
   W_hh_T = p["W_hh"].T  # once, outside the loop, as the cells do
+  T = xs.shape[0]
 
-  def step(h, zx_t):
+  def step(state, t_zx):
+    h, h_prev_T = state
+    t, zx_t = t_zx
+    h_prev_T = ops.store_T(h_prev_T, t, h)
     h = jnp.tanh((zx_t + h @ W_hh_T)[:, :H])
-    return h, h
+    return (h, h_prev_T), h
 
-  return lax.scan(step, h0, ops.project(p["W_ih"], xs))[1]
+  h_prev_T = jnp.zeros((H, T) + h0.shape[:-1], h0.dtype)
+  (_, h_prev_T), hs = lax.scan(step, (h0, h_prev_T), (jnp.arange(T), ops.project(p["W_ih"], xs)))
+  return hs, h_prev_T
 
 
-def _backward(p: dict, h0: jax.Array, xs: jax.Array, hs: jax.Array, dhs: jax.Array, gates: int):
+def _backward(p: dict, h0: jax.Array, xs: jax.Array, h_prev_T: jax.Array, dhs: jax.Array,
+              gates: int):
   W_hh = p["W_hh"]
 
   def step(r, dh_t):
@@ -63,22 +72,25 @@ def _backward(p: dict, h0: jax.Array, xs: jax.Array, hs: jax.Array, dhs: jax.Arr
 
   _, dz = lax.scan(step, jnp.zeros_like(h0), dhs, reverse=True)
   dW_ih, dxs = ops.project_grads(p["W_ih"], xs, dz)
-  return {"W_ih": dW_ih, "W_hh": ops.sum_outer(dz, ops.shifted(h0, hs))}, dxs
+  return {"W_ih": dW_ih, "W_hh": ops.sum_outer_T(dz, h_prev_T)}, dxs
 
 
 def update(params: dict, xs: jax.Array, gates: int) -> dict:
   """One update's products (the module docstring lists them); xs int [T, B]."""
   H = params["layers"][0]["W_hh"].shape[1]
   h0 = jnp.zeros((xs.shape[1], H), jnp.float32)
-  inputs, hs = [xs], []
+  inputs, hs, h_prev_T = [xs], [], []
   for p in params["layers"]:
-    hs.append(_forward(p, h0, inputs[-1], H))
-    inputs.append(hs[-1])
+    h, h_T = _forward(p, h0, inputs[-1], H)
+    hs.append(h)
+    h_prev_T.append(h_T)
+    inputs.append(h)
   g = hs[-1] @ params["V"].T
   grads = {"V": ops.sum_outer(g, hs[-1]), "layers": [None] * len(hs)}
   dh = g @ params["V"]
   for k in reversed(range(len(hs))):
-    grads["layers"][k], dh = _backward(params["layers"][k], h0, inputs[k], hs[k], dh, gates)
+    grads["layers"][k], dh = _backward(params["layers"][k], h0, inputs[k], h_prev_T[k], dh,
+                                       gates)
   return jax.tree.map(lambda w, dw: w - 1e-9 * dw, params, grads)
 
 

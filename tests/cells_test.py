@@ -9,6 +9,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import pytest
 
@@ -246,8 +247,8 @@ def test_an_id_outside_the_vocabulary_enters_as_a_zero_vector():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cells_forward_takes_an_id_outside_the_vocabulary_as_a_zero_vector(cell):
-  # The LSTM gathers its input columns inside its time loop (cells/lstm.py), the others before
-  # it: either way id K is no input, the same as a real column of zeros at index K.
+  # The LSTM and GRU gather their input columns inside their time loops, the RNN before its
+  # loop: either way id K is no input, the same as a real column of zeros at index K.
   c = cells.get(cell)
   K, H = 5, 3
   with strict_x64():
@@ -279,6 +280,28 @@ def test_the_outer_product_sums_agree_with_their_definition_for_any_stream_axes(
         b_T = ops.store_T(b_T, t, b[t])
       np.testing.assert_array_equal(b_T, np.moveaxis(b, -1, 0))
       np.testing.assert_allclose(ops.sum_outer_T(a, b_T), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("streams", [(), (2, 3)])
+def test_the_stores_fill_their_buffers_inside_a_jitted_time_loop(streams):
+  # What the LSTM's and GRU's loops do with them, in float64 (x64 on: the loop's t is int64).
+  from jax_charrnn.cells import ops  # pylint: disable=g-import-not-at-top
+  T, n = 4, 3
+  a = np.random.default_rng(1).standard_normal((T, *streams, n))
+
+  @jax.jit
+  def fill(a):
+    def step(buffers, t):
+      blocks, a_T = buffers
+      blocks = ops.store(ops.store(blocks, t, a[t], 0), t, 2.0 * a[t], n)
+      return (blocks, ops.store_T(a_T, t, a[t])), None
+    empty = (jnp.zeros((T, *streams, 2 * n)), jnp.zeros((n, T, *streams)))
+    return lax.scan(step, empty, jnp.arange(T), reverse=True)[0]
+
+  with strict_x64():
+    blocks, a_T = fill(jnp.asarray(a))
+  np.testing.assert_array_equal(blocks, np.concatenate([a, 2.0 * a], axis=-1))
+  np.testing.assert_array_equal(a_T, np.moveaxis(a, -1, 0))
 
 
 @pytest.mark.parametrize("cell,dist", list(itertools.product(CELLS, ["pytorch", "normal"])))

@@ -83,7 +83,7 @@ def step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def forward(params: Params, h0: jax.Array, xs: jax.Array):
-  """h_1..h_T by `lax.scan`, only W_hh h_{t-1} inside the time loop.
+  """h_1..h_T by `lax.scan`; the only matrix product inside the time loop is W_hh h_{t-1}.
 
   As in cells/lstm.py: the first layer's W_ih x_t (a column of W_ih) is gathered inside the
   loop and b_ih added there, where XLA fuses both into the gates (a layer above gets W_ih x_t

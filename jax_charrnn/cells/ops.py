@@ -1,9 +1,11 @@
-"""Small pieces every cell uses: input projections and their gradients, sums, initial weights.
+"""Small pieces every cell uses: input projections and their gradients, sums, stores inside a
+time loop, initial weights.
 
 JAX only. A layer's input is either character ids (int [T, ...], standing for
 one-hot vectors of the K characters) or the layer below's outputs (float
 [T, ..., in]); `project` and `project_grads` handle both, so a cell is written
-once for every depth.
+once for every depth (the LSTM and GRU gather a step's columns inside their
+loops with `columns`, and branch on `is_ids` for that alone).
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def store(buffer: jax.Array, t: jax.Array, block: jax.Array, offset: int = 0) ->
 
 def store_T(buffer: jax.Array, t: jax.Array, h: jax.Array) -> jax.Array:
   """buffer with buffer[:, t] = h with its last axis first: buffer [n, T, ...], h [..., n]."""
-  return lax.dynamic_update_slice(buffer, jnp.moveaxis(h, -1, 0)[:, None], (0, t) + (0,) * (h.ndim - 1))
+  return lax.dynamic_update_slice(buffer, jnp.moveaxis(h, -1, 0)[:, None],
+                                  (0, t) + (0,) * (h.ndim - 1))
 
 
 def shifted(h0: jax.Array, hs: jax.Array) -> jax.Array:
