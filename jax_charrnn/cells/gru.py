@@ -109,7 +109,7 @@ def forward(params: Params, h0: jax.Array, xs: jax.Array):
 
   h_prev_T = jnp.zeros((h0.shape[-1], T) + h0.shape[:-1], h0.dtype)
   (h_T, h_prev_T), (hs, r, z, n, u_n) = lax.scan(
-      step_, (h0, h_prev_T), (jnp.arange(T), xs if ids else xs @ W_ih_T))
+      step_, (h0, h_prev_T), (jnp.arange(T), xs if ids else ops.project(params.W_ih, xs)))
   return hs, h_T, (r, z, n, u_n, h_prev_T)
 
 

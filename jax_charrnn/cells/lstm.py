@@ -122,7 +122,7 @@ def forward(params: Params, carry0: Carry, xs: jax.Array):
 
   h_prev_T = jnp.zeros((carry0.h.shape[-1], T) + carry0.h.shape[:-1], carry0.h.dtype)
   (carry_T, h_prev_T), (hs, cs, i, f, g, o, tc) = lax.scan(
-      step_, (carry0, h_prev_T), (jnp.arange(T), xs if ids else xs @ W_ih_T))
+      step_, (carry0, h_prev_T), (jnp.arange(T), xs if ids else ops.project(params.W_ih, xs)))
   return hs, carry_T, (cs, i, f, g, o, tc, h_prev_T)
 
 
