@@ -113,16 +113,24 @@ class Method:
     return float(np.median(self.times)) / self.steps * 1e6
 
 
+def training(config: TrainConfig, vocab_size: int, steps_per_epoch: int):
+  """(network, optimiser, fresh state) of `config`, as the trainer makes them."""
+  net = loop.build_model(config, vocab_size)
+  tx = loop.make_optimizer(config, steps_per_epoch)
+  return net, tx, loop.init_state(config, net, tx)
+
+
 def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
                 slow_steps: int) -> list[Method]:
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  net = loop.build_model(config, vocab_size)
   methods = []
   for grad in ("manual", "autodiff"):
     cfg = config.replace(grad=grad)
-    state = [loop.init_state(cfg, vocab_size)]
+    net, tx, fresh = training(cfg, vocab_size, len(inputs))
+    state = [fresh]
     t = time.perf_counter()
-    run = loop.make_run_steps(cfg, net, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
+    run = loop.make_run_steps(cfg, net, tx, steps).lower(state[0], x, y,
+                                                         jnp.int32(steps)).compile()
     compile_s = time.perf_counter() - t
 
     def block(run=run, state=state):
@@ -132,8 +140,9 @@ def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: in
     label = "manual BPTT" if grad == "manual" else "jax.grad"
     methods.append(Method(f"jax fused ({steps}/call), {label}", steps, block, compile_s))
 
-  step_fn = loop.make_train_step(config, net)
-  one = [loop.init_state(config, vocab_size)]
+  net, tx, fresh = training(config, vocab_size, len(inputs))
+  step_fn = loop.make_train_step(config, net, tx)
+  one = [fresh]
   t = time.perf_counter()
   jax.block_until_ready(step_fn(one[0], x, y))
   compile_s = time.perf_counter() - t
@@ -150,7 +159,7 @@ def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: in
 
 def reference_methods(config: TrainConfig, vocab_size: int, inputs, targets,
                       slow_steps: int) -> tuple[list[Method], list[str]]:
-  params = numpy_ref.course_arrays(loop.init_state(config, vocab_size).params)
+  params = numpy_ref.course_arrays(training(config, vocab_size, len(inputs))[2].params)
   np_inputs, np_targets = inputs[:, :, 0], targets[:, :, 0]
   methods, notes = [], []
   gist = numpy_ref.MinCharRNN(*params, config.learning_rate, config.clip)
@@ -208,10 +217,8 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
                    repeats: int) -> list[tuple[str, float]]:
   """Median µs per update of programs that stop after each phase of the update."""
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  net = loop.build_model(config, vocab_size)
-  state = loop.init_state(config, vocab_size)
+  net, tx, state = training(config, vocab_size, len(inputs))
   params, h0 = state.params, state.carry
-  tx = loop.make_optimizer(config)
   flat = jax.flatten_util.ravel_pytree(params)[0]
 
   def chunk(i):
@@ -241,7 +248,7 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
        _fused(forward_backward, (params, h0, 0.0), steps)),
       ("clip + optimiser alone (flat vector)", _fused(optimizer, (flat, tx.init(flat)), steps)),
   ]
-  run = loop.make_run_steps(config, net, steps)
+  run = loop.make_run_steps(config, net, tx, steps)
   whole = jax.jit(lambda s: run(s, x, y, jnp.int32(steps)))
   jax.block_until_ready(whole(state))  # compile before timing, like the others
   programs.append(("the whole update (trainer's fused loop)", whole))
@@ -261,8 +268,8 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   they are; use the ranking, not the absolute numbers.
   """
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  run = loop.make_run_steps(config, loop.build_model(config, vocab_size), steps)
-  state = loop.init_state(config, vocab_size)
+  net, tx, state = training(config, vocab_size, len(inputs))
+  run = loop.make_run_steps(config, net, tx, steps)
   jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
     jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
@@ -303,6 +310,27 @@ def products_method(cell: str, gates: int, layers: int, H: int, K: int, inputs: 
   return Method(f"{cell} products alone (bound)", steps, block, compile_s)
 
 
+def _fused_methods(base: TrainConfig, vocab_size: int, x, y, steps: int, cell: str) -> list:
+  """The trainer's fused loop of `base`, hand BPTT and jax.grad, compiled ahead."""
+  methods = []
+  for grad in ("manual", "autodiff"):
+    cfg = base.replace(grad=grad)
+    net, tx, fresh = training(cfg, vocab_size, len(x))
+    state = [fresh]
+    t = time.perf_counter()
+    run = loop.make_run_steps(cfg, net, tx, steps).lower(state[0], x, y,
+                                                         jnp.int32(steps)).compile()
+    compile_s = time.perf_counter() - t
+
+    def block(run=run, state=state):
+      state[0], _ = run(state[0], x, y, jnp.int32(steps))
+      jax.block_until_ready(state[0])
+
+    label = "hand BPTT" if grad == "manual" else "jax.grad"
+    methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
+  return methods
+
+
 def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers: int,
                 steps: int, repeats: int) -> tuple[list[dict], list[str]]:
   """Each cell trained as the trainer does (fused loop, Adam, mean loss, B streams), hand BPTT
@@ -313,25 +341,13 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
   methods, notes, info = [], [], {}
   for cell in cells:
-    gates = cell_registry.get(cell).gates
+    gates = cell_registry.get(cell).blocks
     base = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                        optimizer="adam", learning_rate=3e-3, loss_reduction="mean",
                        init_dist="pytorch")
-    for grad in ("manual", "autodiff"):
-      cfg = base.replace(grad=grad)
-      net = loop.build_model(cfg, vocab.size)
-      state = [loop.init_state(cfg, vocab.size)]
-      t = time.perf_counter()
-      run = loop.make_run_steps(cfg, net, steps).lower(state[0], x, y, jnp.int32(steps)).compile()
-      compile_s = time.perf_counter() - t
-
-      def block(run=run, state=state):
-        state[0], _ = run(state[0], x, y, jnp.int32(steps))
-        jax.block_until_ready(state[0])
-
-      label = "hand BPTT" if grad == "manual" else "jax.grad"
-      methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
-      info[methods[-1].name] = (cell, gates)
+    for m in _fused_methods(base, vocab.size, x, y, steps, cell):
+      methods.append(m)
+      info[m.name] = (cell, gates)
     methods.append(products_method(cell, gates, layers, H, vocab.size, x, steps))
     info[methods[-1].name] = (cell, gates)
     if torch_ref.available():
@@ -422,11 +438,12 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
     inputs, targets = data.stream_chunks(ids, cfg.seq_length, batch)
     n_dev = max(d for d in range(1, devices + 1) if batch % d == 0)
     mesh = parallel.make_mesh(n_dev, batch)
-    shardings = parallel.state_shardings(loop.init_state(cfg, vocab.size), mesh)
-    state = [parallel.put(loop.init_state(cfg, vocab.size), shardings)]
+    net, tx, fresh = training(cfg, vocab.size, len(inputs))
+    shardings = parallel.state_shardings(fresh, mesh)
+    state = [parallel.put(fresh, shardings)]
     x, y = parallel.put_streams(inputs, mesh), parallel.put_streams(targets, mesh)
     steps = max(10, min(2000, 100_000 // batch))
-    run = loop.make_run_steps(cfg, loop.build_model(cfg, vocab.size), steps, shardings)
+    run = loop.make_run_steps(cfg, net, tx, steps, shardings)
 
     def block(run=run, state=state, x=x, y=y, steps=steps):
       state[0], _ = run(state[0], x, y, jnp.int32(steps))
@@ -448,12 +465,13 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
   steps = 500
   timings = {}
   for runs in (1, sweep_runs):
-    states = [loop.stack([loop.init_state(config.replace(seed=i), vocab.size)
+    net, tx, _ = training(config, vocab.size, len(inputs))
+    states = [loop.stack([training(config.replace(seed=i), vocab.size, len(inputs))[2]
                           for i in range(runs)])]
     by_run = parallel.run_sharding(runs)
     if by_run is not None:
       states[0] = jax.device_put(states[0], by_run)
-    run = loop.make_run_many(config, loop.build_model(config, vocab.size), steps, by_run)
+    run = loop.make_run_many(config, net, tx, steps, by_run)
 
     def block(run=run, states=states):
       states[0], _ = run(states[0], x, y, jnp.int32(steps))
@@ -474,10 +492,9 @@ def full_run(config: TrainConfig, text: str) -> dict:
   inputs, targets = data.stream_chunks(vocab.encode(book), config.seq_length, 1)
   x, y = jnp.asarray(inputs), jnp.asarray(targets)
   total = 7 * inputs.shape[0]
-  state = loop.init_state(config, vocab.size)
+  net, tx, state = training(config, vocab.size, len(inputs))
   t = time.perf_counter()
-  run = loop.make_run_steps(config, loop.build_model(config, vocab.size),
-                            config.steps_per_call).lower(
+  run = loop.make_run_steps(config, net, tx, config.steps_per_call).lower(
       state, x, y, jnp.int32(1)).compile()
   compile_s = time.perf_counter() - t
   t = time.perf_counter()
@@ -491,6 +508,73 @@ def full_run(config: TrainConfig, text: str) -> dict:
   return {"characters": len(book), "vocab_size": vocab.size, "updates": total,
           "train_seconds": train_s, "compile_seconds": compile_s,
           "final_smooth_loss": float(state.smooth_loss), "us_per_update": train_s / total * 1e6}
+
+
+def _write_profile(out, config: TrainConfig, vocab_size: int, inputs, targets) -> dict:
+  """--profile: the phases' and the top kernels' lines; returns them for the JSON."""
+  out.write("\nWhere the fused step's time goes (µs per update, median; each line a separate "
+            "program that stops after that phase):\n")
+  phases = profile_phases(config, vocab_size, inputs, targets, _STEPS.value, _REPEATS.value)
+  for name, us in phases:
+    out.write(f"  {us:8.1f}  {name}\n")
+  trace_dir = _TRACE_DIR.value or tempfile.mkdtemp(prefix="jax_charrnn_trace_")
+  try:
+    kernels = profile_kernels(config, vocab_size, inputs, targets, min(_STEPS.value, 500),
+                              trace_dir)
+  finally:
+    if not _TRACE_DIR.value:  # a trace is tens of MB: kept only where asked for
+      shutil.rmtree(trace_dir, ignore_errors=True)
+  kept = f"trace kept in {trace_dir}" if _TRACE_DIR.value else "--trace_dir=DIR keeps the trace"
+  out.write(f"\nTop XLA kernels in a trace of the fused loop (tracing inflates small kernels; "
+            f"{kept}):\n")
+  for name, us, calls in kernels:
+    out.write(f"  {us:8.1f} µs/update  {calls:5.1f} calls/update  {name}\n")
+  return {"phases": phases, "kernels": kernels}
+
+
+def _write_cells(out, text: str) -> list[dict]:
+  """The cells table (--cells ...) and its notes; returns its rows for the JSON."""
+  out.write(f"\nCells: {_CELL_LAYERS.value} layer(s), H = {_CELL_HIDDEN.value}, B = "
+            f"{_CELL_BATCH.value} streams of T = {_CELL_SEQ.value}, Adam, mean loss, float32 "
+            f"(median of {_REPEATS.value} blocks of {_CELL_STEPS.value} updates, in turns)\n")
+  rows, cell_notes = cells_table(text, _CELLS.value, _CELL_HIDDEN.value, _CELL_BATCH.value,
+                                 _CELL_SEQ.value, _CELL_LAYERS.value, _CELL_STEPS.value,
+                                 _REPEATS.value)
+  out.write(format_cells(rows) + "\n")
+  for note in cell_notes:
+    out.write(f"Note: {note}\n")
+  return rows
+
+
+def _write_full_run(out, config: TrainConfig, text: str) -> dict:
+  """--full_run: 7 epochs over a text of the book's length, as the trainer runs them."""
+  fr = full_run(config.replace(steps_per_call=1000), text)
+  out.write(f"\n7 epochs over a {fr['characters']:,}-character text (K = {fr['vocab_size']}): "
+            f"{fr['updates']:,} updates in {fr['train_seconds']:.1f} s of training "
+            f"({fr['us_per_update']:.1f} µs/update), {fr['compile_seconds']:.1f} s compile; "
+            f"final smooth loss {fr['final_smooth_loss']:.2f}\n")
+  return fr
+
+
+def _write_throughput(out, config: TrainConfig, text: str) -> dict:
+  """--throughput: characters/s by batch size, GFLOP/s against the peak, and a sweep."""
+  tp = throughput(config, text, [int(b) for b in _BATCHES.value], _SWEEP_RUNS.value,
+                  _REPEATS.value)
+  peak = tp["matmul_peak_gflops"]
+  out.write(f"\nThroughput (mean loss, fused loop, streams split over up to {tp['devices']} "
+            f"device(s)); matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32, "
+            f"median of blocks timed in turns with the batches' blocks)\n")
+  out.write(f"{'batch':>6} {'devices':>7} {'us/update':>10} {'chars/s':>12} {'GFLOP/s':>8} "
+            f"{'% of peak':>9}\n")
+  for r in tp["batches"]:
+    out.write(f"{r['batch']:>6} {r['devices']:>7} {r['us_per_update']:>10.1f} "
+              f"{r['chars_per_s']:>12,.0f} {r['gflops']:>8.1f} {100 * r['gflops'] / peak:>8.1f}%\n")
+  sw = tp["sweep"]
+  out.write(f"Sweep: {sw['runs']} runs of one stream in one vmapped program: "
+            f"{sw['us_per_step_all_runs']:.1f} µs per step of all runs, "
+            f"{sw['cost_vs_one_run']:.2f}x the time of one run "
+            f"({sw['us_per_step_one_run']:.1f} µs)\n")
+  return tp
 
 
 def main(argv: Sequence[str]) -> None:
@@ -531,63 +615,13 @@ def main(argv: Sequence[str]) -> None:
                          "blocks": len(m.times)} for m in methods]}
 
   if _PROFILE.value:
-    out.write("\nWhere the fused step's time goes (µs per update, median; each line a separate "
-              "program that stops after that phase):\n")
-    phases = profile_phases(config, vocab.size, inputs, targets, _STEPS.value, _REPEATS.value)
-    for name, us in phases:
-      out.write(f"  {us:8.1f}  {name}\n")
-    trace_dir = _TRACE_DIR.value or tempfile.mkdtemp(prefix="jax_charrnn_trace_")
-    try:
-      kernels = profile_kernels(config, vocab.size, inputs, targets, min(_STEPS.value, 500),
-                                trace_dir)
-    finally:
-      if not _TRACE_DIR.value:  # a trace is tens of MB: kept only where asked for
-        shutil.rmtree(trace_dir, ignore_errors=True)
-    kept = f"trace kept in {trace_dir}" if _TRACE_DIR.value else "--trace_dir=DIR keeps the trace"
-    out.write(f"\nTop XLA kernels in a trace of the fused loop (tracing inflates small kernels; "
-              f"{kept}):\n")
-    for name, us, calls in kernels:
-      out.write(f"  {us:8.1f} µs/update  {calls:5.1f} calls/update  {name}\n")
-    result["profile"] = {"phases": phases, "kernels": kernels}
-
+    result["profile"] = _write_profile(out, config, vocab.size, inputs, targets)
   if _CELLS.value:
-    out.write(f"\nCells: {_CELL_LAYERS.value} layer(s), H = {_CELL_HIDDEN.value}, B = "
-              f"{_CELL_BATCH.value} streams of T = {_CELL_SEQ.value}, Adam, mean loss, float32 "
-              f"(median of {_REPEATS.value} blocks of {_CELL_STEPS.value} updates, in turns)\n")
-    rows, cell_notes = cells_table(text, _CELLS.value, _CELL_HIDDEN.value, _CELL_BATCH.value,
-                                   _CELL_SEQ.value, _CELL_LAYERS.value, _CELL_STEPS.value,
-                                   _REPEATS.value)
-    out.write(format_cells(rows) + "\n")
-    for note in cell_notes:
-      out.write(f"Note: {note}\n")
-    result["cells"] = rows
-
+    result["cells"] = _write_cells(out, text)
   if _FULL.value:
-    fr = full_run(config.replace(steps_per_call=1000), text)
-    out.write(f"\n7 epochs over a {fr['characters']:,}-character text (K = {fr['vocab_size']}): "
-              f"{fr['updates']:,} updates in {fr['train_seconds']:.1f} s of training "
-              f"({fr['us_per_update']:.1f} µs/update), {fr['compile_seconds']:.1f} s compile; "
-              f"final smooth loss {fr['final_smooth_loss']:.2f}\n")
-    result["full_run"] = fr
-
+    result["full_run"] = _write_full_run(out, config, text)
   if _THROUGHPUT.value:
-    tp = throughput(config, text, [int(b) for b in _BATCHES.value], _SWEEP_RUNS.value,
-                    _REPEATS.value)
-    peak = tp["matmul_peak_gflops"]
-    out.write(f"\nThroughput (mean loss, fused loop, streams split over up to {tp['devices']} "
-              f"device(s)); matmul peak measured here: {peak:.0f} GFLOP/s (2048x2048 float32, "
-              f"median of blocks timed in turns with the batches' blocks)\n")
-    out.write(f"{'batch':>6} {'devices':>7} {'us/update':>10} {'chars/s':>12} {'GFLOP/s':>8} "
-              f"{'% of peak':>9}\n")
-    for r in tp["batches"]:
-      out.write(f"{r['batch']:>6} {r['devices']:>7} {r['us_per_update']:>10.1f} "
-                f"{r['chars_per_s']:>12,.0f} {r['gflops']:>8.1f} {100 * r['gflops'] / peak:>8.1f}%\n")
-    sw = tp["sweep"]
-    out.write(f"Sweep: {sw['runs']} runs of one stream in one vmapped program: "
-              f"{sw['us_per_step_all_runs']:.1f} µs per step of all runs, "
-              f"{sw['cost_vs_one_run']:.2f}x the time of one run ({sw['us_per_step_one_run']:.1f} µs)\n")
-    result["throughput"] = tp
-
+    result["throughput"] = _write_throughput(out, config, text)
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(result, f, indent=2)

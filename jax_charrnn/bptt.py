@@ -59,15 +59,13 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   if net.cell.backward is None:
     raise ValueError(f"the {net.cell.name!r} cell has no hand-derived BPTT; use jax.grad "
                      "(grad='autodiff').")
-  V, c = params.V, params.c
-  K = V.shape[0]
 
   # ---- forward (net.forward, keeping what the backward pass needs) ----
   all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs, masks)
   top = net.top(all_hs, masks)                              # the read-out's input
-  logits = top @ V.T + c                                    # o_t = V h_t + c
+  logits = net.read_out(params, top)                        # o_t = V h_t + c
   log_p = jax.nn.log_softmax(logits, axis=-1)
-  y = jax.nn.one_hot(targets, K, dtype=logits.dtype)        # [T, (B,) K]
+  y = jax.nn.one_hot(targets, params.V.shape[0], dtype=logits.dtype)  # [T, (B,) K]
   loss = -jnp.sum(y * log_p)
 
   scale = 1.0
@@ -81,7 +79,7 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   g = (jnp.exp(log_p) - y) * scale                          # dL/do_t = p_t - y_t
   dV = ops.sum_outer(g, top)                                # sum_t g_t h_t^T
   dc = ops.sum_leading(g)                                   # sum_t g_t
-  dh = g @ V                                                # V^T g_t: dL/d(read-out input)_t
+  dh = g @ params.V                                         # V^T g_t: dL/d(read-out input)_t
   hidden = None if masks is None else masks.hidden
   if hidden is not None:
     dh = dh * hidden[-1]                                    # through the dropout mask
@@ -89,7 +87,7 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   # ---- backward: down the stack, one cell backward per layer ----
   layer_grads = [None] * len(params.layers)
   for k in reversed(range(len(params.layers))):
-    xs = (net.first_inputs(inputs, masks, V.dtype) if k == 0
+    xs = (net.first_inputs(inputs, masks, params.V.dtype) if k == 0
           else all_hs[k - 1] * (1.0 if hidden is None else hidden[k - 1]))
     used = net.layer_params(params.layers[k], k, masks)    # W_hh ⊙ M with weight drop
     layer_grads[k], dxs = net.cell.backward(used, carry0[k], xs, all_hs[k], residuals[k], dh)

@@ -199,61 +199,81 @@ def quarantine(workdir: str, step: int, why: str = "damaged") -> str:
   return os.path.basename(new)
 
 
-def restore(workdir: str, target: Any, step: int | None = None, *,
-            check_meta: Callable[[dict], None] | None = None,
-            warn: Callable[[str], None] | None = None,
-            set_aside: bool = False) -> tuple[Any, dict]:
-  """(state, meta) of the newest intact (or the given) checkpoint, in `target`'s structure.
+def restore_step(workdir: str, target: Any, step: int, *,
+                 check_meta: Callable[[dict], None] | None = None) -> tuple[Any, dict]:
+  """(state, meta) of the checkpoint at `step`, in `target`'s structure, checked whole.
 
   A step is intact when its meta data reads and its arrays restore and match
-  the checksum saved with them. A damaged newer step (a truncated or
-  overwritten array file, a missing or garbled meta file, an empty stray
-  directory) is skipped with a warning naming it and the step used instead.
+  the checksum saved with them.
 
   Args:
     target: a pytree of arrays or `jax.ShapeDtypeStruct`s (with shardings) that
       says what to restore and onto which devices.
-    check_meta: called with a step's meta before its arrays are read; raises
+    check_meta: called with the meta before the arrays are read; raises
       UserError when the checkpoint belongs to another run (not damage).
+
+  Raises:
+    Damaged: the step is damaged; the message says how ("its arrays cannot be
+      restored (...)"), for the caller to put in its sentence.
+    UserError: a checkpoint of another version, or of another run (check_meta).
+  """
+  try:
+    meta = _read_step_meta(workdir, step)
+  except Exception as e:  # pylint: disable=broad-except  (any damage)
+    raise Damaged(f"its meta data cannot be read ({_reason(e)})") from None
+  if meta.get("format", 1) != FORMAT_VERSION:
+    raise UserError(
+        f"The checkpoint at step {step} in {checkpoint_dir(workdir)!r} was written by another "
+        f"version of jax_charrnn (checkpoint format {meta.get('format', 1)}; this version "
+        f"reads format {FORMAT_VERSION}). Train it again in another --workdir.")
+  if check_meta is not None:
+    check_meta(meta)
+  try:
+    state = _read_step_state(workdir, step, jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
+    if "checksum" in meta and checksum(parallel.tree_to_host(state)) != meta["checksum"]:
+      raise ValueError("its arrays do not match the checksum saved with them")
+  except Exception as e:  # pylint: disable=broad-except
+    raise Damaged(f"its arrays cannot be restored ({_reason(e)})") from None
+  return state, meta
+
+
+def restore(workdir: str, target: Any, step: int | None = None, *,
+            check_meta: Callable[[dict], None] | None = None,
+            warn: Callable[[str], None] | None = None) -> tuple[Any, dict]:
+  """(state, meta) of the newest intact (or the given) checkpoint, in `target`'s structure
+  (what a command that reads a run uses; a resumed run goes through the trainer's start).
+
+  A damaged newer step (a truncated or overwritten array file, a missing or
+  garbled meta file, an empty stray directory) is skipped with a warning naming
+  it and the step used instead; readers leave it where it is.
+
+  Args:
+    target, check_meta: as for `restore_step`.
     warn: where the warnings go (default: absl's log).
-    set_aside: rename the damaged steps skipped to <step>.damaged (the process
-      that writes the run does it; a resumed run will save those steps again).
 
   Raises:
     UserError: no checkpoint, another version's checkpoint, or none intact.
   """
   warn = warn or (lambda message: logging.warning("%s", message))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   problems = []
   for s in _steps(workdir, step):
     try:
-      meta = _read_step_meta(workdir, s)
-    except Exception as e:  # pylint: disable=broad-except
-      problems.append((s, f"its meta data cannot be read ({_reason(e)})"))
-      continue
-    if meta.get("format", 1) != FORMAT_VERSION:
-      raise UserError(
-          f"The checkpoint at step {s} in {checkpoint_dir(workdir)!r} was written by another "
-          f"version of jax_charrnn (checkpoint format {meta.get('format', 1)}; this version "
-          f"reads format {FORMAT_VERSION}). Train it again in another --workdir.")
-    if check_meta is not None:
-      check_meta(meta)
-    try:
-      state = _read_step_state(workdir, s, abstract)
-      if "checksum" in meta and checksum(parallel.tree_to_host(state)) != meta["checksum"]:
-        raise ValueError("its arrays do not match the checksum saved with them")
-    except Exception as e:  # pylint: disable=broad-except
-      problems.append((s, f"its arrays cannot be restored ({_reason(e)})"))
+      state, meta = restore_step(workdir, target, s, check_meta=check_meta)
+    except Damaged as e:
+      problems.append((s, str(e)))
       continue
     for bad, why in problems:
-      kept = f" It is kept as {quarantine(workdir, bad)}." if set_aside else ""
       warn(f"The checkpoint at step {bad} in {checkpoint_dir(workdir)!r} is damaged ({why}); "
-           f"using step {s} instead.{kept}")
+           f"using step {s} instead.")
     return state, meta
-  raise Damaged(
-      f"No intact checkpoint in {checkpoint_dir(workdir)!r}: "
-      + "; ".join(f"step {bad}: {why}" for bad, why in problems)
-      + ". Start the run again with --overwrite, or in another --workdir.")
+  raise Damaged(no_intact(workdir, problems))
+
+
+def no_intact(workdir: str, problems: list[tuple[int, str]]) -> str:
+  """The paragraph for a run none of whose checkpoints is intact ((step, why) of each)."""
+  return (f"No intact checkpoint in {checkpoint_dir(workdir)!r}: "
+          + "; ".join(f"step {bad}: {why}" for bad, why in problems)
+          + ". Start the run again with --overwrite, or in another --workdir.")
 
 
 def remove_all(workdir: str) -> None:

@@ -200,7 +200,8 @@ def open_run(path: str | None, which: str = "best") -> saved.Saved:
   workdir = require_run(path)
   config, meta = saved.read_config(workdir)
   enable_x64_for(config.dtype)
-  memory.check_run(config, data.Vocab.from_json(meta["vocab"]).size)
+  memory.check_run(config, data.Vocab.from_json(meta["vocab"]).size,
+                   int(meta["steps_per_epoch"]))
   return saved.load(workdir, which, warn=Console().warn)
 
 

@@ -28,7 +28,6 @@ from jax_charrnn.errors import UserError
 
 GRADS = ("manual", "autodiff")
 BEST_METRICS = ("smooth_loss", "loss", "val_bpc")
-REDUCTIONS = ("sum", "mean")
 DTYPES = ("float32", "float64")
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -145,7 +144,7 @@ class TrainConfig:
   lr_decay_after: int = setting(0, "lr_schedule step: updates (after the warm-up) before the "
                                 "decays begin.", ge=0, le=INT32_MAX, defines_run=True)
   loss_reduction: str = setting("sum", "Loss of a chunk: the sum over its characters (the "
-                                "course) or the mean.", choices=REDUCTIONS, defines_run=True)
+                                "course) or the mean.", choices=model.REDUCTIONS, defines_run=True)
   grad: str = setting("manual", "Hand-derived BPTT (manual) or jax.grad (autodiff): the same "
                       "numbers.", choices=GRADS)
   epochs: int = setting(7, "Passes over the text (ignored when --num_steps is set).", ge=0,

@@ -82,7 +82,7 @@ def main(argv: Sequence[str]) -> None:
     arrays = state_dict(run.net, run.params, run.vocab)
   except ValueError as e:
     raise errors.UserError(f"Cannot export {run.workdir!r}: {e}.") from None
-  paths.write_atomic(out, lambda f: np.savez(f, **arrays))
+  paths.write_out(out, lambda f: np.savez(f, **arrays))
   sys.stdout.write(f"Wrote {out}: {run.describe()} of {run.workdir}, {run.net.describe()}, "
                    f"K = {run.vocab.size}, as PyTorch names them "
                    f"({', '.join(k for k in arrays if k not in ('cell', 'vocab'))}).\n")

@@ -1,7 +1,7 @@
 """Text from a model: passages, primes, and the words-of-interest count.
 
 Library functions used by the trainer (samples during training, the best
-passage) and by the sampling CLI (`python -m jax_charrnn.sample`).
+passage: `Sampler`) and by the sampling CLI (`python -m jax_charrnn.sample`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_charrnn import data, errors, model
+from jax_charrnn import data, errors, model, pacing, parallel
 from jax_charrnn.model import Model, Params
 
 
 PIECE = 10_000  # characters drawn per jitted call at most (fewer for a large network or many
-#                 samples: model.chars_per_call): long texts stream, and Ctrl-C is heard
+#                 samples: pacing.chars_per_call): long texts stream, and Ctrl-C is heard
 
 
 def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
@@ -27,7 +27,7 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
                     prime: str = "", num_samples: int = 1) -> Iterator[list[str]]:
   """`generate`, in pieces of at most PIECE characters: yields, for every sample, its next piece
   (the first piece starts with the prime). A piece is PIECE characters, or fewer for a network
-  whose call would take long (model.chars_per_call). The text is the same as one call would
+  whose call would take long (pacing.chars_per_call). The text is the same as one call would
   draw for lengths up to a piece; longer texts draw each piece with its own key."""
   missing = vocab.missing(prime)
   if missing:
@@ -43,7 +43,7 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
   carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
   xs = jnp.full((num_samples,), x0, jnp.int32)
   done, first = 0, True
-  piece = model.chars_per_call(params, PIECE, num_samples)
+  piece = pacing.chars_per_call(params, PIECE, num_samples)
   while done < length:
     n = min(piece, length - done)
     piece_key = key if length <= piece else jax.random.fold_in(key, done)
@@ -78,6 +78,28 @@ def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
                                 prime, num_samples):
     passages = [p + q for p, q in zip(passages, pieces)]
   return passages
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sampler:
+  """Text from a run's training state: its samples while it trains, its best passage."""
+
+  net: Model
+  corpus: data.Corpus
+  temperature: float = 1.0
+
+  def text(self, state: Any, step: int, length: int, best: bool = False) -> str:
+    """`length` characters from the state's parameters (a loop.TrainState; best: its best
+    copy), going on from where stream 0's text stood; the key is the run's, folded with
+    `step`."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(parallel.to_host(state.key)), step)
+    if best:
+      params, carry = state.best_params, state.best_carry
+      x0 = int(parallel.first_row(state.best_x))
+    else:
+      params, carry, x0 = state.params, state.carry, self.corpus.next_char(step)
+    return generate(self.net, parallel.tree_to_host(params), self.corpus.vocab,
+                    parallel.tree_first_row(carry), x0, length, key, self.temperature)[0]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,6 @@ WINDOW = 5               # then every checked entry is tried at 5 steps from one
 # The loss's rounding, relative: one unit in its last place. A difference of two nearly equal
 # losses, computed the same way, rounds far less (measured: about a tenth of it).
 ROUNDING = float(np.finfo(np.float64).eps)
-BREAKS = ("none", "entry", "sign", "scale", "transpose")
 # A check still running after this many seconds says which parameter it is on (a 2 x 512 LSTM's
 # takes minutes; a small network's is done before anyone would wonder).
 PROGRESS_AFTER_S = 5.0
@@ -207,29 +206,6 @@ def numerical_grads(losses: PerturbedLosses, chosen: Sequence[np.ndarray], loss0
   return out
 
 
-def broken(grads: dict[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
-  """`grads` made wrong on purpose, to see the check fail (BREAKS).
-
-  entry: every parameter's largest entry off by a relative 1e-3; sign: that
-  entry's sign flipped; scale: every gradient x 1.01; transpose: every square
-  gradient transposed (others unchanged); none: as they are.
-  """
-  out = {}
-  for name, g in grads.items():
-    g = np.array(g)
-    i = np.unravel_index(np.argmax(np.abs(g)), g.shape)
-    if how == "entry":
-      g[i] *= 1 + 1e-3
-    elif how == "sign":
-      g[i] = -g[i]
-    elif how == "scale":
-      g = g * 1.01
-    elif how == "transpose" and g.ndim == 2 and g.shape[0] == g.shape[1]:
-      g = g.T.copy()
-    out[name] = g
-  return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Row:
   """One parameter's line of the gradient-check table (manual_vs_*: None without a hand BPTT).
@@ -259,49 +235,92 @@ class Row:
                                (self.autodiff_vs_numerical, slack)) if x is not None]
 
 
-def check(net: Model, params: Params, carry0: Any, inputs: jax.Array, targets: jax.Array, *,
-          step: float | None = None, eps: float = 1e-6, reduction: str = "sum",
-          entries: int | None = None, seed: int = 0, masks=None, lanes: int = 32,
-          wrong: str = "none", stop: Callable[[], bool] | None = None,
+class Chunk(NamedTuple):
+  """What `net.loss` reads besides the parameters: the carry before the chunk, the chunk's
+  inputs and targets, the loss's reduction, and the dropout masks held fixed for all three
+  gradients (`net.dropout_masks`; None without regularisation)."""
+
+  carry0: Any
+  inputs: jax.Array
+  targets: jax.Array
+  reduction: str = "sum"
+  masks: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How the finite differences are taken.
+
+  step: a fixed step h for every parameter (None: a pilot picks one per parameter).
+  eps: the relative error's floor in its denominator.
+  entries: entries checked per parameter, its largest gradient among them (None: all).
+  seed: draws the entries and the pilot's.
+  lanes: perturbed losses per compiled call (memory.gradcheck_lanes bounds it).
+  """
+
+  step: float | None = None
+  eps: float = 1e-6
+  entries: int | None = None
+  seed: int = 0
+  lanes: int = 32
+
+
+# A gradient function the check compares: `(net, params, chunk) -> grads` (a Params).
+Gradients = Callable[[Model, Params, Chunk], Params]
+
+
+def hand_bptt(net: Model, params: Params, chunk: Chunk) -> Params:
+  """The hand-derived gradients (bptt.loss_and_grads), what `check` compares by default."""
+  return jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(
+      net, params, chunk.carry0, chunk.inputs, chunk.targets, chunk.reduction, chunk.masks)[1]
+
+
+def check(net: Model, params: Params, chunk: Chunk, *, options: Options = Options(),
+          hand: Gradients | None = hand_bptt, stop: Callable[[], bool] | None = None,
           progress: Progress | None = None) -> list[Row]:
   """Compares the three gradients of `net.loss` at one chunk; one Row per parameter.
 
-  Call it with float64 arrays under `jax.enable_x64(True)`. Where `entries`
+  Call it with float64 arrays under `jax.enable_x64(True)`. Where `options.entries`
   limits the finite differences, all three comparisons use only the checked
   entries (the manual/autodiff one too, so that the columns are comparable).
-  A cell without a hand BPTT gets the jax.grad/numerical comparison only.
-  masks: dropout masks held fixed for all three (`net.dropout_masks`), or None.
-  step: a fixed finite-difference step (None: a pilot picks one per parameter).
-  lanes: perturbed losses per compiled call; stop: read between calls (Ctrl-C).
-  wrong: break the hand gradient on purpose (`broken`), to see the check fail.
-  progress: told before each parameter's finite differences (`progress_lines`).
+
+  Args:
+    net, params: the network and the parameters to check at.
+    chunk: what the loss reads besides them.
+    options: the finite differences' step, entries and seed (`Options`).
+    hand: the gradients to prove (default: the cell's hand BPTT); None, or a cell
+      without a hand BPTT: the jax.grad/numerical comparison only.
+    stop: read between compiled calls (Ctrl-C); once true, KeyboardInterrupt.
+    progress: told before each parameter's finite differences (`progress_lines`).
   """
   as_numpy = lambda grads: {n: np.asarray(g) for n, g in model.named_leaves(grads)}
   manual = None
-  if net.cell.backward is not None:
-    _, manual = jax.jit(bptt.loss_and_grads, static_argnums=(0, 5))(
-        net, params, carry0, inputs, targets, reduction, masks)
-    manual = broken(as_numpy(manual), wrong)
+  if hand is not None and net.cell.backward is not None:
+    manual = as_numpy(hand(net, params, chunk))
   (loss0, _), auto = jax.jit(jax.value_and_grad(net.loss, has_aux=True), static_argnums=4)(
-      params, carry0, inputs, targets, reduction, masks)
+      params, chunk.carry0, chunk.inputs, chunk.targets, chunk.reduction, chunk.masks)
   auto = as_numpy(auto)
   focus = {n: int(np.argmax(np.abs((auto if manual is None else manual)[n]))) for n in auto}
-  chosen = sample_entries(params, entries, seed, focus)
-  losses = PerturbedLosses(net, params, carry0, inputs, targets, reduction, masks, lanes, stop)
+  chosen = sample_entries(params, options.entries, options.seed, focus)
+  losses = PerturbedLosses(net, params, *chunk, lanes=options.lanes, stop=stop)
   names = list(auto)
   numerical = numerical_grads(losses, chosen, float(loss0), [a.ravel() for a in auto.values()],
-                              step, seed, progress and (lambda k, n: progress(names[k], k, n)))
-  rows = []
-  for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical):
-    a = auto[name].ravel()[idx]
-    m = None if manual is None else manual[name].ravel()[idx]
-    rows.append(Row(name, tuple(leaf.shape),
-                    None if m is None else relative_error(m, a, eps),
-                    None if m is None else relative_error(m, n, eps),
-                    relative_error(a, n, eps), len(idx),
-                    float(np.linalg.norm(e) / max(eps, np.linalg.norm(a) + np.linalg.norm(n))),
-                    h))
-  return rows
+                              options.step, options.seed,
+                              progress and (lambda k, n: progress(names[k], k, n)))
+  return [_row(name, leaf.shape, auto[name].ravel()[idx],
+               None if manual is None else manual[name].ravel()[idx], n, e, h, options.eps)
+          for (name, leaf), idx, (n, e, h) in zip(model.named_leaves(params), chosen, numerical)]
+
+
+def _row(name: str, shape: tuple, auto: np.ndarray, manual: np.ndarray | None,
+         numerical: np.ndarray, error: np.ndarray, step: float, eps: float) -> Row:
+  """One parameter's Row from its checked entries' three gradients and the FD error E."""
+  scale = max(eps, np.linalg.norm(auto) + np.linalg.norm(numerical))
+  return Row(name, tuple(shape),
+             None if manual is None else relative_error(manual, auto, eps),
+             None if manual is None else relative_error(manual, numerical, eps),
+             relative_error(auto, numerical, eps), len(auto),
+             float(np.linalg.norm(error) / scale), step)
 
 
 def format_table(rows: Sequence[Row], tolerance: float, markdown: bool = False) -> str:
@@ -334,21 +353,22 @@ def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
 
 
 def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index: int = 0,
-               random_carry: bool = False, step: float | None = None, eps: float = 1e-6,
-               entries: int | None = None, wrong: str = "none",
-               stop: Callable[[], bool] | None = None,
+               random_carry: bool = False, options: Options = Options(),
+               hand: Gradients | None = hand_bptt, stop: Callable[[], bool] | None = None,
                progress: Progress | None = None) -> list[Row]:
   """The check at freshly initialised float64 parameters on one chunk of `text`.
 
   `config` gives the network (cell, layers, hidden size, initialisation,
   seed), the chunk (seq_length, batch_size streams: inputs [T, B]) and the
-  loss reduction; its dtype is ignored (float64 here). The perturbed losses
-  run `memory.gradcheck_lanes` at a time; step, eps, entries, wrong, stop and
-  progress are `check`'s.
+  loss reduction; its dtype is ignored (float64 here). options' step, eps and
+  entries are used; its seed is the config's and its lanes as many as
+  `memory.gradcheck_lanes` allows. hand, stop and progress are `check`'s.
   """
   inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
   chunk_index = min(chunk_index, len(inputs) - 1)
   net = loop.build_model(config, vocab.size)
+  options = dataclasses.replace(options, seed=config.seed,
+                                lanes=memory.gradcheck_lanes(config, vocab.size))
   with jax.enable_x64(True):
     key = jax.random.key(config.seed)
     params = net.init(key, loop.init_spec(config), jnp.float64)
@@ -360,10 +380,8 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
                                          for k, x in zip(keys, leaves)])
     x = jnp.asarray(inputs[chunk_index])
     masks = net.dropout_masks(jax.random.fold_in(key, 2), x.shape, jnp.float64)
-    return check(net, params, carry0, x, jnp.asarray(targets[chunk_index]), step=step, eps=eps,
-                 reduction=config.loss_reduction, entries=entries, seed=config.seed,
-                 masks=masks, lanes=memory.gradcheck_lanes(config, vocab.size), wrong=wrong,
-                 stop=stop, progress=progress)
+    chunk = Chunk(carry0, x, jnp.asarray(targets[chunk_index]), config.loss_reduction, masks)
+    return check(net, params, chunk, options=options, hand=hand, stop=stop, progress=progress)
 
 
 # ---- the command line ----
@@ -373,6 +391,32 @@ SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", 
           "num_layers", "hidden_size", "dropout", "dropout_mode", "input_dropout", "weight_drop",
           "init_sigma", "init_dist", "forget_bias", "seed",
           "loss_reduction")
+
+
+# --wrong: a hand gradient broken on purpose, for a person to see the check fail (the command
+# line's; the library's `check` takes any gradient function as `hand`).
+_WRONG = ("none", "entry", "sign", "scale", "transpose")
+
+
+def _broken(how: str) -> Gradients:
+  """The hand BPTT, broken as --wrong says: entry (every parameter's largest entry off by a
+  relative 1e-3), sign (that entry's sign flipped), scale (x 1.01), transpose (every square
+  gradient transposed); none: as it is."""
+
+  def wrong(g):
+    g = np.array(g)
+    i = np.unravel_index(np.argmax(np.abs(g)), g.shape)
+    if how == "entry":
+      g[i] *= 1 + 1e-3
+    elif how == "sign":
+      g[i] = -g[i]
+    elif how == "scale":
+      g = g * 1.01
+    elif how == "transpose" and g.ndim == 2 and g.shape[0] == g.shape[1]:
+      g = g.T.copy()
+    return g
+
+  return lambda net, params, chunk: jax.tree.map(wrong, hand_bptt(net, params, chunk))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,7 +437,7 @@ class CheckSettings:
   wrong: str = setting("none", "Break the hand-derived gradient on purpose, to see the check "
                        "fail: entry (each parameter's largest entry off by a relative 1e-3), "
                        "sign (its sign flipped), scale (x 1.01), transpose (square ones).",
-                       choices=BREAKS)
+                       choices=_WRONG)
 
 
 def define_flags(flag_values=None) -> None:
@@ -431,9 +475,9 @@ def main(argv: Sequence[str]) -> None:
                 + ("" if own.wrong == "none" else
                    f"; hand gradient broken on purpose ({own.wrong})") + "\n")
     rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
-                      random_carry=own.random_carry, step=own.step or None, eps=own.eps,
-                      entries=own.entries or None, wrong=own.wrong,
-                      stop=lambda: caught.signal is not None,
+                      random_carry=own.random_carry,
+                      options=Options(own.step or None, own.eps, own.entries or None),
+                      hand=_broken(own.wrong), stop=lambda: caught.signal is not None,
                       progress=progress_lines(console.say))
     if caught.signal is not None:  # after the last call: stop all the same
       raise KeyboardInterrupt

@@ -2,20 +2,23 @@
 
 The updates run on the device, up to --steps_per_call of them per jitted call
 (loop.py). Between calls the host only decides what is due. `drive` is a few
-named phases over one explicit state, `Loop`:
+named phases over one explicit state, `Session`:
 
-  start      the first samples; checkpoint managers
+  start      the first samples; checkpoint managers (and TensorBoard writers)
   advance    run updates up to the next event, on the device
-  diverged?  a loss that became NaN or exploded (divergence.py) stops a lone run
-  record     every update's losses to losses.f32
+  diverged?  a loss that became NaN or exploded (divergence.py) stops a lone run;
+             a sweep's run is frozen and the others go on
+  losses     every update's losses to losses.f32
   due        the held-out score, progress lines and metrics rows, samples
-  save       checkpoints (and the metrics rows kept until then)
+  save       checkpoints (each run's state and record) and the metrics rows kept until then
   stop       Ctrl-C / SIGTERM: saved first, then stopped
-  finish     each run's summary; the best passage, loss.png and report.md
+  finish     each run's record completed; the best passage, loss.png and report.md
 
 It drives one run or many at once (a sweep's vmapped program) through the same
-`Program` interface, so every run, alone or in a sweep, writes the same files
-and stops and resumes the same way.
+`programs.Program`, so every run, alone or in a sweep, writes the same files and
+stops and resumes the same way. Each run's `record.RunRecord` is the one account
+of it: the checkpoints save it, and the report and the last line are written
+from it.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from jax_charrnn import (board, checkpoint, data, divergence, errors, loop, model, outputs,
-                         parallel, report)
+from jax_charrnn import (board, checkpoint, data, divergence, errors, finish, loop, model,
+                         parallel, runfiles)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console, Interrupts
-from jax_charrnn.outputs import Summary
+from jax_charrnn.generate import Sampler
+from jax_charrnn.programs import Program
+from jax_charrnn.record import RunRecord
 from jax_charrnn.score import Score, score_ids
 
 
@@ -39,59 +44,51 @@ class Diverged(errors.UserError):
   """The loss became NaN or infinite, or exploded (divergence.py)."""
 
 
-class Program(Protocol):
-  """A compiled training program for R runs that share the data (R = 1 for train)."""
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What every phase reads and none changes: the text, the network, the shared settings."""
 
-  num_runs: int
-  compile_seconds: float
+  corpus: data.Corpus
+  net: model.Model
+  config: TrainConfig        # the settings the runs share (a sweep's differ in rate and seed)
+  console: Console
+  sweep: bool                # a sweep's diverged run is frozen; a lone run's stops the command
+  writer: bool = dataclasses.field(default_factory=parallel.is_primary)  # process 0 writes
 
-  def advance(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs n updates of every run; returns (losses, smooth losses), float [R, n]."""
+  @property
+  def sampler(self) -> Sampler:
+    return Sampler(self.net, self.corpus, self.config.temperature)
 
-  def state_of(self, r: int) -> loop.TrainState:
-    """Run r's state (device arrays; sharded over the mesh for a lone run)."""
-
-  def learning_rates(self) -> np.ndarray:
-    """Every run's learning rate, read from its optimiser state, [R]."""
-
-  def keep_best(self, r: int, metric: float, next_x: np.ndarray) -> None:
-    """Makes run r's current parameters (and carry, and next characters [B]) its best copy."""
-
-  def freeze(self, r: int) -> None:
-    """Stops run r's training while the others go on (a sweep's diverged run)."""
+  @property
+  def chars_per_step(self) -> int:
+    return self.config.seq_length * self.config.batch_size
 
 
 @dataclasses.dataclass
-class Run:
-  """One run's place on disk and what the host keeps about it between device calls."""
+class LiveRun:
+  """A run as the loop drives it: its record, and what the loop holds open for it."""
 
-  name: str                     # how progress lines and the sweep's summary call it
-  workdir: str
-  config: TrainConfig
-  earlier_seconds: float = 0.0  # training time of earlier sessions (from the checkpoint)
+  record: RunRecord
+  manager: Any = None              # its orbax CheckpointManager
+  board: board.Board | None = None  # its TensorBoard writer (--tensorboard)
   rows: list = dataclasses.field(default_factory=list)  # metrics rows not yet written
-  diverged_at: int | None = None
-  val: Score | None = None      # the latest held-out score
-  first_loss: float | None = None  # the run's first chunk loss (the divergence yardstick)
-  grads: list = dataclasses.field(default_factory=list)  # [[from step, method], ...]: how its
-  # gradients were computed, by the update they took over after (empty: config.grad throughout)
 
 
-def grad_history(run: Run) -> list[list]:
-  """[[s, method], ...]: updates s+1 up to the next entry's s used `method` (--grad)."""
-  return [list(g) for g in run.grads] or [[0, run.config.grad]]
+@dataclasses.dataclass
+class Session:
+  """The host loop's state between device calls."""
 
+  context: Context
+  program: Program
+  runs: list[LiveRun]
+  step: int
+  clock: tuple[float, int] = (0.0, 0)  # (when, step) of the last progress line
+  interrupted: bool = False
+  explained: bool = False              # the note on the online loss was printed
 
-def resume_grads(run: Run, meta: dict, start: int) -> str | None:
-  """Sets `run.grads` from its checkpoint's record and this session's --grad (taking over
-  after update `start`); returns a note for the person when the method changes."""
-  saved = meta.get("grads") or [[0, meta.get("config", {}).get("grad", run.config.grad)]]
-  run.grads = [list(g) for g in saved]
-  if run.grads[-1][1] == run.config.grad:
-    return None
-  run.grads.append([start, run.config.grad])
-  return (f"Updates 1-{start:,} of this run used {saved[-1][1]} gradients; from update "
-          f"{start + 1:,} on it uses {run.config.grad} (the checkpoint and report.md record both).")
+  @property
+  def total(self) -> int:
+    return self.runs[0].record.total
 
 
 def next_event(step: int, total: int, config: TrainConfig) -> int:
@@ -110,22 +107,7 @@ def due(step: int, every: int) -> bool:
   return every > 0 and step % every == 0
 
 
-def checkpoint_meta(config: TrainConfig, corpus: data.Corpus, state: loop.TrainState, step: int,
-                    train_seconds: float) -> dict:
-  """The JSON half of a checkpoint: enough to resume, to sample, and for a person to read."""
-  return {
-      "vocab": corpus.vocab.to_json(), "config": config.to_dict(), "step": step,
-      "epoch": step // corpus.steps_per_epoch, "position": step % corpus.steps_per_epoch,
-      "steps_per_epoch": corpus.steps_per_epoch, "next_char": corpus.next_char(step),
-      "smooth_loss": float(parallel.to_host(state.smooth_loss)),
-      "best_loss": float(parallel.to_host(state.best_loss)),
-      "best_step": int(parallel.to_host(state.best_step)), "source": corpus.source,
-      "num_chars": len(corpus.text), "text": data.fingerprint(corpus.text),
-      "train_seconds": train_seconds,
-  }
-
-
-def score(net: model.Model, state: loop.TrainState, corpus: data.Corpus) -> Score:
+def held_out_score(net: model.Model, state: loop.TrainState, corpus: data.Corpus) -> Score:
   """The held-out tail's score under the state's current parameters (host copies: every
   process computes the same number without a collective)."""
   return score_ids(net, parallel.tree_to_host(state.params), corpus.val_ids)
@@ -139,172 +121,165 @@ def _hms(seconds: float) -> str:
       else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-# ---- the loop's state and its phases ----
+# ---- the phases ----
 
-@dataclasses.dataclass
-class Loop:
-  """Everything the phases of `drive` share; each phase reads and writes only this."""
-
-  program: Program
-  runs: Sequence[Run]
-  corpus: data.Corpus
-  net: model.Model
-  console: Console
-  config: TrainConfig         # the settings the runs share (the host loop's are the same)
-  total: int
-  stop_on_divergence: bool    # a lone run stops; a sweep reports the run and goes on
-  step: int
-  start_step: int
-  texts: outputs.Texts
-  writer: bool                # this process writes the files (process 0)
-  managers: list = dataclasses.field(default_factory=list)
-  boards: list = dataclasses.field(default_factory=list)  # TensorBoard writers (--tensorboard)
-  train_seconds: float = 0.0  # this session's time on the device
-  interval: tuple[float, int] = (0.0, 0)  # (when, step) of the last progress line
-  interrupted: bool = False
-  explained: bool = False     # the note on the online loss was printed
-
-  @property
-  def sweep(self) -> bool:
-    return len(self.runs) > 1
-
-  @property
-  def chars_per_step(self) -> int:
-    return self.config.seq_length * self.config.batch_size
+def start(program: Program, records: Sequence[RunRecord], context: Context) -> Session:
+  """The loop's state at the records' step; a fresh run's first sample (before any update)."""
+  step = records[0].step
+  session = Session(context, program, [LiveRun(r) for r in records], step)
+  config = context.config
+  for r, run in enumerate(session.runs):
+    run.record.timing.compile = program.compile_seconds
+    if step == 0 and context.writer:
+      runfiles.append_sample(run.record.workdir, 0, context.sampler.text(
+          program.state_of(r), 0, config.sample_length), None)
+    run.manager = checkpoint.make_manager(run.record.workdir)
+    if config.tensorboard and context.writer:
+      run.board = board.Board(run.record.workdir, step)
+  session.clock = (time.perf_counter(), step)  # the speed counts training, not the above
+  return session
 
 
-def start(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model.Model, *,
-          start_step: int, total: int, console: Console, stop_on_divergence: bool) -> Loop:
-  """The loop's state at `start_step`; a fresh run's first sample (before any update)."""
-  config = runs[0].config
-  lp = Loop(program=program, runs=runs, corpus=corpus, net=net, console=console, config=config,
-            total=total, stop_on_divergence=stop_on_divergence, step=start_step,
-            start_step=start_step, texts=outputs.Texts(net, corpus, config),
-            writer=parallel.is_primary())
-  if start_step == 0 and lp.writer:
-    for r, run in enumerate(runs):
-      report.append_sample(run.workdir, 0, lp.texts.sample(program.state_of(r), 0,
-                                                           config.sample_length), None)
-  lp.managers = [checkpoint.make_manager(run.workdir) for run in runs]
-  if config.tensorboard and lp.writer:
-    lp.boards = [board.Board(run.workdir, start_step) for run in runs]
-  lp.interval = (time.perf_counter(), start_step)  # the speed counts training, not the above
-  return lp
-
-
-def advance(lp: Loop) -> tuple[np.ndarray, np.ndarray]:
+def advance(session: Session) -> tuple[np.ndarray, np.ndarray]:
   """Runs the updates up to the next event; (losses, smooth losses) [R, n]."""
-  n = next_event(lp.step, lp.total, lp.config)
+  n = next_event(session.step, session.total, session.context.config)
   t = time.perf_counter()
-  losses, smooths = lp.program.advance(n - lp.step)  # waits for the device
-  lp.train_seconds += time.perf_counter() - t
+  losses, smooths = session.program.advance(n - session.step)  # waits for the device
+  seconds = time.perf_counter() - t
+  for run in session.runs:
+    run.record.timing.session += seconds
   return losses, smooths
 
 
-def check_divergence(lp: Loop, losses: np.ndarray, smooths: np.ndarray) -> None:
-  """Marks runs whose loss diverged in these updates; a lone run stops (Diverged)."""
-  for r, run in enumerate(lp.runs):
-    if run.first_loss is None and np.isfinite(losses[r, 0]):
-      run.first_loss = float(losses[r, 0])
-    bad = np.flatnonzero(divergence.diverged(losses[r], smooths[r], run.first_loss,
-                                             lp.config.max_loss_ratio))
-    if not bad.size or run.diverged_at is not None:
+def check_divergence(session: Session, losses: np.ndarray, smooths: np.ndarray) -> None:
+  """Marks runs whose loss diverged in these updates: a sweep's run is frozen, a lone run
+  stops the command (Diverged)."""
+  ratio = session.context.config.max_loss_ratio
+  for r, run in enumerate(session.runs):
+    record = run.record
+    if record.first_loss is None and np.isfinite(losses[r, 0]):
+      record.first_loss = float(losses[r, 0])
+    bad = np.flatnonzero(divergence.diverged(losses[r], smooths[r], record.first_loss, ratio))
+    if not bad.size or record.diverged_at is not None:
       continue
-    run.diverged_at = lp.step + int(bad[0]) + 1
-    what = divergence.describe(losses[r][bad[0]], smooths[r][bad[0]], run.first_loss,
-                               lp.config.max_loss_ratio)
-    if not lp.stop_on_divergence:
-      lp.program.freeze(r)
-      lp.console.warn(f"Run {run.name} diverged at update {run.diverged_at} ({what}); it stops "
-                      "there, its best parameters kept, and the others go on.")
+    record.diverged_at = session.step + int(bad[0]) + 1
+    what = divergence.describe(losses[r][bad[0]], smooths[r][bad[0]], record.first_loss, ratio)
+    if session.context.sweep:
+      session.program.freeze(r)
+      session.context.console.warn(
+          f"Run {record.name} diverged at update {record.diverged_at} ({what}); it stops "
+          "there, its best parameters kept, and the others go on.")
       continue
-    if lp.writer:
-      report.append_metrics(run.workdir, run.rows)
-    last = lp.managers[r].latest_step()
-    raise Diverged(
-        f"{what[0].upper()}{what[1:]} at update {run.diverged_at} (epoch "
-        f"{(run.diverged_at - 1) // lp.corpus.steps_per_epoch + 1}); training stopped. The last "
-        f"good checkpoint is {'step %d' % last if last is not None else 'none'} in "
-        f"{run.workdir!r}. Lower --learning_rate or --clip (with --overwrite, or in another "
-        "--workdir), or check the data.")
+    raise _diverged(session, run, what)
 
 
-def record(lp: Loop, losses: np.ndarray, smooths: np.ndarray) -> None:
+def _diverged(session: Session, run: LiveRun, what: str) -> Diverged:
+  """The paragraph of a lone run that diverged (its metrics rows so far written first)."""
+  record = run.record
+  if session.context.writer:
+    runfiles.append_metrics(record.workdir, run.rows)
+  last = run.manager.latest_step()
+  epoch = (record.diverged_at - 1) // session.context.corpus.steps_per_epoch + 1
+  return Diverged(
+      f"{what[0].upper()}{what[1:]} at update {record.diverged_at} (epoch {epoch}); training "
+      f"stopped. The last good checkpoint is {'step %d' % last if last is not None else 'none'} "
+      f"in {record.workdir!r}. Lower --learning_rate or --clip (with --overwrite, or in another "
+      "--workdir), or check the data.")
+
+
+def write_losses(session: Session, losses: np.ndarray, smooths: np.ndarray) -> None:
   """Every update's losses, appended to each run's losses.f32."""
-  if lp.writer:
-    for r, run in enumerate(lp.runs):
-      report.append_step_losses(run.workdir, losses[r], smooths[r])
+  if session.context.writer:
+    for r, run in enumerate(session.runs):
+      runfiles.append_step_losses(run.record.workdir, losses[r], smooths[r])
 
 
-def evaluate_due(lp: Loop) -> list[Score | None]:
+def evaluate_due(session: Session) -> list[Score | None]:
   """The held-out score of every live run when due (and at the end); keeps a better best copy
   when the best metric is the held-out score."""
-  config, scores = lp.config, [None] * len(lp.runs)
-  if not config.val_fraction or not (due(lp.step, config.eval_every) or lp.step == lp.total):
+  context, scores = session.context, [None] * len(session.runs)
+  config = context.config
+  if not config.val_fraction or not (due(session.step, config.eval_every)
+                                     or session.step == session.total):
     return scores
-  for r, run in enumerate(lp.runs):
-    if run.diverged_at is None:
-      state = lp.program.state_of(r)
-      scores[r] = run.val = score(lp.net, state, lp.corpus)
+  for r, run in enumerate(session.runs):
+    if run.record.diverged_at is None:
+      state = session.program.state_of(r)
+      scores[r] = run.record.held_out = held_out_score(context.net, state, context.corpus)
       if (config.best_metric == "val_bpc" and
           scores[r].bits_per_char < float(parallel.to_host(state.best_loss))):
-        lp.program.keep_best(r, scores[r].bits_per_char, lp.corpus.next_chars(lp.step))
+        session.program.keep_best(r, scores[r].bits_per_char,
+                                  context.corpus.next_chars(session.step))
   return scores
 
 
-def log_due(lp: Loop, losses: np.ndarray, smooths: np.ndarray,
+def log_due(session: Session, losses: np.ndarray, smooths: np.ndarray,
             scores: list[Score | None]) -> None:
   """A metrics row per run and a progress line, when due (and at the end, and with a score)."""
-  config, step = lp.config, lp.step
+  config, step = session.context.config, session.step
   evaluated = any(s is not None for s in scores)
-  if not (due(step, config.log_every) or step == lp.total or evaluated):
+  if not (due(step, config.log_every) or step == session.total or evaluated):
     return
   now = time.perf_counter()
-  speed = (step - lp.interval[1]) * lp.chars_per_step / max(now - lp.interval[0], 1e-9)
-  lp.interval = (now, step)
-  rates = lp.program.learning_rates()
-  per_char = 1 if config.loss_reduction == "mean" else lp.chars_per_step
-  for r, run in enumerate(lp.runs):
-    run.rows.append({
-        "step": step, "epoch": step / lp.corpus.steps_per_epoch,
-        "loss": float(losses[r, -1]), "smooth_loss": float(smooths[r, -1]),
-        "loss_per_char": float(losses[r, -1]) / per_char,
-        "smooth_loss_per_char": float(smooths[r, -1]) / per_char,
-        "learning_rate": float(str(np.float32(rates[r]))),
-        "chars_per_s": speed, "wall_time": time.time(),
-    })
+  speed = ((step - session.clock[1]) * session.context.chars_per_step
+           / max(now - session.clock[0], 1e-9))
+  session.clock = (now, step)
+  rates = session.program.learning_rates()
+  per_char = 1 if config.loss_reduction == "mean" else session.context.chars_per_step
+  for r, run in enumerate(session.runs):
+    row = _metrics_row(session, losses[r, -1], smooths[r, -1], rates[r], speed, per_char)
     if scores[r] is not None:
-      run.rows[-1].update(val_bpc=scores[r].bits_per_char,
-                          val_loss_per_char=scores[r].nats_per_char)
-    if lp.boards:
-      lp.boards[r].scalars(step, run.rows[-1])
-  eta = (lp.total - step) * lp.chars_per_step / max(speed, 1e-9)
-  where = (f"step {step}/{lp.total} (epoch {step / lp.corpus.steps_per_epoch:.2f}, "
-           f"{100 * step / lp.total:.1f}%)")
-  if lp.sweep:
-    now_losses = "  ".join(f"{run.name} {smooths[r, -1]:.3f}" for r, run in enumerate(lp.runs))
-    lp.console.say(f"{where}  smooth loss: {now_losses}  {speed * len(lp.runs):,.0f} chars/s  "
-                   f"ETA {_hms(eta)}")
-  else:
-    lp.console.say(f"{where}  loss {losses[0, -1]:.3f}  smooth {smooths[0, -1]:.3f}  "
-                   f"{speed:,.0f} chars/s  ETA {_hms(eta)}")
+      row.update(val_bpc=scores[r].bits_per_char, val_loss_per_char=scores[r].nats_per_char)
+    run.rows.append(row)
+    if run.board:
+      run.board.scalars(step, row)
+  _progress_lines(session, losses, smooths, scores, speed)
   if evaluated:
-    lp.console.say(f"held-out at step {step}: " + "  ".join(
-        f"{'' if not lp.sweep else run.name + ' '}{s.bits_per_char:.4f} bits/char "
-        f"({s.nats_per_char:.4f} nats/char)" for run, s in zip(lp.runs, scores)
+    _explain_online_loss(session, smooths, scores, per_char)
+
+
+def _metrics_row(session: Session, loss: float, smooth: float, rate: float, speed: float,
+                 per_char: int) -> dict:
+  """One run's metrics.jsonl row at the session's step."""
+  step = session.step
+  return {"step": step, "epoch": step / session.context.corpus.steps_per_epoch,
+          "loss": float(loss), "smooth_loss": float(smooth),
+          "loss_per_char": float(loss) / per_char, "smooth_loss_per_char": float(smooth) / per_char,
+          "learning_rate": float(str(np.float32(rate))), "chars_per_s": speed,
+          "wall_time": time.time()}
+
+
+def _progress_lines(session: Session, losses: np.ndarray, smooths: np.ndarray,
+                    scores: list[Score | None], speed: float) -> None:
+  """The console's progress line (and the held-out line, when scores came)."""
+  context, step, total = session.context, session.step, session.total
+  eta = (total - step) * context.chars_per_step / max(speed, 1e-9)
+  where = (f"step {step}/{total} (epoch {step / context.corpus.steps_per_epoch:.2f}, "
+           f"{100 * step / total:.1f}%)")
+  if context.sweep:
+    now_losses = "  ".join(f"{run.record.name} {smooths[r, -1]:.3f}"
+                           for r, run in enumerate(session.runs))
+    context.console.say(f"{where}  smooth loss: {now_losses}  "
+                        f"{speed * len(session.runs):,.0f} chars/s  ETA {_hms(eta)}")
+  else:
+    context.console.say(f"{where}  loss {losses[0, -1]:.3f}  smooth {smooths[0, -1]:.3f}  "
+                        f"{speed:,.0f} chars/s  ETA {_hms(eta)}")
+  if any(s is not None for s in scores):
+    context.console.say(f"held-out at step {step}: " + "  ".join(
+        f"{run.record.name + ' ' if context.sweep else ''}{s.bits_per_char:.4f} bits/char "
+        f"({s.nats_per_char:.4f} nats/char)" for run, s in zip(session.runs, scores)
         if s is not None))
-    _explain_online_loss(lp, smooths, scores, per_char)
 
 
-def _explain_online_loss(lp: Loop, smooths: np.ndarray, scores: list[Score | None],
+def _explain_online_loss(session: Session, smooths: np.ndarray, scores: list[Score | None],
                          per_char: int) -> None:
   """Once per session: why the held-out score can be far above the loss the run prints."""
   gaps = [s.nats_per_char > 1.5 * smooths[r, -1] / per_char
           for r, s in enumerate(scores) if s is not None]
-  if lp.explained or not any(gaps):
+  if session.explained or not any(gaps):
     return
-  lp.explained = True
-  lp.console.say(
+  session.explained = True
+  session.context.console.say(
       "note: the held-out score is far above the smooth loss per character. The loss is "
       "online: each chunk is scored just before the update that learns from it, by weights the "
       "updates before it adapted to the text just before it. The held-out score is the fixed "
@@ -312,157 +287,134 @@ def _explain_online_loss(lp: Loop, smooths: np.ndarray, scores: list[Score | Non
       "by several bits; report.md says more.")
 
 
-def sample_due(lp: Loop, smooths: np.ndarray) -> None:
+def sample_due(session: Session, smooths: np.ndarray) -> None:
   """A sample on the console (a lone run) and in samples.txt, when due."""
-  log_sample = due(lp.step, lp.config.sample_every) and not lp.sweep
-  keep_sample = due(lp.step, lp.config.report_every)
-  if not lp.writer or not (log_sample or keep_sample):
+  context, step = session.context, session.step
+  log_sample = due(step, context.config.sample_every) and not context.sweep
+  keep_sample = due(step, context.config.report_every)
+  if not context.writer or not (log_sample or keep_sample):
     return
-  for r, run in enumerate(lp.runs):  # one text serves both when both are due
-    if run.diverged_at is not None:
+  for r, run in enumerate(session.runs):  # one text serves both when both are due
+    if run.record.diverged_at is not None:
       continue
-    text = lp.texts.sample(lp.program.state_of(r), lp.step, lp.config.sample_length)
+    text = context.sampler.text(session.program.state_of(r), step, context.config.sample_length)
     if log_sample:
-      lp.console.say(f"sample at step {lp.step}:\n{text}")
+      context.console.say(f"sample at step {step}:\n{text}")
     if keep_sample:
-      report.append_sample(run.workdir, lp.step, text, float(smooths[r, -1]))
-    if lp.boards:
-      lp.boards[r].text(lp.step, text)
+      runfiles.append_sample(run.record.workdir, step, text, float(smooths[r, -1]))
+    if run.board:
+      run.board.text(step, text)
 
 
-def save(lp: Loop) -> None:
-  """Every run's metrics rows so far and a checkpoint at the current step."""
-  for r, run in enumerate(lp.runs):
-    if lp.writer:
-      report.append_metrics(run.workdir, run.rows)
+def save(session: Session) -> None:
+  """Every run's metrics rows so far, and a checkpoint of its state and record at this step."""
+  for r, run in enumerate(session.runs):
+    if session.context.writer:
+      runfiles.append_metrics(run.record.workdir, run.rows)
     run.rows = []
-    state = lp.program.state_of(r)
-    # Every process takes part; orbax coordinates who writes what.
-    meta = checkpoint_meta(run.config, lp.corpus, state, lp.step,
-                           run.earlier_seconds + lp.train_seconds)
-    meta.update(diverged_at=run.diverged_at, first_loss=run.first_loss, grads=grad_history(run),
-                val_bpc=None if run.val is None else run.val.bits_per_char)
-    if lp.boards:
-      lp.boards[r].flush()
-    try:
-      checkpoint.save(lp.managers[r], lp.step, state, meta)
+    state = session.program.state_of(r)
+    run.record.observe(state)
+    if run.board:
+      run.board.flush()
+    try:  # every process takes part; orbax coordinates who writes what
+      checkpoint.save(run.manager, session.step, state,
+                      run.record.to_meta(session.context.corpus))
     except Exception as e:  # pylint: disable=broad-except
       if not _disk_error(e):
         raise
-      raise _save_failed(run, lp.step, e) from None
+      raise _save_failed(run.record.workdir, session.step, e) from None
 
 
-def close(lp: Loop) -> None:
+def close(session: Session) -> None:
   """Waits for the checkpoints being written (a full disk becomes a paragraph here)."""
-  for b in lp.boards:
-    b.close()
-  for run, manager in zip(lp.runs, lp.managers):
+  for run in session.runs:
+    if run.board:
+      run.board.close()
     try:
-      manager.wait_until_finished()
+      run.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except  (orbax wraps the OSError)
-      raise _save_failed(run, lp.step, e) from None
+      raise _save_failed(run.record.workdir, session.step, e) from None
     finally:
-      manager.close()
+      run.manager.close()
 
 
-def finish(lp: Loop, stop: Callable[[], bool] | None = None) -> list[Summary]:
-  """Each run's summary; on the writing process, its best passage, loss.png and report.md.
+def complete(session: Session, stop: Callable[[], bool] | None = None) -> list[RunRecord]:
+  """Each run's record, completed from its state; on the writing process, its best passage,
+  loss.png and report.md (finish.py).
 
   stop: once true, the report's gradient check (minutes for a large network) is
   skipped; everything else is written.
   """
-  speed = (lp.step - lp.start_step) * lp.chars_per_step / max(lp.train_seconds, 1e-9)
-  summaries = [summarize(run, lp.program.state_of(r), lp.step, lp.total,
-                         interrupted=lp.interrupted, compile_seconds=lp.program.compile_seconds,
-                         train_seconds=lp.train_seconds, chars_per_second=speed)
-               for r, run in enumerate(lp.runs)]
-  if lp.writer:
-    lp.console.say("Writing the report (loss plot, best passage"
-                   f"{', gradient check' if lp.config.report_gradcheck_entries else ''})...")
-    outputs.finish(summaries, lp.corpus, lp.net, lp.texts, stop, lp.console.say)
-  return summaries
+  context = session.context
+  states = [session.program.state_of(r) for r in range(len(session.runs))]
+  for run, state in zip(session.runs, states):
+    run.record.observe(state)
+    run.record.interrupted = session.interrupted
+  records = [run.record for run in session.runs]
+  if context.writer:
+    context.console.say("Writing the report (loss plot, best passage"
+                        f"{', gradient check' if context.config.report_gradcheck_entries else ''}"
+                        ")...")
+    finish.write_outputs(list(zip(records, states)), context.corpus, context.net,
+                         context.sampler, stop, context.console.say)
+  return records
 
 
-def drive(program: Program, runs: Sequence[Run], corpus: data.Corpus, net: model.Model, *,
-          start_step: int, total: int, console: Console, stop_on_divergence: bool) -> list[Summary]:
-  """Trains every run from `start_step` to `total`, writing their files (the module docstring
-  lists the phases).
+def drive(program: Program, records: Sequence[RunRecord], context: Context) -> list[RunRecord]:
+  """Trains every run from the records' step to their total, writing their files (the module
+  docstring lists the phases); returns the records, complete.
 
   Args:
-    program: the compiled program, its state at `start_step`.
-    runs: one Run per run of the program, in its order.
-    corpus: the text they train on.
-    net: the network (for samples and the held-out score).
-    start_step, total: where the runs are and where they stop.
-    console: where progress goes.
-    stop_on_divergence: raise `Diverged` when a run's loss diverges (a lone
-      run); otherwise that run is reported and the others go on (a sweep).
-
-  Returns:
-    One Summary per run.
+    program: the compiled program, its state at the records' step.
+    records: one per run of the program, in its order.
+    context: the text, the network, the settings and the console they share.
   """
-  lp = start(program, runs, corpus, net, start_step=start_step, total=total, console=console,
-             stop_on_divergence=stop_on_divergence)
+  session = start(program, records, context)
   # The signal handler stays for the whole of it: a signal during the final save or the
   # report is acknowledged, never a KeyboardInterrupt that cuts the save short.
-  with Interrupts(console) as interrupts:
+  with Interrupts(context.console) as interrupts:
     try:
-      while lp.step < total:
-        losses, smooths = advance(lp)
-        check_divergence(lp, losses, smooths)
-        lp.step += losses.shape[1]
+      while session.step < session.total:
+        losses, smooths = advance(session)
+        check_divergence(session, losses, smooths)
+        session.step += losses.shape[1]
         stop = parallel.any_process(interrupts.signal is not None)
-        record(lp, losses, smooths)
-        log_due(lp, losses, smooths, evaluate_due(lp))
-        sample_due(lp, smooths)
-        if due(lp.step, lp.config.checkpoint_every) or lp.step == total or stop:
-          save(lp)
+        write_losses(session, losses, smooths)
+        log_due(session, losses, smooths, evaluate_due(session))
+        sample_due(session, smooths)
+        if due(session.step, context.config.checkpoint_every) or session.step == session.total \
+            or stop:
+          save(session)
         if stop:
-          lp.interrupted = True
+          session.interrupted = True
           break
     finally:
-      close(lp)
+      close(session)
     # The state is saved: a signal from here on only skips the report's gradient check.
     interrupts.doing = "the state is saved; skipping the report's gradient check."
     interrupts.again = "already skipping the report's gradient check."
-    return finish(lp, stop=lambda: interrupts.signal is not None)
+    return complete(session, stop=lambda: interrupts.signal is not None)
 
 
-def summarize(run: Run, state: loop.TrainState, steps_done: int, total: int, *,
-              interrupted: bool, compile_seconds: float, train_seconds: float,
-              chars_per_second: float) -> Summary:
-  return Summary(name=run.name, workdir=run.workdir, config=run.config, state=state,
-                 steps_done=steps_done, total_steps=total,
-                 final_smooth_loss=float(parallel.to_host(state.smooth_loss)),
-                 best_loss=float(parallel.to_host(state.best_loss)),
-                 best_step=int(parallel.to_host(state.best_step)), interrupted=interrupted,
-                 diverged_at=run.diverged_at, compile_seconds=compile_seconds,
-                 train_seconds=train_seconds,
-                 total_train_seconds=run.earlier_seconds + train_seconds,
-                 chars_per_second=chars_per_second, val=run.val, grads=grad_history(run))
-
-
-def finish_without_training(runs: Sequence[Run], states: Sequence[loop.TrainState],
-                            corpus: data.Corpus, net: model.Model, total: int,
-                            console: Console) -> list[Summary]:
-  """A finished run asked to train no further: rewrites its outputs if missing or stale."""
-  summaries = [summarize(run, state, int(parallel.to_host(state.step)), total,
-                         interrupted=False, compile_seconds=0.0, train_seconds=0.0,
-                         chars_per_second=0.0) for run, state in zip(runs, states)]
-  step = summaries[0].steps_done
-  stale = [run for run in runs if not report.outputs_current(run.workdir)]
-  if stale and runs[0].config.val_fraction:
-    for run, summary, state in zip(runs, summaries, states):
-      run.val = summary.val = score(net, state, corpus)
-  if stale and parallel.is_primary():
-    console.say(f"The run has already made {step} updates ({total} asked for); writing its "
-                "missing or outdated outputs...")
-    outputs.finish(summaries, corpus, net, say=console.say)
+def finish_without_training(records: Sequence[RunRecord], states: Sequence[loop.TrainState],
+                            context: Context) -> list[RunRecord]:
+  """Runs asked to train no further: rewrites their outputs if missing or stale."""
+  stale = [r for r in records if not runfiles.outputs_current(r.workdir)]
+  if stale and context.config.val_fraction:
+    for record, state in zip(records, states):
+      record.held_out = held_out_score(context.net, state, context.corpus)
+  step, total = records[0].step, records[0].total
+  if stale and context.writer:
+    context.console.say(f"The run has already made {step} updates ({total} asked for); writing "
+                        "its missing or outdated outputs...")
+    finish.write_outputs(list(zip(records, states)), context.corpus, context.net,
+                         context.sampler, say=context.console.say)
   else:
-    console.warn(f"The run in {runs[0].workdir if len(runs) == 1 else 'this sweep'} has already "
-                 f"made {step} updates ({total} asked for): nothing to do. Raise --num_steps or "
-                 "--epochs to train it further.")
-  return summaries
+    context.console.warn(
+        f"The run in {records[0].workdir if len(records) == 1 else 'this sweep'} has already "
+        f"made {step} updates ({total} asked for): nothing to do. Raise --num_steps or "
+        "--epochs to train it further.")
+  return list(records)
 
 
 # ---- saving errors ----
@@ -474,14 +426,14 @@ def _disk_error(e: BaseException) -> bool:
           or "os_error_code" in text or "Permission denied" in text)
 
 
-def _save_failed(run: Run, step: int, error: BaseException) -> errors.UserError:
+def _save_failed(workdir: str, step: int, error: BaseException) -> errors.UserError:
   """The paragraph for a checkpoint that could not be written (a full disk, say)."""
-  last = [s for s in checkpoint.all_steps(run.workdir) if s != step]
+  last = [s for s in checkpoint.all_steps(workdir) if s != step]
   text = str(getattr(error, "strerror", None) or error)
   reason = ("No space left on device" if "No space left on device" in text
             else " ".join(text.split())[:200])
   return errors.UserError(
-      f"Could not save the checkpoint at step {step} in {run.workdir!r} ({reason}). The newest "
+      f"Could not save the checkpoint at step {step} in {workdir!r} ({reason}). The newest "
       f"complete checkpoint is {'step %d' % last[-1] if last else 'none'}; nothing older was "
       "deleted. Free some space (or fix the directory) and run the same command again to "
       "resume from it.")

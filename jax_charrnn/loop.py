@@ -1,8 +1,10 @@
 """One training update, and the ways to run it: one jitted call per update, many, or many runs.
 
 Everything that changes during training lives in one pytree, `TrainState`;
-it is what a checkpoint holds. `make_update` builds the one pure function
-that owns the maths of an update:
+it is what a checkpoint holds. The optimiser is made once per run
+(`make_optimizer`, with the run's length known, as Flax's TrainState takes its
+`tx`) and handed to `init_state` and to `make_update`, which builds the one
+pure function that owns the maths of an update:
 
   chunk s of the epoch  ->  loss and gradients (hand BPTT or jax.grad)
                         ->  clip + optimiser (optax)  ->  smooth loss, best so far.
@@ -71,43 +73,47 @@ def init_spec(config: TrainConfig) -> InitSpec:
                   forget_bias=config.forget_bias)
 
 
-def lr_factor(config: TrainConfig, steps_per_epoch: int | None = None) -> optax.Schedule | None:
+def lr_factor(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule | None:
   """The learning-rate schedule's factor f(s) for `config` (None: constant, no warm-up).
 
-  The decay spans the run's total updates, `config.total_steps(steps_per_epoch)`;
-  without steps_per_epoch (only to initialise a state: f(0) is 0 with a warm-up,
-  1 without, whatever the total) --num_steps or 1 stands in for it.
+  The decay spans the run's total updates, `config.total_steps(steps_per_epoch)`; the step
+  schedule's "every epoch" (lr_decay_every 0) is steps_per_epoch updates. The one place a run's
+  schedule is made: the optimiser (`make_optimizer`) and the rate of any update
+  (`learning_rate_at`) both come from here.
   """
   if config.lr_schedule == "constant" and not config.warmup_steps:
     return None
-  per_epoch = steps_per_epoch or 1
-  total = config.total_steps(per_epoch) if steps_per_epoch else max(config.num_steps, 1)
-  return optim.schedule(config.lr_schedule, total, config.warmup_steps, config.min_lr_ratio,
-                        config.lr_decay, config.lr_decay_every or per_epoch,
-                        config.lr_decay_after)
+  return optim.schedule(config.lr_schedule, config.total_steps(steps_per_epoch),
+                        config.warmup_steps, config.min_lr_ratio, config.lr_decay,
+                        config.lr_decay_every or steps_per_epoch, config.lr_decay_after)
 
 
-def make_optimizer(config: TrainConfig,
-                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
-  """The optax chain of `config` (see optim.py); steps_per_epoch as for `lr_factor`."""
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  """The run's optax chain (see optim.py), made once, with the run's length known: the trainer
+  builds it and hands it to `init_state` and the update."""
   return optim.make_optimizer(config.optimizer, config.learning_rate, config.clip,
                               config.weight_decay, config.clip_mode,
                               lr_factor(config, steps_per_epoch))
 
 
-def init_state(config: TrainConfig, vocab_size: int) -> TrainState:
-  """A fresh state: the cell's initialisation, zero carry, empty optimiser."""
+def learning_rate_at(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
+  """The learning rate of update `step` (0-based) of the run `config` describes: eta f(step)."""
+  factor = lr_factor(config, steps_per_epoch)
+  return config.learning_rate * (1.0 if factor is None else float(factor(step)))
+
+
+def init_state(config: TrainConfig, net: Model, tx: optax.GradientTransformation) -> TrainState:
+  """A fresh state: the cell's initialisation, zero carry, tx's empty optimiser state."""
   dtype = jnp.dtype(config.dtype)
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
     raise UserError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', "
                     "True) first, or work inside `with jax.enable_x64(True):`.")
-  net = build_model(config, vocab_size)
   key = jax.random.key(config.seed)
   params = net.init(jax.random.fold_in(key, 0), init_spec(config), dtype)
   carry = net.zero_carry((config.batch_size,), dtype)
   return TrainState(
       params=params,
-      opt_state=make_optimizer(config).init(params),
+      opt_state=tx.init(params),
       carry=carry,
       step=jnp.zeros((), jnp.int32),
       smooth_loss=jnp.zeros((), dtype),
@@ -146,9 +152,9 @@ def uses_flat_vector(config: TrainConfig) -> bool:
 # Inside the training loop the parameters, their optimiser state and the
 # best-so-far copy can each be one vector of all the network's numbers
 # (`ravel_pytree`) instead of a tree of arrays: clipping, the optimiser and the
-# copy of the best parameters are then one pass over memory each (measured:
-# about 10% of an update of the course's model). That gives the same numbers
-# only for elementwise optimisers (optim.ELEMENTWISE); the others run on trees.
+# copy of the best parameters are then one pass over memory each instead of
+# one per array (docs/speed.md). That gives the same numbers only for
+# elementwise optimisers (optim.ELEMENTWISE); the others run on trees.
 
 def _map_params(fn, tree):
   """Applies fn to every `Params` inside tree (the parameters and optax's per-parameter state)."""
@@ -172,7 +178,8 @@ def _from_flat(flat: TrainState, like: TrainState) -> TrainState:
                        opt_state=opt_state)
 
 
-def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
+def _make_inner_update(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                       flat: bool):
   """The update on the loop's own layout: `(state, inputs, targets, unravel) -> (state, metrics)`.
 
   With `flat`, the state's params, opt_state and best_params are flat vectors
@@ -199,7 +206,6 @@ def _make_inner_update(config: TrainConfig, net: Model, flat: bool):
       masks = net.dropout_masks(dropout_key(state.key, state.step), x.shape,
                                 state.smooth_loss.dtype)
     (loss, carry_last), grads = loss_and_grads(unravel(state.params), carry, x, y, masks)
-    tx = make_optimizer(config, inputs.shape[0])  # the schedule spans the run's updates
     updates, opt_state = tx.update(ravel(grads), state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
@@ -235,16 +241,17 @@ def _layout(config: TrainConfig):
   return (lambda s: s), (lambda s, like: s), (lambda state: (lambda p: p))
 
 
-def make_update(config: TrainConfig, net: Model) -> Callable[
+def make_update(config: TrainConfig, net: Model, tx: optax.GradientTransformation) -> Callable[
     [TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
-  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`.
+  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`, the network
+  `net` and the optimiser `tx` (`make_optimizer`).
 
   Args of the returned function:
     state: the TrainState before the update.
     inputs, targets: int32 [n, T, B], all chunks of the epoch.
   """
   to_loop, from_loop, unravel_for = _layout(config)
-  inner = _make_inner_update(config, net, uses_flat_vector(config))
+  inner = _make_inner_update(config, net, tx, uses_flat_vector(config))
 
   def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
     looped, metrics = inner(to_loop(state), inputs, targets, unravel_for(state))
@@ -262,19 +269,21 @@ def _out_shardings(state_shardings):
   return state_shardings, StepMetrics(replicated, replicated)
 
 
-def make_train_step(config: TrainConfig, net: Model, state_shardings=None):
+def make_train_step(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                    state_shardings=None):
   """`jax.jit(update)`: one call per update (the simple path).
 
   state_shardings: where the state lives on a device mesh (parallel.py); None
   for one device.
   """
-  return jax.jit(make_update(config, net), out_shardings=_out_shardings(state_shardings))
+  return jax.jit(make_update(config, net, tx), out_shardings=_out_shardings(state_shardings))
 
 
-def run_steps_fn(config: TrainConfig, net: Model, max_steps: int):
+def run_steps_fn(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                 max_steps: int):
   """`run(state, inputs, targets, num_steps) -> (state, metrics)`, pure (jit or vmap it)."""
   to_loop, from_loop, unravel_for = _layout(config)
-  inner = _make_inner_update(config, net, uses_flat_vector(config))
+  inner = _make_inner_update(config, net, tx, uses_flat_vector(config))
 
   def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
     unravel = unravel_for(state)
@@ -291,7 +300,8 @@ def run_steps_fn(config: TrainConfig, net: Model, max_steps: int):
   return run
 
 
-def make_run_steps(config: TrainConfig, net: Model, max_steps: int, state_shardings=None):
+def make_run_steps(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                   max_steps: int, state_shardings=None):
   """A jitted `run(state, inputs, targets, num_steps) -> (state, metrics)`.
 
   It runs `num_steps` (<= max_steps, a traced int32, so any count reuses the
@@ -299,7 +309,7 @@ def make_run_steps(config: TrainConfig, net: Model, max_steps: int, state_shardi
   max_steps entries per field, the first num_steps of which are filled.
   state_shardings: as for `make_train_step`.
   """
-  return jax.jit(run_steps_fn(config, net, max_steps),
+  return jax.jit(run_steps_fn(config, net, tx, max_steps),
                  out_shardings=_out_shardings(state_shardings))
 
 
@@ -325,7 +335,8 @@ def unstack(states: TrainState, r: int) -> TrainState:
   return jax.tree.map(lambda x: x[r], states)
 
 
-def make_run_many(config: TrainConfig, net: Model, max_steps: int, run_sharding=None):
+def make_run_many(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                  max_steps: int, run_sharding=None):
   """`make_run_steps` for R independent runs at once: `jax.vmap` over a leading run axis.
 
   The runs share the data and every static setting; what lives in the state
@@ -333,5 +344,5 @@ def make_run_many(config: TrainConfig, net: Model, max_steps: int, run_sharding=
   weights) may differ. run_sharding: a sharding that splits the run axis
   over devices (see `parallel.run_sharding`), or None for one device.
   """
-  program = jax.vmap(run_steps_fn(config, net, max_steps), in_axes=(0, None, None, None))
+  program = jax.vmap(run_steps_fn(config, net, tx, max_steps), in_axes=(0, None, None, None))
   return jax.jit(program, out_shardings=run_sharding)

@@ -1,54 +1,79 @@
-"""Will a network fit? A lower bound of its memory, checked before anything is built.
+"""Will a network fit? Its memory, checked before anything is built.
 
 Every command that builds a network (train, sweep, gradcheck, evaluate,
 sample, export, visualize) asks here first, so that a size that cannot fit is
 a paragraph naming the estimate, not an allocation that runs until the system
 kills it (XLA's CPU client aborts the process on a failed allocation).
+
+What is exact comes from `jax.eval_shape` (no array is made): the training
+state (`loop.init_state`: the parameters, the optimiser's state, the best copy,
+the carries) and the parameters' count. What the update makes on top of them
+is a lower bound: the gradients and the fused loop's flat copies of the
+parameters and of the best copy (three more copies of the parameters), every
+layer's stored activations for the characters read at once, and the
+regularisers' masks with what they make.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
 
-from jax_charrnn import cells, errors
+from jax_charrnn import cells, errors, loop
 from jax_charrnn.config import TrainConfig
 
+# Copies of the parameters the update holds beyond the state: the gradients, and the fused
+# loop's flat vectors of the parameters and of the best copy.
+UPDATE_COPIES = 3
 
-def estimate_bytes(config: TrainConfig, vocab_size: int, *, copies: int | None = None,
-                   chars: int | None = None, itemsize: int | None = None) -> int:
-  """A lower bound of a run's memory.
 
-  params x copies (the parameters, the optimiser's slots, the gradients, the
-  best copy and the flat copies of the fused loop: 5 + slots by default) plus
-  every layer's stored activations for `chars` characters (one chunk of the
-  run's streams by default), plus the regularisers' masks and what they make:
-  dropout's mask and dropped output per layer [chars, H], input dropout's mask
-  and masked one-hot vectors [chars, K], weight drop's mask and dropped W_hh
-  per layer [G H, H].
+def _x64(config: TrainConfig):
+  """64-bit JAX while a float64 network's shapes are traced (nothing is computed)."""
+  return jax.enable_x64(True) if config.dtype == "float64" else contextlib.nullcontext()
 
-  Args:
-    config: the network's and the chunk's settings.
-    vocab_size: K.
-    copies: how many copies of the parameters the command holds.
-    chars: characters whose activations are held at once.
-    itemsize: bytes per number (default: the run's dtype).
-  """
+
+def state_bytes(config: TrainConfig, vocab_size: int, steps_per_epoch: int) -> int:
+  """The training state's bytes, exactly: `jax.eval_shape` of `loop.init_state`."""
+  net = loop.build_model(config, vocab_size)
+  tx = loop.make_optimizer(config, steps_per_epoch)
+  with _x64(config):
+    state = jax.eval_shape(lambda: loop.init_state(config, net, tx))
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
+def param_count(config: TrainConfig, vocab_size: int) -> int:
+  """The network's parameters, exactly (`jax.eval_shape` of its initialisation)."""
+  net = loop.build_model(config, vocab_size)
+  params = jax.eval_shape(lambda: net.init(jax.random.key(0), loop.init_spec(config)))
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+def _activations(config: TrainConfig, vocab_size: int, chars: int) -> int:
+  """Numbers held per chunk of `chars` characters: every layer's stored activations (2G + 4
+  per unit: the gates' values and their derivatives, h, c and their gradients), the logits,
+  their softmax and its gradient, and the regularisers' masks with what they make: dropout's
+  mask and dropped output per layer [chars, H], input dropout's mask and masked one-hot
+  vectors [chars, K], weight drop's mask and dropped W_hh per layer [G H, H]."""
   H, K, L = config.hidden_size, vocab_size, config.num_layers
-  # A cell outside the registry (a plug-in not registered in this process): an LSTM's 4 gates.
-  G = cells.get(config.cell).gates if config.cell in cells.names() else 4
-  params = G * H * (K + H + 2) + (L - 1) * G * H * (2 * H + 2) + K * H + K
-  if copies is None:
-    copies = 5 + {"adagrad": 1, "rmsprop": 1, "sgd": 0}.get(config.optimizer, 2)
-  if chars is None:
-    chars = config.seq_length * config.batch_size
-  if itemsize is None:
-    itemsize = 8 if config.dtype == "float64" else 4
-  activations = chars * (L * H * (2 * G + 4) + 3 * K)
+  G = cells.get(config.cell).blocks
   masks = (chars * (2 * L * H * bool(config.dropout) + 2 * K * bool(config.input_dropout))
            + 2 * L * G * H * H * bool(config.weight_drop))
-  return itemsize * (params * copies + activations + masks)
+  return chars * (L * H * (2 * G + 4) + 3 * K) + masks
+
+
+def _itemsize(config: TrainConfig) -> int:
+  return 8 if config.dtype == "float64" else 4
+
+
+def estimate_bytes(config: TrainConfig, vocab_size: int, steps_per_epoch: int) -> int:
+  """A lower bound of a training run's memory: its state (exact) plus what an update makes
+  (UPDATE_COPIES of the parameters, and the activations and masks of one chunk of every
+  stream)."""
+  chars = config.seq_length * config.batch_size
+  made = UPDATE_COPIES * param_count(config, vocab_size) + _activations(config, vocab_size, chars)
+  return state_bytes(config, vocab_size, steps_per_epoch) + _itemsize(config) * made
 
 
 def check(need: int, what: str = "This run") -> None:
@@ -61,9 +86,10 @@ def check(need: int, what: str = "This run") -> None:
         "--hidden_size, --num_layers, --batch_size or --seq_length.")
 
 
-def check_run(config: TrainConfig, vocab_size: int) -> None:
-  """`check` of a training run's estimate."""
-  check(estimate_bytes(config, vocab_size))
+def check_run(config: TrainConfig, vocab_size: int, steps_per_epoch: int, runs: int = 1,
+              what: str = "This run") -> None:
+  """`check` of `runs` training runs' estimate (a sweep holds every run's)."""
+  check(runs * estimate_bytes(config, vocab_size, steps_per_epoch), what)
 
 
 def gradcheck_lanes(config: TrainConfig, vocab_size: int, budget: int = 2**28,
@@ -76,8 +102,13 @@ def gradcheck_lanes(config: TrainConfig, vocab_size: int, budget: int = 2**28,
   between 1 and `most` lanes (more add little speed, and a call stays short
   for Ctrl-C).
   """
-  lane = estimate_bytes(config, vocab_size, copies=2, itemsize=8)
+  lane = _gradcheck_lane(config, vocab_size)
   return int(max(1, min(most, budget // max(lane, 1))))
+
+
+def _gradcheck_lane(config: TrainConfig, vocab_size: int) -> int:
+  chars = config.seq_length * config.batch_size
+  return 8 * (2 * param_count(config, vocab_size) + _activations(config, vocab_size, chars))
 
 
 def gradcheck_bytes(config: TrainConfig, vocab_size: int, lanes: int) -> int:
@@ -88,8 +119,8 @@ def gradcheck_bytes(config: TrainConfig, vocab_size: int, lanes: int) -> int:
   (`gradcheck_lanes`).
   """
   chars = config.seq_length * config.batch_size
-  fixed = estimate_bytes(config, vocab_size, copies=4, chars=2 * chars, itemsize=8)
-  return fixed + lanes * estimate_bytes(config, vocab_size, copies=2, chars=chars, itemsize=8)
+  fixed = 8 * (4 * param_count(config, vocab_size) + _activations(config, vocab_size, 2 * chars))
+  return fixed + lanes * _gradcheck_lane(config, vocab_size)
 
 
 def available_bytes() -> int:

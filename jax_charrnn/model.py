@@ -125,7 +125,7 @@ class Model:
     if self.weight_drop:
       keep, H = 1.0 - self.weight_drop, self.hidden_size
       keys = jax.random.split(jax.random.fold_in(key, 0x3D), self.num_layers)
-      weights = tuple(jax.random.bernoulli(k, keep, (self.cell.gates * H, H)).astype(dtype) / keep
+      weights = tuple(jax.random.bernoulli(k, keep, (self.cell.blocks * H, H)).astype(dtype) / keep
                       for k in keys)
     return Masks(hidden=hidden, inputs=inputs, weights=weights)
 
@@ -255,7 +255,7 @@ class Model:
       c = self.cell.step(p, c, x)
       new.append(c)
       x = self.cell.output(c)
-    return x @ params.V.T + params.c, tuple(new)
+    return self.read_out(params, x), tuple(new)
 
   def describe(self) -> str:
     """E.g. "1 layer of rnn, H = 100" or "2 layers of lstm, H = 256, dropout 0.2"."""
@@ -270,22 +270,6 @@ class Model:
 
 def param_count(params: Any) -> int:
   return sum(int(x.size) for x in jax.tree.leaves(params))
-
-
-# Work per jitted call of the commands that read or write text one character after another
-# (evaluate's score, sample, visualize's trace). A call cannot be stopped once it runs, so its
-# size decides how soon Ctrl-C is heard: on a busy 2-core CPU a float64 LSTM of 768 units ran
-# ~3e9 flops/s, so 5e8 is ~0.2 s there (a course RNN reads ~10,000 characters a call), and far
-# less on an accelerator.
-CALL_FLOPS = 5e8
-
-
-def chars_per_call(params: Any, limit: int, streams: int = 1) -> int:
-  """How many characters (per stream) one jitted call may read or draw so that it costs about
-  CALL_FLOPS: about 2 flops per parameter per character per stream (a matrix-vector product
-  per weight matrix), at least 1 and at most `limit`."""
-  flops = 2 * param_count(params) * max(streams, 1)
-  return int(max(1, min(limit, CALL_FLOPS // max(flops, 1))))
 
 
 def named_leaves(params: Params) -> list[tuple[str, jax.Array]]:

@@ -2,7 +2,7 @@
 any work, written whole or not at all.
 
   path = output_file(out, suffix=".npz", overwrite=o["overwrite"])   # before loading anything
-  write_atomic(path, lambda f: np.savez(f, **arrays))                 # after the work
+  write_out(path, lambda f: np.savez(f, **arrays))                    # after the work
 
 The rules, the same for every command:
   - an empty name, or one that is only the suffix (".npz"), is refused: it
@@ -15,8 +15,8 @@ The rules, the same for every command:
   - the file is written to a temporary name beside it and renamed when
     complete, so a full disk or a Ctrl-C leaves the old file (or none), never
     half of one.
-A run's own files (train's reports, visualize's default page in the workdir)
-follow the run's rules instead (rundir.py, report.py).
+A run's own files (its metrics, report, visualize's default page in the workdir)
+follow the run's rules instead (rundir.py, runfiles.py), written by the same `write_atomic`.
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ def output_file(out: str, *, suffix: str = "", overwrite: bool = False, flag: st
   return path
 
 
-def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
   """Writes `path` whole or not at all: `write(f)` into a temporary file beside it, then a
-  rename. An interrupted or failed write removes the temporary file (a Ctrl-C that ends the
-  process at once, errors.stop_at_once_on_ctrl_c, too).
+  rename. The one atomic writer of the package (a run's own files use it too): a failed or
+  interrupted write leaves the old file (or none) and removes the temporary one, a Ctrl-C
+  that ends the process at once (errors.stop_at_once_on_ctrl_c) included.
 
   Raises:
-    UserError: the file cannot be written (e.g. a full disk).
+    OSError: the file cannot be written (e.g. a full disk); the caller says what to do.
   """
   directory, name = os.path.split(os.path.abspath(path))
   tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
@@ -76,9 +77,24 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None], flag: str = "--ou
       with open(tmp, "wb") as f:
         write(f)
       os.replace(tmp, path)
-  except OSError as e:
-    raise UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass an {flag} in a "
-                    "directory you can write to, with space left.") from None
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+  """`write_atomic` of a UTF-8 text."""
+  write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_out(path: str, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
+  """`write_atomic` of a file a person asked for (`output_file`'s path).
+
+  Raises:
+    UserError: the file cannot be written (e.g. a full disk).
+  """
+  try:
+    write_atomic(path, write)
+  except OSError as e:
+    raise UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass an {flag} in a "
+                    "directory you can write to, with space left.") from None

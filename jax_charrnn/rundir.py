@@ -6,6 +6,7 @@ train and sweep use these before the first update:
   check_writable(workdir)      exists (or is made), can be written, a name orbax can save under;
                                checkpoints/ is a directory, the run's files are plain files
   foreign_files(workdir)       files no jax_charrnn run left there (refused without --overwrite)
+  existing_runs(root, ...)     the runs an earlier train or sweep left there
   check_same_run(...)          a checkpoint of other run-defining settings or another text is
                                refused, the differences listed
   clear(workdir)               --overwrite: the earlier run's checkpoints and outputs go
@@ -16,6 +17,7 @@ The lock that keeps a second trainer out is lock.py's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,15 +25,15 @@ from typing import Callable, Sequence
 
 import jax
 
-from jax_charrnn import board, checkpoint, data, errors, report
+from jax_charrnn import board, checkpoint, data, errors, report, runfiles
 from jax_charrnn.config import TrainConfig, differences
 from jax_charrnn.lock import LOCK_FILE
 
-SWEEP_FILES = ("summary.json", "summary.md", "sweep_loss.png")
+SWEEP_FILES = (report.SUMMARY_JSON, report.SUMMARY_MD, "sweep_loss.png")
 LOGS = re.compile(r"(train|sweep)(\.process\d+)?\.log")
 # Every file a run (or a sweep's root) writes or repairs in its directory.
-RUN_FILES = (*report.ALL_FILES, report.PAGE, report.PAGE_NUMBERS, *SWEEP_FILES, "train.log",
-             "sweep.log")
+RUN_FILES = (*runfiles.ALL_FILES, runfiles.PAGE, runfiles.PAGE_NUMBERS, *SWEEP_FILES,
+             "train.log", "sweep.log")
 
 
 def check_writable(workdir: str) -> None:
@@ -128,11 +130,44 @@ def check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: data.C
         "another --workdir.")
 
 
+def existing_runs(root: str, sweep: bool) -> list[str]:
+  """The runs an earlier command left in `root`: a lone run's directory holds its own (["."])
+  when it has a checkpoint; a sweep's root the runs its summary.json names, else its
+  directories that hold a checkpoint."""
+  if not sweep:
+    return ["."] if checkpoint.has_checkpoint(root) else []
+  summary = os.path.join(root, report.SUMMARY_JSON)
+  if os.path.exists(summary):
+    try:
+      with open(summary, encoding="utf-8") as f:
+        return [r["name"] for r in json.load(f).get("runs", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+      pass
+  if not os.path.isdir(root):
+    return []
+  return sorted(n for n in os.listdir(root) if checkpoint.has_checkpoint(os.path.join(root, n)))
+
+
 def clear(workdir: str) -> None:
-  """Deletes a workdir's checkpoints and outputs (event files included), for a new run there."""
+  """Deletes a run's checkpoints and outputs (event files included), for a new run there."""
   checkpoint.remove_all(workdir)
-  report.remove_outputs(workdir)
+  runfiles.remove_outputs(workdir)
   shutil.rmtree(os.path.join(workdir, board.DIR), ignore_errors=True)
+
+
+def clear_sweep(root: str, runs: Sequence[str]) -> None:
+  """Deletes the sweep in `root` for a new sweep there: each of `runs` (an earlier sweep's and
+  this one's) as `clear` deletes a run, its directory too once that leaves it empty, and the
+  sweep's summary files."""
+  for name in runs:
+    clear(os.path.join(root, name))
+    try:
+      os.rmdir(os.path.join(root, name))
+    except OSError:  # not there, or holding files the runs did not write: they stay
+      pass
+  for name in SWEEP_FILES:
+    if os.path.exists(os.path.join(root, name)):
+      os.remove(os.path.join(root, name))
 
 
 def row_due(config: TrainConfig, step: int) -> bool:
@@ -147,5 +182,5 @@ def repair(workdir: str, step: int, warn: Callable[[str], None],
   """Cuts the run's files back to the checkpoint's step, repairing torn records (and saying so);
   with `config`, a metrics row at `step` that the run in one go would not have is dropped."""
   due = True if config is None else row_due(config, step)
-  for note in report.repair_run_files(workdir, step, due):
+  for note in runfiles.repair(workdir, step, due):
     warn(note)

@@ -80,9 +80,10 @@ def load(workdir: str, which: str = "best",
   config, newest = read_config(workdir)  # every step of a run has the same config and vocab
   vocab = data.Vocab.from_json(newest["vocab"])
   net = loop.build_model(config, vocab.size)
+  tx = loop.make_optimizer(config, int(newest["steps_per_epoch"]))  # the state's structure
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                        jax.eval_shape(lambda: loop.init_state(config, vocab.size)))
+                        jax.eval_shape(lambda: loop.init_state(config, net, tx)))
   state, meta = checkpoint.restore(workdir, target, warn=warn)
   step = int(meta["step"])
   if which == "best" and int(state.best_step) >= 0:

@@ -27,12 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import model
+from jax_charrnn import pacing
 from jax_charrnn.model import Model, Params
 
 CHUNK = 1000  # characters per step of the scoring scan (fewer for a large network)
 BLOCK = 100   # chunks per jitted call at most (100,000 characters; fewer for a large network:
-#               model.chars_per_call keeps a call near model.CALL_FLOPS): Ctrl-C is heard
+#               pacing.chars_per_call keeps a call near pacing.CALL_FLOPS): Ctrl-C is heard
 #               between calls
 
 
@@ -80,7 +80,7 @@ def score_ids(net: Model, params: Params, ids: np.ndarray, unknown: dict | None 
   """The score of a text given as ids (id K and above: outside the vocabulary).
 
   The text is read in blocks of up to BLOCK chunks of up to CHUNK characters,
-  one jitted call each, sized by the network's cost (model.chars_per_call) so
+  one jitted call each, sized by the network's cost (pacing.chars_per_call) so
   that a call takes well under a second (one compiled program: the last block
   is padded), the carry passed from block to block: the same numbers as one
   call, and Ctrl-C is heard between blocks.
@@ -95,7 +95,7 @@ def score_ids(net: Model, params: Params, ids: np.ndarray, unknown: dict | None 
     raise ValueError("scoring needs at least two characters (one prediction)")
   inputs, targets = ids[:-1], ids[1:]
   known = targets < net.vocab_size
-  budget = model.chars_per_call(params, BLOCK * CHUNK)
+  budget = pacing.chars_per_call(params, BLOCK * CHUNK)
   chunk = min(CHUNK, budget)
   n = -(-inputs.size // chunk)
   per_call = min(n, max(1, budget // chunk))

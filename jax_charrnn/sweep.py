@@ -62,8 +62,8 @@ def main(argv: Sequence[str]) -> None:
   cli.enable_x64_for(train_config.dtype)
   cli.start_runtime(runtime)
   cli.log_to_file(workdir, "sweep")
-  summaries = trainer.sweep(train_config, lrs, seeds, workdir, overwrite=_OWN["overwrite"].value)
-  if summaries[0].interrupted:
+  results = trainer.sweep(train_config, lrs, seeds, workdir, overwrite=_OWN["overwrite"].value)
+  if results[0].record.interrupted:
     raise SystemExit(130)
 
 

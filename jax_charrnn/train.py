@@ -45,9 +45,9 @@ def main(argv: Sequence[str]) -> None:
   cli.enable_x64_for(train_config.dtype)
   cli.start_runtime(runtime)
   cli.log_to_file(workdir, "train")
-  summary = trainer.train(train_config, workdir, resume=_OWN["resume"].value,
-                          overwrite=_OWN["overwrite"].value)
-  if summary.interrupted:
+  result = trainer.train(train_config, workdir, resume=_OWN["resume"].value,
+                         overwrite=_OWN["overwrite"].value)
+  if result.record.interrupted:
     raise SystemExit(130)
 
 

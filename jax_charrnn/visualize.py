@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, model, paths, report, saved
+from jax_charrnn import cli, data, pacing, paths, runfiles, saved
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
 # pylint: enable=wrong-import-position
@@ -59,7 +59,7 @@ TOP = 5                 # predictions shown per character
 PROPOSED = 3            # units proposed per property
 UNIT_BYTES = 16 << 20   # the page's every-unit values (one byte each) stay below this
 LOW, HIGH = 0.1, 0.9    # a gate below LOW or above HIGH is saturated (Karpathy et al.)
-PAGE = report.PAGE  # the template's name, and the page's in a workdir (+ visualize.json)
+PAGE = runfiles.PAGE  # the template's name, and the page's in a workdir (+ visualize.json)
 
 
 # ---- what the network computes over a text ----
@@ -119,7 +119,7 @@ def trace_text(net: Model, params: Params, ids: np.ndarray, k: int = TOP) -> Tra
   # Step t reads x_t and predicts x_{t+1}: every character is read (its units are shown),
   # the last one predicts nothing. Read in calls sized by the network's cost, as score_ids
   # reads (Ctrl-C is heard between them), the carry passed on from zero.
-  budget = model.chars_per_call(params, 100 * CHUNK)
+  budget = pacing.chars_per_call(params, 100 * CHUNK)
   size = min(CHUNK, budget)
   per_call = min(-(-N // size), max(1, budget // size))
   calls = -(-N // (per_call * size))
@@ -344,7 +344,7 @@ def _paths(workdir: str, out: str) -> tuple[str, str]:
 
 def _write(path: str, text: str) -> None:
   """Whole or not at all (a temporary file, then a rename); a paragraph when it cannot."""
-  paths.write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+  paths.write_out(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def check_out(out: str, overwrite: bool) -> None:

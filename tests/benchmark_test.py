@@ -1,5 +1,5 @@
-"""README's benchmark commands run and print what they say (shrunk: the shapes and block sizes
-below). The cells table: the trainer's step (hand BPTT), jax.grad's, the same products alone
+"""docs/speed.md's benchmark commands run and print what they say (shrunk: the shapes and block
+sizes below). The cells table: the trainer's step (hand BPTT), jax.grad's, the same products alone
 (a bound) and, where torch is installed, PyTorch's, each with its ratio to the hand BPTT and its
 share of the measured matmul peak. The others: the side-by-side table, the profile, the 7-epoch
 run and the throughput table."""
@@ -22,10 +22,11 @@ SHRINK = ("--steps=20", "--slow_steps=5", "--repeats=1", "--cells=lstm", "--cell
 
 
 def _readme_speed_commands() -> list[list[str]]:
-  """The commands of README's Speed section, each as python -m's arguments."""
-  with open(f"{REPO}/README.md", encoding="utf-8") as f:
+  """The commands of docs/speed.md (README's Speed section links there), each as python -m's
+  arguments."""
+  with open(f"{REPO}/docs/speed.md", encoding="utf-8") as f:
     text = f.read()
-  section = text[text.index("## Speed"):]
+  section = text[text.index("## The commands"):]
   block = section[section.index("```sh\n") + 6:]
   block = block[:block.index("```")].replace("\\\n", " ")
   return [shlex.split(l.split("  #")[0])[2:] for l in block.splitlines() if l.strip()]

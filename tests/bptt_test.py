@@ -97,7 +97,7 @@ def test_repeated_input_gradient_accumulates_in_one_column():
 def test_both_equal_finite_differences(T, B, zero_h0, layers):
   with strict_x64():
     net, p, c, x, y = _case(K=7, m=6, T=T, B=B, seed=3, nonzero_h0=not zero_h0, layers=layers)
-    rows = gradcheck.check(net, p, c, x, y)
+    rows = gradcheck.check(net, p, gradcheck.Chunk(c, x, y))
   for r in rows:
     assert r.manual_vs_autodiff < 1e-10, r
     assert r.manual_vs_numerical < 1e-6, r
@@ -110,7 +110,7 @@ def test_three_way_check_on_real_text_at_m_100():
   text = data.builtin_corpus()[:20000]
   vocab = data.Vocab.from_text(text)
   rows = gradcheck.check_text(text, vocab, TrainConfig(), chunk_index=7, random_carry=True,
-                              entries=150)
+                              options=gradcheck.Options(entries=150))
   assert [r.name for r in rows] == ["U", "W", "b", "V", "c"]
   for r in rows:
     assert r.manual_vs_autodiff < 1e-10, r

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_charrnn import cells, generate, report, trainer
+from jax_charrnn import cells, generate, runfiles, trainer
 from jax_charrnn.cells import ops
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
@@ -64,7 +64,7 @@ def test_a_cell_from_outside_the_package_trains_resumes_exactly_and_samples(text
   resumed = trainer.train(_config(text_file, num_steps=80), half)
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
   assert set(resumed.state.carry[0]) == {"h", "avg"}
-  rows = report.read_metrics(half)
+  rows = runfiles.read_metrics(half)
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"]
   md = open(f"{half}/report.md", encoding="utf-8").read()
   assert "1 layer of leaky_test, H = 12" in md and "n/a (no hand BPTT)" in md
@@ -77,8 +77,8 @@ def test_a_cell_from_outside_the_package_trains_resumes_exactly_and_samples(text
 def test_a_cell_from_outside_the_package_sweeps(text_file, tmp_path):
   results = trainer.sweep(_config(text_file, num_steps=30, report_gradcheck_entries=0,
                                   num_layers=2), [0.05, 0.2], [0], str(tmp_path / "sw"))
-  assert [r.name for r in results] == ["lr0.05_seed0", "lr0.2_seed0"]
-  assert all(np.isfinite(r.final_smooth_loss) for r in results)
+  assert [r.record.name for r in results] == ["lr0.05_seed0", "lr0.2_seed0"]
+  assert all(np.isfinite(r.record.smooth_loss) for r in results)
   net, *_ = load_run(str(tmp_path / "sw" / "lr0.2_seed0"), "latest")
   assert net.num_layers == 2 and net.cell.name == "leaky_test"
 

@@ -127,7 +127,7 @@ def test_three_ways_against_finite_differences(cell, layers, dropout, B):
   with strict_x64():
     net, p, carry, x, y, masks = _case(cell, T=6, B=B, seed=7, layers=layers, dropout=dropout,
                                        H=4)
-    rows = gradcheck.check(net, p, carry, x, y, reduction="mean" if B else "sum", masks=masks)
+    rows = gradcheck.check(net, p, gradcheck.Chunk(carry, x, y, "mean" if B else "sum", masks))
   assert len(rows) == 4 * layers + 2 if cell != "rnn" else 3 * layers + 2
   for r in rows:
     assert r.manual_vs_autodiff < 1e-10, r
@@ -196,17 +196,17 @@ def test_pytorch_gets_the_same_outputs_and_gradients(cell):
   assert abs(float(loss) - float(loss32)) < 1e-3  # and the float64 original is close
 
 
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
-def test_gates_count_the_weight_blocks_pytorch_stacks(cell, gates):
+@pytest.mark.parametrize("cell,blocks", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_blocks_count_the_weight_blocks_pytorch_stacks(cell, blocks):
   # G is PyTorch's: nn.RNN 1, nn.LSTM 4 (i, f, g, o), nn.GRU 3 (r, z, n); the memory
-  # estimate and the benchmark's FLOP count use it.
+  # estimate, weight drop's masks and the benchmark's FLOP count use it.
   c = cells.get(cell)
-  assert c.gates == gates
+  assert c.blocks == blocks
   p = c.init(jax.random.key(0), 7, 5, spec=InitSpec(dist="pytorch"), dtype=jnp.float32)
   exported = c.export(p)
-  assert exported["weight_ih"].shape == (gates * 5, 7)
-  assert exported["weight_hh"].shape == (gates * 5, 5)
-  assert cells.Cell("x", c.init, c.zero_carry, c.output, c.step).gates == 1  # the default
+  assert exported["weight_ih"].shape == (blocks * 5, 7)
+  assert exported["weight_hh"].shape == (blocks * 5, 5)
+  assert cells.Cell("x", c.init, c.zero_carry, c.output, c.step).blocks == 1  # the default
 
 
 @pytest.mark.parametrize("cell", CELLS)

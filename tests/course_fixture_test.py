@@ -29,9 +29,9 @@ def _params(d, prefix):
                 V=d[prefix + "V"], c=d[prefix + "c"])
 
 
-def _state(cfg, vocab_size, d) -> loop.TrainState:
+def _state(cfg, net, tx, d) -> loop.TrainState:
   """Today's TrainState holding a recorded state's numbers."""
-  fresh = loop.init_state(cfg, vocab_size)
+  fresh = loop.init_state(cfg, net, tx)
   opt = fresh.opt_state
   rss = opt.inner_state[1][0]._replace(sum_of_squares=_params(d, "sum_of_squares."))
   opt = opt._replace(count=jnp.asarray(d["opt_count"]),
@@ -57,10 +57,12 @@ def test_the_course_update_is_unchanged(name, step, grad):
   with strict_x64():
     cfg = TrainConfig.from_dict(dict(config, grad=grad))
     vocab_size = int(states[step]["params.c"].shape[0])
-    before = _state(cfg, vocab_size, states[step])
-    want = _state(cfg, vocab_size, states[step + 1])
     net = loop.build_model(cfg, vocab_size)
-    got, metrics = loop.make_train_step(cfg, net)(before, jnp.asarray(inputs), jnp.asarray(targets))
+    tx = loop.make_optimizer(cfg, len(inputs))
+    before = _state(cfg, net, tx, states[step])
+    want = _state(cfg, net, tx, states[step + 1])
+    got, metrics = loop.make_train_step(cfg, net, tx)(before, jnp.asarray(inputs),
+                                                      jnp.asarray(targets))
     tol = 1e-12 if grad == "manual" else 1e-11  # jax.grad sums in another order
     named = jax.tree_util.tree_flatten_with_path(got)[0]
     for (path, a), b in zip(named, jax.tree.leaves(want)):

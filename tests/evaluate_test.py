@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import data, export, report, score, trainer
+from jax_charrnn import data, export, runfiles, score, trainer
 from jax_charrnn.config import TrainConfig
 
 from helpers import TINY_TEXT, assert_user_error, load_run, run_module
@@ -66,13 +66,13 @@ def run(tmp_path_factory):
 
 def test_the_trainer_scores_the_held_out_tail_and_keeps_the_best(run):
   workdir, book, summary = run
-  rows = report.read_metrics(workdir)
+  rows = runfiles.read_metrics(workdir)
   scored = [r for r in rows if "val_bpc" in r]
   assert [r["step"] for r in scored] == [80, 160, 240]
   for r in scored:
     assert r["val_bpc"] == pytest.approx(r["val_loss_per_char"] / math.log(2))
   best = min(scored, key=lambda r: r["val_bpc"])
-  assert summary.best_step == best["step"] and summary.best_loss == pytest.approx(
+  assert summary.record.best_step == best["step"] and summary.record.best_loss == pytest.approx(
       best["val_bpc"], rel=1e-6)
   # The best copy is the parameters that scored it.
   net, params, vocab, *_ = load_run(workdir, "best")

@@ -128,7 +128,8 @@ def test_load_gives_stream_zero_of_the_best_or_the_latest_state(two_stream_run):
   _, latest, _, carry_l, x0_l, _ = load_run(two_stream_run, "latest")
   assert vocab.chars == VOCAB.chars and net.hidden_size == 8
   cfg = TrainConfig.from_dict(meta["config"])
-  target = jax.eval_shape(lambda: loop.init_state(cfg, vocab.size))
+  tx = loop.make_optimizer(cfg, meta["steps_per_epoch"])
+  target = jax.eval_shape(lambda: loop.init_state(cfg, net, tx))
   state, _ = checkpoint.restore(two_stream_run, target)
   assert 0 <= int(state.best_step) < 60  # the best copy is an earlier update's
   for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(state.best_params)):

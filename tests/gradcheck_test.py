@@ -11,6 +11,7 @@ import re
 import signal
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -36,8 +37,28 @@ def _config(cell="rnn", layers=2, dropout=0.0, init="normal", **kw):
   return TrainConfig(**base)
 
 
-def _rows(config, **kw):
-  return gradcheck.check_text(TINY_TEXT, VOCAB, config, **kw)
+def _wrong(how):
+  """The hand BPTT made wrong, as a derivation can be: in every parameter's gradient, the
+  largest entry off by a relative 1e-3 (entry) or of the wrong sign (sign), every entry 1% too
+  large (scale), or a square gradient transposed (transpose)."""
+
+  def wrong(g):
+    g = np.array(g)
+    largest = np.unravel_index(np.argmax(np.abs(g)), g.shape)
+    if how in ("entry", "sign"):
+      g[largest] *= 1 + 1e-3 if how == "entry" else -1
+    elif how == "scale":
+      g *= 1.01
+    elif g.ndim == 2 and g.shape[0] == g.shape[1]:
+      g = g.T.copy()
+    return g
+
+  return lambda net, params, chunk: jax.tree.map(wrong, gradcheck.hand_bptt(net, params, chunk))
+
+
+def _rows(config, wrong=None, **options):
+  return gradcheck.check_text(TINY_TEXT, VOCAB, config, options=gradcheck.Options(**options),
+                              hand=_wrong(wrong) if wrong else gradcheck.hand_bptt)
 
 
 @pytest.mark.parametrize("cell,layers,dropout,init", MATRIX)
@@ -134,9 +155,10 @@ def test_ctrl_c_stops_between_calls_without_a_traceback():
 
 
 def _readme_gradcheck_commands():
-  with open(f"{REPO}/README.md", encoding="utf-8") as f:
+  """docs/gradcheck.md's commands (README's Documentation list links there)."""
+  with open(f"{REPO}/docs/gradcheck.md", encoding="utf-8") as f:
     text = f.read()
-  section = text[text.index("## Checking the gradients"):]
+  section = text[text.index("## The command"):]
   section = section[:section.index("\n## ", 5)]
   return re.findall(r"^python -m jax_charrnn\.gradcheck(.*?)(?:\s+#.*)?$", section, re.M)
 

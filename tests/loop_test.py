@@ -15,17 +15,19 @@ pytestmark = pytest.mark.usefixtures("strict_promotion")
 
 
 def _setup(**overrides):
+  """(config, network, optimiser, vocabulary, inputs, targets) on the tiny text."""
   cfg = TrainConfig(hidden_size=16, seq_length=10, **overrides)
   vocab = data.Vocab.from_text(TINY_TEXT)
   inputs, targets = data.stream_chunks(vocab.encode(TINY_TEXT), cfg.seq_length, cfg.batch_size)
-  return cfg, loop.build_model(cfg, vocab.size), vocab, jnp.asarray(inputs), jnp.asarray(targets)
+  tx = loop.make_optimizer(cfg, inputs.shape[0])
+  return (cfg, loop.build_model(cfg, vocab.size), tx, vocab, jnp.asarray(inputs),
+          jnp.asarray(targets))
 
 
-def _reference(cfg, net, vocab, inputs, targets, n):
+def _reference(cfg, net, tx, inputs, targets, n):
   """The course's loop, written out on parameter trees: e += T, h carried and reset each epoch,
   best kept. The gradient and the optax step are jitted; the bookkeeping is plain Python."""
-  state = loop.init_state(cfg, vocab.size)
-  tx = loop.make_optimizer(cfg)
+  state = loop.init_state(cfg, net, tx)
 
   @jax.jit
   def grads_and_update(params, opt_state, h, x, y):
@@ -55,19 +57,19 @@ def test_fused_and_one_step_equal_the_reference_across_an_epoch_boundary(batch_s
   """Training is chaotic (float32 rounding differences grow ~1e3x in 20 steps), so
   trajectories are compared in float64 (where 73 steps still grow 1e-16 to ~1e-8)."""
   with strict_x64():
-    cfg, net, vocab, inputs, targets = _setup(batch_size=batch_size, dtype="float64")
+    cfg, net, tx, vocab, inputs, targets = _setup(batch_size=batch_size, dtype="float64")
     n = inputs.shape[0] * 2 + 3  # two epoch boundaries (the carry reset twice)
     ref_params, ref_h, ref_smooth, ref_best, ref_best_params, ref_best_step, ref_losses = \
-        _reference(cfg, net, vocab, inputs, targets, n)
+        _reference(cfg, net, tx, inputs, targets, n)
 
-    state = loop.init_state(cfg, vocab.size)
-    step = loop.make_train_step(cfg, net)
+    state = loop.init_state(cfg, net, tx)
+    step = loop.make_train_step(cfg, net, tx)
     one, one_losses = state, []
     for _ in range(n):
       one, m = step(one, inputs, targets)
       one_losses.append(float(m.loss))
 
-    run = loop.make_run_steps(cfg, net, max_steps=8)  # n is not a multiple of 8
+    run = loop.make_run_steps(cfg, net, tx, max_steps=8)  # n is not a multiple of 8
     fused, fused_losses = state, []
     while int(fused.step) < n:
       k = min(8, n - int(fused.step))
@@ -95,43 +97,43 @@ def test_fused_loop_equals_a_plain_tree_loop_for_every_optimizer(optimizer, clip
   the tree's (a clip of 0.5 is active here: the gradients' norms run 3-12 over these 30
   updates; the first one's is checked)."""
   with strict_x64(strict=optimizer not in NOT_STRICT_SAFE):
-    cfg, net, vocab, inputs, targets = _setup(
+    cfg, net, tx, vocab, inputs, targets = _setup(
         dtype="float64", optimizer=optimizer, learning_rate=0.01,
         weight_decay=0.1 if optimizer == "adamw" else 0.0, clip_mode=clip_mode,
         clip=0.5 if clip_mode == "global_norm" else 5.0)
     n = 30
-    state = loop.init_state(cfg, vocab.size)
+    state = loop.init_state(cfg, net, tx)
     _, first = bptt.loss_and_grads(net, state.params, state.carry, inputs[0], targets[0],
                                    cfg.loss_reduction)
     assert float(optax.tree.norm(first)) > 2.0
-    ref_params = _reference(cfg, net, vocab, inputs, targets, n)[0]
-    fused, _ = loop.make_run_steps(cfg, net, n)(loop.init_state(cfg, vocab.size), inputs,
-                                               targets, n)
+    ref_params = _reference(cfg, net, tx, inputs, targets, n)[0]
+    fused, _ = loop.make_run_steps(cfg, net, tx, n)(loop.init_state(cfg, net, tx), inputs,
+                                                   targets, n)
     assert_trees_close(fused.params, ref_params, rtol=1e-9, atol=1e-12)
   assert loop.uses_flat_vector(cfg) == (optimizer != "adamw")
 
 
 def test_fused_equals_one_step_in_float32():
-  cfg, net, vocab, inputs, targets = _setup(batch_size=2)
-  state = loop.init_state(cfg, vocab.size)
+  cfg, net, tx, vocab, inputs, targets = _setup(batch_size=2)
+  state = loop.init_state(cfg, net, tx)
   one = state
-  step = loop.make_train_step(cfg, net)
+  step = loop.make_train_step(cfg, net, tx)
   for _ in range(40):
     one, _ = step(one, inputs, targets)
-  fused, _ = loop.make_run_steps(cfg, net, 40)(state, inputs, targets, 40)
+  fused, _ = loop.make_run_steps(cfg, net, tx, 40)(state, inputs, targets, 40)
   # The same update function, compiled inside or outside the loop: float32
   # rounding may differ slightly, and 40 chaotic steps amplify it.
   assert_trees_close(one.params, fused.params, rtol=1e-3, atol=1e-5)
 
 
 def test_best_params_are_a_copy_not_a_reference():
-  cfg, net, vocab, inputs, targets = _setup(best_metric="loss")
-  run = loop.make_run_steps(cfg, net, max_steps=50)
-  state, m = run(loop.init_state(cfg, vocab.size), inputs, targets, 50)
+  cfg, net, tx, vocab, inputs, targets = _setup(best_metric="loss")
+  run = loop.make_run_steps(cfg, net, tx, max_steps=50)
+  state, m = run(loop.init_state(cfg, net, tx), inputs, targets, 50)
   best_step = int(state.best_step)
   assert 0 <= best_step < 49
   # Replay to the best step: the saved copy equals the parameters *before* that update.
-  replay, _ = run(loop.init_state(cfg, vocab.size), inputs, targets, best_step)
+  replay, _ = run(loop.init_state(cfg, net, tx), inputs, targets, best_step)
   assert_trees_close(state.best_params, replay.params, rtol=1e-6, atol=1e-7)
   assert float(state.best_loss) == pytest.approx(float(np.nanmin(np.asarray(m.loss))))
   assert not np.allclose(np.asarray(state.best_params.V), np.asarray(state.params.V))
@@ -139,19 +141,20 @@ def test_best_params_are_a_copy_not_a_reference():
 
 def test_autodiff_and_manual_training_agree():
   with strict_x64():
-    cfg, net, vocab, inputs, targets = _setup(dtype="float64", num_layers=2)
+    cfg, net, tx, vocab, inputs, targets = _setup(dtype="float64", num_layers=2)
     states = []
     for grad in ("manual", "autodiff"):
       c = cfg.replace(grad=grad)
-      s, _ = loop.make_run_steps(c, net, 20)(loop.init_state(c, vocab.size), inputs, targets, 20)
+      s, _ = loop.make_run_steps(c, net, tx, 20)(loop.init_state(c, net, tx), inputs, targets,
+                                                 20)
       states.append(s)
     assert_trees_close(states[0].params, states[1].params, rtol=1e-6, atol=1e-9)
 
 
 def test_run_steps_is_compiled_once_for_any_step_count():
-  cfg, net, vocab, inputs, targets = _setup()
-  run = loop.make_run_steps(cfg, net, max_steps=16)
-  state = loop.init_state(cfg, vocab.size)
+  cfg, net, tx, vocab, inputs, targets = _setup()
+  run = loop.make_run_steps(cfg, net, tx, max_steps=16)
+  state = loop.init_state(cfg, net, tx)
   for k in (16, 3, 1, 7):
     state, _ = run(state, inputs, targets, k)
   assert run._cache_size() == 1
@@ -159,16 +162,16 @@ def test_run_steps_is_compiled_once_for_any_step_count():
 
 
 def test_mean_reduction_scales_the_loss():
-  cfg, net, vocab, inputs, targets = _setup(loss_reduction="mean", batch_size=2)
-  _, m = loop.make_train_step(cfg, net)(loop.init_state(cfg, vocab.size), inputs, targets)
+  cfg, net, tx, vocab, inputs, targets = _setup(loss_reduction="mean", batch_size=2)
+  _, m = loop.make_train_step(cfg, net, tx)(loop.init_state(cfg, net, tx), inputs, targets)
   assert abs(float(m.loss) - np.log(vocab.size)) < 0.05  # per character at init
 
 
 def test_a_fresh_state_has_no_best_copy_until_its_first_update():
-  cfg, net, vocab, inputs, targets = _setup()
-  state = loop.init_state(cfg, vocab.size)
+  cfg, net, tx, vocab, inputs, targets = _setup()
+  state = loop.init_state(cfg, net, tx)
   assert int(state.best_step) == -1 and float(state.best_loss) == np.inf
-  state, _ = loop.make_train_step(cfg, net)(state, inputs, targets)  # the whole epoch given
+  state, _ = loop.make_train_step(cfg, net, tx)(state, inputs, targets)  # the whole epoch given
   assert int(state.best_step) == 0  # the parameters before update 0, with its loss
 
 
@@ -176,10 +179,10 @@ def test_an_equal_loss_later_does_not_replace_the_best():
   # SGD with a step far below float32's resolution: the parameters never change, and with one
   # chunk per epoch the carry restarts each update, so every update has the same loss. The
   # best copy stays the first one that reached it.
-  cfg, net, vocab, inputs, targets = _setup(optimizer="sgd", learning_rate=1e-30,
+  cfg, net, tx, vocab, inputs, targets = _setup(optimizer="sgd", learning_rate=1e-30,
                                             best_metric="loss")
-  step = loop.make_train_step(cfg, net)
-  state = loop.init_state(cfg, vocab.size)
+  step = loop.make_train_step(cfg, net, tx)
+  state = loop.init_state(cfg, net, tx)
   losses = []
   for _ in range(4):
     state, m = step(state, inputs[:1], targets[:1])
@@ -188,9 +191,9 @@ def test_an_equal_loss_later_does_not_replace_the_best():
 
 
 def test_dropout_draws_the_masks_of_the_run_key_and_step():
-  cfg, net, vocab, inputs, targets = _setup(dropout=0.5, num_layers=2, init_sigma=0.5)
-  state = loop.init_state(cfg, vocab.size)
-  _, m = loop.make_train_step(cfg, net)(state, inputs, targets)
+  cfg, net, tx, vocab, inputs, targets = _setup(dropout=0.5, num_layers=2, init_sigma=0.5)
+  state = loop.init_state(cfg, net, tx)
+  _, m = loop.make_train_step(cfg, net, tx)(state, inputs, targets)
   x, y = inputs[0], targets[0]
   masks = net.dropout_masks(loop.dropout_key(state.key, state.step), x.shape, jnp.float32)
   with_masks, _ = net.loss(state.params, state.carry, x, y, cfg.loss_reduction, masks)
@@ -203,11 +206,12 @@ def test_many_runs_at_once_equal_each_run_alone():
   # The sweep's program: runs stacked on a leading axis, vmapped; run r of the result is run r
   # trained alone (other seeds and learning rates).
   with strict_x64():
-    cfg, net, vocab, inputs, targets = _setup(dtype="float64")
+    cfg, net, tx, vocab, inputs, targets = _setup(dtype="float64")
     configs = [cfg.replace(seed=1), cfg.replace(seed=2, learning_rate=0.05)]
-    states = [loop.init_state(c, vocab.size) for c in configs]
-    many, metrics = loop.make_run_many(cfg, net, 6)(loop.stack(states), inputs, targets, 6)
+    # Each run's state starts with its own rate; the one vmapped update reads it from there.
+    states = [loop.init_state(c, net, loop.make_optimizer(c, len(inputs))) for c in configs]
+    many, metrics = loop.make_run_many(cfg, net, tx, 6)(loop.stack(states), inputs, targets, 6)
     for r, state in enumerate(states):
-      alone, m = loop.make_run_steps(cfg, net, 6)(state, inputs, targets, 6)
+      alone, m = loop.make_run_steps(cfg, net, tx, 6)(state, inputs, targets, 6)
       assert_trees_close(loop.unstack(many, r).params, alone.params, rtol=1e-10, atol=1e-12)
       np.testing.assert_allclose(metrics.loss[r], m.loss, rtol=1e-10)

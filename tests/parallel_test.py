@@ -66,7 +66,7 @@ def test_eight_devices_give_the_one_device_result(tmp_path, book):
                                  jax.tree.leaves(out[8].state.params)))
       print("max param difference", diff)
       assert diff < 1e-7, diff
-      assert abs(out[1].final_smooth_loss - out[8].final_smooth_loss) < 1e-9
+      assert abs(out[1].record.smooth_loss - out[8].record.smooth_loss) < 1e-9
   """)
   r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                      env=ENV, cwd=REPO)

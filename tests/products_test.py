@@ -20,14 +20,15 @@ H, B, T, K = 16, 4, 10, 7
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_bound_and_hand_bptt_do_the_counted_multiply_adds(cell, layers):
-  gates = cells.get(cell).gates
+  gates = cells.get(cell).blocks
   xs = jnp.zeros((T, B), jnp.int32)
   params = products.init(jax.random.key(0), gates, layers, H, K)
   bound = products.dot_flops(jax.make_jaxpr(functools.partial(products.update, gates=gates))(
       params, xs))
   cfg = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                     loss_reduction="mean")
-  net, state = loop.build_model(cfg, K), loop.init_state(cfg, K)
+  net = loop.build_model(cfg, K)
+  state = loop.init_state(cfg, net, loop.make_optimizer(cfg, 1))
   hand = products.dot_flops(jax.make_jaxpr(
       lambda p, c, x, y: bptt.loss_and_grads(net, p, c, x, y, "mean"))(
           state.params, state.carry, xs, xs))

@@ -78,9 +78,10 @@ def test_the_quickstart_prints_what_readme_shows(tmp_path):
       assert any(p.startswith(where + "  loss") for p in printed), where
 
 
-def _section_commands(heading: str) -> list[list[str]]:
+def _section_commands(heading: str, page: str = README) -> list[list[str]]:
   """The `python -m jax_charrnn.X ...` commands of the sh blocks under `heading`, as argv."""
-  text = _readme()
+  with open(page, encoding="utf-8") as f:
+    text = f.read()
   section = text[text.index(heading):]
   section = section[:section.index("\n## ", 5)]
   commands = []
@@ -93,10 +94,11 @@ def _section_commands(heading: str) -> list[list[str]]:
 
 @pytest.mark.slow
 def test_the_schedules_and_regularisers_commands_run_as_shown(tmp_path):
-  """README's AWD-LSTM commands with every setting as shown; the training run shortened to 40
-  updates (its warm-up of 100 to 10, the same shape: warm-up, then the cosine) and the gradient
-  check to 20 entries per parameter."""
-  commands = _section_commands("### Schedules, clipping and AWD-LSTM's regularisers")
+  """docs/cells.md's AWD-LSTM commands with every setting as shown; the training run shortened
+  to 40 updates (its warm-up of 100 to 10, the same shape: warm-up, then the cosine) and the
+  gradient check to 20 entries per parameter."""
+  commands = _section_commands("## Schedules, clipping and AWD-LSTM's regularisers",
+                               os.path.join(REPO, "docs", "cells.md"))
   assert [c[0] for c in commands] == ["jax_charrnn.train", "jax_charrnn.gradcheck"], commands
   train, check = commands
   r = run_module(*train, "--num_steps=40", "--warmup_steps=10", "--steps_per_call=10",

@@ -19,12 +19,13 @@ def test_numpy_references_train_exactly_like_jax_charrnn(impl):
   inputs, targets = data.stream_chunks(vocab.encode(TINY_TEXT), cfg.seq_length, 1)
   n = inputs.shape[0] + 4  # across an epoch boundary
   with jax.enable_x64(True):
-    state = loop.init_state(cfg, vocab.size)
+    net, tx = loop.build_model(cfg, vocab.size), loop.make_optimizer(cfg, inputs.shape[0])
+    state = loop.init_state(cfg, net, tx)
     params = numpy_ref.course_arrays(state.params)
     ref = (numpy_ref.MinCharRNN(*params) if impl == "gist" else
            numpy_ref.NumpyCharRNN(*params, dtype=np.float64))
     h = np.zeros(cfg.hidden_size)
-    step = loop.make_train_step(cfg, loop.build_model(cfg, vocab.size))
+    step = loop.make_train_step(cfg, net, tx)
     x, y = jnp.asarray(inputs), jnp.asarray(targets)
     for s in range(n):
       e = s % inputs.shape[0]

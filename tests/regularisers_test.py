@@ -76,7 +76,7 @@ def test_each_regulariser_alone(cell, regs):
 def test_three_ways_against_finite_differences(cell, layers):
   with strict_x64():
     net, p, carry, x, y, masks = _case(cell, layers, "locked", T=5)
-    rows = gradcheck.check(net, p, carry, x, y, reduction="mean", masks=masks)
+    rows = gradcheck.check(net, p, gradcheck.Chunk(carry, x, y, "mean", masks))
   assert len(rows) == (3 if cell == "rnn" else 4) * layers + 2
   for r in rows:
     assert r.manual_vs_autodiff < 1e-10, r
@@ -169,9 +169,9 @@ def test_a_regularised_run_stopped_and_resumed_equals_one_run(text_file, tmp_pat
   straight = trainer.train(cfg, str(tmp_path / "a"))
   half = str(tmp_path / "b")
   stopped = trainer.train(cfg, half, console=StopAt("step 40/"))
-  assert stopped.interrupted and 40 <= stopped.steps_done < 100
+  assert stopped.record.interrupted and 40 <= stopped.record.step < 100
   resumed = trainer.train(cfg, half)
-  assert resumed.steps_done == 100
+  assert resumed.record.step == 100
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
   md = open(f"{half}/report.md", encoding="utf-8").read()
   assert "dropout 0.3 (locked), input dropout 0.25, weight drop 0.4" in md
@@ -190,5 +190,6 @@ def test_the_gradient_check_command_holds_every_mask():
   text = "the cat sat on the mat; the dog sat on the log. " * 4
   cfg = TrainConfig(cell="gru", num_layers=2, hidden_size=6, seq_length=8, init_dist="pytorch",
                     dropout=0.3, dropout_mode="locked", input_dropout=0.2, weight_drop=0.5)
-  rows = gradcheck.check_text(text, data.Vocab.from_text(text), cfg, entries=20)
+  rows = gradcheck.check_text(text, data.Vocab.from_text(text), cfg,
+                              options=gradcheck.Options(entries=20))
   assert gradcheck.all_pass(rows, 1e-6) and len(rows) == 4 * 2 + 2

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, data, generate, loop, model, paths, report, rundir, score
+from jax_charrnn import (checkpoint, data, generate, loop, model, pacing, paths, report, rundir,
+                         runfiles, score)
 from jax_charrnn import visualize
 from jax_charrnn.errors import UserError
 
@@ -70,7 +71,7 @@ def _no_update(result):
 # ---- 1. a run file that is a directory ----
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [report.METRICS, report.STEP_LOSSES, report.SAMPLES])
+@pytest.mark.parametrize("name", [runfiles.METRICS, runfiles.STEP_LOSSES, runfiles.SAMPLES])
 def test_a_run_file_that_is_a_directory_is_refused_before_the_first_update(
     name, trained, book, tmp_path):
   workdir = _copy(trained, tmp_path)
@@ -88,9 +89,9 @@ def test_a_run_file_that_is_a_directory_is_refused_before_the_first_update(
 
 def test_check_run_files_both_ways(tmp_path):
   rundir.check_run_files(str(tmp_path))  # nothing there
-  (tmp_path / report.METRICS).write_text("")
+  (tmp_path / runfiles.METRICS).write_text("")
   rundir.check_run_files(str(tmp_path))  # a plain file
-  os.mkdir(tmp_path / report.REPORT)
+  os.mkdir(tmp_path / runfiles.REPORT)
   with pytest.raises(UserError, match="report.md.*is a directory"):
     rundir.check_run_files(str(tmp_path))
 
@@ -219,21 +220,42 @@ def test_the_report_says_which_gradients_each_update_range_used(book, tmp_path):
   r = _train(book, workdir, f"--num_steps={STEPS}", "--grad=autodiff")
   assert r.returncode == 0, r.stderr[-2000:]
   assert "Updates 1-13 of this run used manual gradients" in " ".join(r.stdout.split())
-  text = open(os.path.join(workdir, report.REPORT), encoding="utf-8").read()
-  assert f"gradients: manual for updates 1-13, autodiff for updates 14-{STEPS}" in text
+  # A second change names each stretch, as the report does (one account of them: the record).
+  r = _train(book, workdir, f"--num_steps={STEPS + 5}", "--grad=manual")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (f"Updates 1-13 of this run used manual gradients and 14-{STEPS} of this run used "
+          f"autodiff gradients; from update {STEPS + 1} on it uses manual") in " ".join(
+              r.stdout.split())
+  text = open(os.path.join(workdir, runfiles.REPORT), encoding="utf-8").read()
+  assert (f"gradients: manual for updates 1-13, autodiff for updates 14-{STEPS}, manual for "
+          f"updates {STEPS + 1}-{STEPS + 5}") in text
   _, meta = checkpoint.read_meta(workdir)
-  assert meta["grads"] == [[0, "manual"], [13, "autodiff"]]
+  assert meta["gradient_methods"] == [[0, "manual"], [13, "autodiff"], [STEPS, "manual"]]
 
 
-def test_grad_phrase_both_ways():
-  facts = lambda grads, done: report.RunFacts(
-      "s", 1, 2, "m", 3, 10, done, done, None, 1.0, 1.0, 0, "smooth_loss", 0.0, 0.0, 0.0, 1.0,
-      "finished", None, grads=grads)
-  assert report.grad_phrase("manual", facts([], 20)) == "manual gradients"
-  assert report.grad_phrase("autodiff", facts([[0, "manual"], [20, "autodiff"]], 20)) == \
+def test_gradient_phrase_both_ways():
+  from jax_charrnn.config import TrainConfig
+  from jax_charrnn.record import RunRecord
+  record = lambda grad, methods, done: RunRecord("r", "w", TrainConfig(grad=grad), 30, step=done,
+                                                 gradient_methods=methods)
+  assert report.gradient_phrase(record("manual", [], 20)) == "manual gradients"
+  assert report.gradient_phrase(record("autodiff", [[0, "manual"], [20, "autodiff"]], 20)) == \
       "manual gradients"  # the change took over after the last update: none used it
-  assert report.grad_phrase("autodiff", facts([[0, "manual"], [5, "autodiff"]], 20)) == \
+  assert report.gradient_phrase(record("autodiff", [[0, "manual"], [5, "autodiff"]], 20)) == \
       "gradients: manual for updates 1-5, autodiff for updates 6-20"
+
+
+def test_a_checkpoint_of_an_earlier_version_reads_its_gradient_methods_from_grads():
+  """Checkpoints written before the record named the history for what it holds call it
+  "grads"; a resumed run reads it from there (and adds this session's change)."""
+  from jax_charrnn.config import TrainConfig
+  from jax_charrnn.record import RunRecord
+  old = {"step": 20, "grads": [[0, "manual"], [10, "autodiff"]], "train_seconds": 3.5}
+  r = RunRecord.resumed(old, "r", "w", TrainConfig(grad="manual"), 40)
+  assert r.gradient_methods == [[0, "manual"], [10, "autodiff"], [20, "manual"]]
+  assert r.timing.earlier == 3.5 and r.timing.start_step == 20 and r.step == 20
+  same = RunRecord.resumed(dict(old, grads=[[0, "manual"]]), "r", "w", TrainConfig(), 40)
+  assert same.gradient_methods == [[0, "manual"]]
 
 
 # ---- 6. a directory holding a person's own files ----
@@ -259,7 +281,7 @@ def test_eval_every_without_val_fraction_is_an_error(book, tmp_path):
   assert not os.path.exists(tmp_path / "a")
   r = _train(book, str(tmp_path / "b"), "--num_steps=5", "--eval_every=2", "--val_fraction=0.2")
   assert r.returncode == 0, r.stderr[-2000:]
-  rows = report.read_metrics(str(tmp_path / "b"))
+  rows = runfiles.read_metrics(str(tmp_path / "b"))
   assert [row["step"] for row in rows if "val_bpc" in row] == [2, 4, 5]
 
 
@@ -277,11 +299,11 @@ def test_eval_every_is_checked_only_when_given():
 def test_a_run_resumed_at_an_odd_step_has_the_same_metrics_rows(trained, book, tmp_path):
   workdir = str(tmp_path / "run")
   assert _train(book, workdir, "--num_steps=13").returncode == 0
-  assert [row["step"] for row in report.read_metrics(workdir)] == [10, 13]
+  assert [row["step"] for row in runfiles.read_metrics(workdir)] == [10, 13]
   assert _train(book, workdir, f"--num_steps={STEPS}").returncode == 0
   strip = lambda rows: [{k: v for k, v in row.items() if k not in ("chars_per_s", "wall_time")}
                         for row in rows]
-  assert strip(report.read_metrics(workdir)) == strip(report.read_metrics(trained))
+  assert strip(runfiles.read_metrics(workdir)) == strip(runfiles.read_metrics(trained))
 
 
 def test_row_due_both_ways():
@@ -295,7 +317,7 @@ def test_row_due_both_ways():
 def _big_params(hidden):
   config = small_config("x.txt", cell="lstm", hidden_size=hidden, grad="autodiff")
   net = loop.build_model(config, 30)
-  return net, loop.init_state(config, 30).params
+  return net, loop.init_state(config, net, loop.make_optimizer(config, 1)).params
 
 
 def test_every_call_that_reads_or_draws_text_is_sized_by_its_cost(monkeypatch):
@@ -321,9 +343,9 @@ def test_every_call_that_reads_or_draws_text_is_sized_by_its_cost(monkeypatch):
   kinds = {kind for kind, _ in seen}
   assert kinds == {"score", "trace", "sample"}, kinds
   for kind, chars in seen:
-    assert chars * per_char <= 1.01 * model.CALL_FLOPS, (kind, chars)
+    assert chars * per_char <= 1.01 * pacing.CALL_FLOPS, (kind, chars)
   # The score does not depend on how the text is cut into calls.
-  monkeypatch.setattr(model, "CALL_FLOPS", 1e15)
+  monkeypatch.setattr(pacing, "CALL_FLOPS", 1e15)
   assert abs(score.score_ids(net, params, ids).nats_per_char - whole.nats_per_char) < 1e-5
 
 
@@ -420,13 +442,37 @@ def test_the_memory_estimate_counts_each_regularisers_masks():
   from jax_charrnn import memory
   from jax_charrnn.config import TrainConfig
   base = TrainConfig(cell="lstm", hidden_size=32, num_layers=2, seq_length=10, batch_size=3)
-  plain = memory.estimate_bytes(base, 70)
-  grown = lambda **kw: memory.estimate_bytes(base.replace(**kw), 70) - plain
+  plain = memory.estimate_bytes(base, 70, 100)
+  grown = lambda **kw: memory.estimate_bytes(base.replace(**kw), 70, 100) - plain
   assert grown(dropout=0.2) == 4 * 30 * 2 * 2 * 32
   assert grown(input_dropout=0.1) == 4 * 30 * 2 * 70
   assert grown(weight_drop=0.2) == 4 * 2 * 2 * 4 * 32 * 32
   assert grown(dropout=0.2, input_dropout=0.1, weight_drop=0.2) == (
       grown(dropout=0.2) + grown(input_dropout=0.1) + grown(weight_drop=0.2))
+
+
+@pytest.mark.parametrize("optimizer,dtype", [("adagrad", "float32"), ("adam", "float64"),
+                                             ("sgd", "float32")])
+def test_the_memory_estimate_counts_the_training_state_exactly(optimizer, dtype):
+  """The state's part is jax.eval_shape's: the bytes of a real fresh state (parameters,
+  the optimiser's slots, the best copy, carries), whichever optimiser and dtype; the rest is
+  three more copies of the parameters and a chunk's activations."""
+  from jax_charrnn import memory
+  from jax_charrnn.config import TrainConfig
+  config = TrainConfig(cell="gru", hidden_size=24, num_layers=2, seq_length=10, batch_size=3,
+                       optimizer=optimizer, dtype=dtype, lr_schedule="cosine")
+  net = loop.build_model(config, 70)
+  with jax.enable_x64(dtype == "float64"):
+    state = loop.init_state(config, net, loop.make_optimizer(config, 100))
+  real = sum(x.nbytes for x in jax.tree.leaves(state))
+  assert memory.state_bytes(config, 70, 100) == real
+  params = model.param_count(state.params)
+  assert memory.param_count(config, 70) == params
+  slots = {"adagrad": 1, "adam": 2, "sgd": 0}[optimizer]
+  item = 8 if dtype == "float64" else 4
+  assert real >= item * params * (2 + slots)  # the parameters, the best copy, the slots
+  made = memory.estimate_bytes(config, 70, 100) - real
+  assert made > item * params * memory.UPDATE_COPIES
 
 
 @pytest.mark.slow

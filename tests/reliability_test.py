@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, report, trainer
+from jax_charrnn import checkpoint, runfiles, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
@@ -74,7 +74,7 @@ def test_the_lock_is_held_for_the_run_and_released_after(text_file, tmp_path):
   with WorkdirLock(workdir):
     with pytest.raises(UserError, match=f"is in use by process {os.getpid()}"):
       trainer.train(_config(text_file), workdir)
-  assert trainer.train(_config(text_file), workdir).steps_done == 60
+  assert trainer.train(_config(text_file), workdir).record.step == 60
 
 
 # ---- 2. signals in quick succession ----
@@ -110,10 +110,10 @@ def test_a_second_signal_does_not_cut_the_save_short(book, tmp_path, signals):
 def test_finishing_is_idempotent(text_file, tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train(_config(text_file), workdir)
-  for name in (report.REPORT, report.LOSS_PLOT, report.PASSAGE):
+  for name in (runfiles.REPORT, runfiles.LOSS_PLOT, runfiles.PASSAGE):
     os.remove(os.path.join(workdir, name))
   trainer.train(_config(text_file), workdir)
-  for name in (report.REPORT, report.LOSS_PLOT, report.PASSAGE):
+  for name in (runfiles.REPORT, runfiles.LOSS_PLOT, runfiles.PASSAGE):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
 
 
@@ -161,7 +161,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(damage, text_file
   resumed = trainer.train(_config(text_file, num_steps=60), workdir)
   err = capsys.readouterr().err
   assert f"The checkpoint at step {damaged} in" in err and "using step" in err
-  assert resumed.steps_done == 60
+  assert resumed.record.step == 60
   if damage != "stray":
     assert "is damaged" in err and "using step 20 instead" in err
 
@@ -181,29 +181,29 @@ def test_no_intact_checkpoint_is_a_paragraph_never_a_wrong_resume(text_file, tmp
 def test_damaged_run_files_are_repaired_on_resume(text_file, tmp_path, capsys):
   workdir = str(tmp_path / "run")
   trainer.train(_config(text_file, num_steps=40), workdir)
-  with open(os.path.join(workdir, report.METRICS), "a", encoding="utf-8") as f:
+  with open(os.path.join(workdir, runfiles.METRICS), "a", encoding="utf-8") as f:
     f.write("garbage that is no row\n{\"step\": 4")  # a junk line and a torn last record
-  with open(os.path.join(workdir, report.SAMPLES), "ab") as f:
+  with open(os.path.join(workdir, runfiles.SAMPLES), "ab") as f:
     f.write(b"\xff\xfe not utf-8\n")
-  path = os.path.join(workdir, report.STEP_LOSSES)
+  path = os.path.join(workdir, runfiles.STEP_LOSSES)
   with open(path, "r+b") as f:
     f.truncate(os.path.getsize(path) - 3)  # a torn last pair
   capsys.readouterr()
   resumed = trainer.train(_config(text_file, num_steps=60), workdir)
   err = capsys.readouterr().err
-  assert resumed.steps_done == 60
+  assert resumed.record.step == 60
   assert "2 line(s) that were not a metrics row" in err and "not UTF-8" in err
   assert "torn record" in err
-  assert [r["step"] for r in report.read_metrics(workdir)] == [20, 40, 60]
-  assert report.read_step_losses(workdir).shape == (60, 2)
+  assert [r["step"] for r in runfiles.read_metrics(workdir)] == [20, 40, 60]
+  assert runfiles.read_step_losses(workdir).shape == (60, 2)
 
 
 def test_a_deleted_losses_file_keeps_the_steps_in_place(text_file, tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train(_config(text_file, num_steps=40), workdir)
-  os.remove(os.path.join(workdir, report.STEP_LOSSES))
+  os.remove(os.path.join(workdir, runfiles.STEP_LOSSES))
   trainer.train(_config(text_file, num_steps=60), workdir)
-  losses = report.read_step_losses(workdir)
+  losses = runfiles.read_step_losses(workdir)
   assert losses.shape == (60, 2)
   assert np.isnan(losses[:40]).all() and np.isfinite(losses[40:]).all()
 
@@ -216,10 +216,10 @@ def test_a_file_where_checkpoints_belong_is_a_paragraph_and_deletes_nothing(text
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.rmtree(workdir / "checkpoints")
   (workdir / "checkpoints").write_text("not a directory")
-  before = (workdir / report.REPORT).read_text()
+  before = (workdir / runfiles.REPORT).read_text()
   with pytest.raises(UserError, match="is a file, where the run keeps its checkpoints"):
     trainer.train(_config(text_file, num_steps=40), str(workdir))
-  assert (workdir / report.REPORT).read_text() == before
+  assert (workdir / runfiles.REPORT).read_text() == before
 
 
 @pytest.mark.slow
@@ -246,7 +246,7 @@ def test_a_full_disk_is_a_paragraph_and_resume_after_freeing_space_works(book, t
     assert "No space left on device" in " ".join(r.stderr.split())
     assert 40 in checkpoint.all_steps(str(mount / "run"))  # nothing older was deleted
     filler.unlink()
-    assert trainer.train(cfg.replace(num_steps=100), str(mount / "run")).steps_done == 100
+    assert trainer.train(cfg.replace(num_steps=100), str(mount / "run")).record.step == 100
   finally:
     subprocess.run(["umount", str(mount)], capture_output=True)
 
@@ -260,7 +260,7 @@ def test_a_directory_with_someone_elses_files_is_not_overwritten(text_file, tmp_
   with pytest.raises(UserError, match="holds files that no jax_charrnn run left there"):
     trainer.train(_config(text_file), str(workdir))
   assert (workdir / "report.md").read_text() == "my thesis"
-  assert trainer.train(_config(text_file), str(workdir), overwrite=True).steps_done == 60
+  assert trainer.train(_config(text_file), str(workdir), overwrite=True).record.step == 60
 
 
 def test_a_run_too_large_for_the_memory_is_refused_with_the_number(text_file, tmp_path):
@@ -359,4 +359,4 @@ def test_a_sweep_goes_back_to_the_newest_step_every_run_holds_intact(text_file, 
   out, err = capsys.readouterr()
   assert "Resumed the sweep's 2 runs from their checkpoints at step 20" in out
   assert "The sweep goes back to step 20" in err and "40.damaged" in err
-  assert [r.steps_done for r in results] == [60, 60]
+  assert [r.record.step for r in results] == [60, 60]

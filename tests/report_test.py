@@ -1,53 +1,53 @@
-"""The run's files for people: samples, metrics, plot, report."""
+"""The run's files (runfiles.py), its figures (plots.py) and its report (report.py, finish.py)."""
 
 import os
 import re
 
 import numpy as np
 
-from jax_charrnn import report
+from jax_charrnn import finish, plots, report, runfiles
 
 
 def test_truncate_samples_keeps_entries_up_to_the_step_even_with_dashes_in_the_text(tmp_path):
   wd = str(tmp_path)
-  report.append_sample(wd, 0, "+--- a table ---+\n--- after 5 updates ---", None)
-  report.append_sample(wd, 1000, "words", 80.5)
-  report.append_sample(wd, 2000, "later words", 70.25)
-  report.truncate_samples(wd, 1500)
-  text = open(os.path.join(wd, report.SAMPLES), encoding="utf-8").read()
+  runfiles.append_sample(wd, 0, "+--- a table ---+\n--- after 5 updates ---", None)
+  runfiles.append_sample(wd, 1000, "words", 80.5)
+  runfiles.append_sample(wd, 2000, "later words", 70.25)
+  runfiles.truncate_samples(wd, 1500)
+  text = open(os.path.join(wd, runfiles.SAMPLES), encoding="utf-8").read()
   assert "+--- a table ---+" in text and "--- after 1,000 updates (smooth loss 80.500) ---" in text
   assert "later words" not in text and "2,000" not in text
-  report.truncate_samples(wd, 0)
-  text = open(os.path.join(wd, report.SAMPLES), encoding="utf-8").read()
+  runfiles.truncate_samples(wd, 0)
+  text = open(os.path.join(wd, runfiles.SAMPLES), encoding="utf-8").read()
   assert text.startswith("--- before the first update ---") and "1,000" not in text
 
 
 def test_metrics_round_trip_and_truncate(tmp_path):
   wd = str(tmp_path)
-  report.append_metrics(wd, [{"step": s, "loss": 1.0, "smooth_loss": 2.0} for s in (10, 20, 30)])
-  report.truncate_metrics(wd, 20)
-  assert [r["step"] for r in report.read_metrics(wd)] == [10, 20]
-  assert report.plot_loss(wd, report.read_metrics(wd), "t") == os.path.join(wd, report.LOSS_PLOT)
-  assert os.path.getsize(os.path.join(wd, report.LOSS_PLOT)) > 1000
+  runfiles.append_metrics(wd, [{"step": s, "loss": 1.0, "smooth_loss": 2.0} for s in (10, 20, 30)])
+  runfiles.truncate_metrics(wd, 20)
+  assert [r["step"] for r in runfiles.read_metrics(wd)] == [10, 20]
+  assert plots.plot_loss(wd, runfiles.read_metrics(wd), "t") == os.path.join(wd, runfiles.LOSS_PLOT)
+  assert os.path.getsize(os.path.join(wd, runfiles.LOSS_PLOT)) > 1000
 
 
 def test_step_losses_append_truncate_and_plot(tmp_path):
   wd = str(tmp_path)
-  report.append_step_losses(wd, np.arange(5, dtype=np.float32), np.ones(5, np.float32))
-  report.append_step_losses(wd, np.arange(5, 9, dtype=np.float32), np.zeros(4, np.float32))
-  assert report.read_step_losses(wd).shape == (9, 2)
-  report.truncate_step_losses(wd, 6)
-  np.testing.assert_array_equal(report.read_step_losses(wd)[:, 0], np.arange(6))
-  assert report.plot_loss(wd, [], "t") is not None
+  runfiles.append_step_losses(wd, np.arange(5, dtype=np.float32), np.ones(5, np.float32))
+  runfiles.append_step_losses(wd, np.arange(5, 9, dtype=np.float32), np.zeros(4, np.float32))
+  assert runfiles.read_step_losses(wd).shape == (9, 2)
+  runfiles.truncate_step_losses(wd, 6)
+  np.testing.assert_array_equal(runfiles.read_step_losses(wd)[:, 0], np.arange(6))
+  assert plots.plot_loss(wd, [], "t") is not None
 
 
 def test_the_reports_gradient_check_reads_one_stream_of_at_most_25_characters():
   from jax_charrnn.config import TrainConfig
-  long = report.check_config(TrainConfig(cell="lstm", num_layers=2, hidden_size=512,
+  long = finish.check_config(TrainConfig(cell="lstm", num_layers=2, hidden_size=512,
                                          batch_size=64, seq_length=100))
   assert (long.batch_size, long.seq_length) == (1, 25)
   assert (long.cell, long.num_layers, long.hidden_size) == ("lstm", 2, 512)  # the run's network
-  short = report.check_config(TrainConfig(batch_size=8, seq_length=10))
+  short = finish.check_config(TrainConfig(batch_size=8, seq_length=10))
   assert (short.batch_size, short.seq_length) == (1, 10)
 
 
@@ -57,7 +57,7 @@ def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_
   LSTM before it read at most 25 characters); a signal once training is saved used to be
   acknowledged and then ignored until the check ended."""
   from helpers import StopAt, small_config
-  from jax_charrnn import data, outputs, trainer
+  from jax_charrnn import data, trainer
   cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5)
   corpus = data.corpus_of(cfg)
   calls = []
@@ -67,16 +67,16 @@ def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_
     return len(calls) > 3
 
   # Inside the check, between its calls (the table's rows never come back half-made) ...
-  assert outputs.gradcheck_table(cfg, corpus, stop_after_three) == report.CHECK_STOPPED
+  assert finish.gradcheck_table(cfg, corpus, stop_after_three) == report.CHECK_STOPPED
   assert len(calls) == 4
   # ... and before it: no table; with no signal, the table.
-  assert outputs.gradcheck_table(cfg, corpus, lambda: True) == report.CHECK_STOPPED
-  table = outputs.gradcheck_table(cfg, corpus)
+  assert finish.gradcheck_table(cfg, corpus, lambda: True) == report.CHECK_STOPPED
+  table = finish.gradcheck_table(cfg, corpus)
   assert "manual vs jax.grad" in table and " ok " in table and "FAIL" not in table
   # A trainer told to stop as the report begins: training was done and saved, so the run is
   # finished, not interrupted; the report is written, its check skipped, saying how to run it.
   end = trainer.train(cfg, str(tmp_path / "run"), console=StopAt("Writing the report"))
-  assert not end.interrupted and end.steps_done == 20
+  assert not end.record.interrupted and end.record.step == 20
   with open(tmp_path / "run" / "report.md", encoding="utf-8") as f:
     text = f.read()
   assert "Skipped: Ctrl-C or SIGTERM stopped the run before the check finished." in text
@@ -90,16 +90,16 @@ def test_a_slow_gradient_check_names_each_parameter_it_reaches_past_its_threshol
   line. The trainer's console receives them."""
   import jax
   from helpers import small_config
-  from jax_charrnn import data, gradcheck, loop, model, outputs, trainer
+  from jax_charrnn import data, gradcheck, loop, model, trainer
   from jax_charrnn.console import Console
   cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5, num_layers=2)
   corpus = data.corpus_of(cfg)
   said = []
   monkeypatch.setattr(gradcheck, "PROGRESS_AFTER_S", 1e9)  # (the threshold's own test: below)
-  outputs.gradcheck_table(cfg, corpus, say=said.append)
+  finish.gradcheck_table(cfg, corpus, say=said.append)
   assert said == []
   monkeypatch.setattr(gradcheck, "PROGRESS_AFTER_S", 0.0)
-  table = outputs.gradcheck_table(cfg, corpus, say=said.append)
+  table = finish.gradcheck_table(cfg, corpus, say=said.append)
   params = loop.build_model(cfg, corpus.vocab.size).init(jax.random.key(0), loop.init_spec(cfg))
   names = [n for n, _ in model.named_leaves(params)]
   n = len(names)  # U, W, b of each layer, V, c

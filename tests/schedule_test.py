@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jax_charrnn import loop, optim, report, trainer
+from jax_charrnn import loop, optim, runfiles, start, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
@@ -98,11 +98,11 @@ def test_global_norm_clipping_follows_its_formula(scale):
 
 def test_the_default_adds_nothing_to_the_course_chain():
   """constant without warm-up: no factor, the same optimiser state as before schedules."""
-  assert loop.lr_factor(TrainConfig()) is None
-  state = loop.make_optimizer(TrainConfig()).init({"w": jnp.zeros(2)})
+  assert loop.lr_factor(TrainConfig(), 100) is None
+  state = loop.make_optimizer(TrainConfig(), 100).init({"w": jnp.zeros(2)})
   assert len(state.inner_state) == 2
   assert not any(isinstance(s, optim.ScheduleState) for s in state.inner_state)
-  assert loop.lr_factor(TrainConfig(warmup_steps=3)) is not None
+  assert loop.lr_factor(TrainConfig(warmup_steps=3), 100) is not None
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -155,17 +155,17 @@ def test_a_scheduled_run_logs_its_rates_and_resumes_exactly(text_file, tmp_path)
   straight = trainer.train(_config(text_file), str(tmp_path / "a"))
   half = str(tmp_path / "b")
   stopped = trainer.train(_config(text_file), half, console=StopAt("step 60/"))
-  assert stopped.interrupted and 60 <= stopped.steps_done < 120
+  assert stopped.record.interrupted and 60 <= stopped.record.step < 120
   resumed = trainer.train(_config(text_file), half)
-  assert resumed.steps_done == 120
+  assert resumed.record.step == 120
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
-  rows = report.read_metrics(str(tmp_path / "a"))
+  rows = runfiles.read_metrics(str(tmp_path / "a"))
   f = optim.schedule("cosine", 120, 15, 0.1)
   for row in rows:  # the rate of the latest update (number step - 1)
     assert row["learning_rate"] == pytest.approx(0.01 * float(f(row["step"] - 1)), rel=1e-5)
-  assert [r["learning_rate"] for r in report.read_metrics(half)] == pytest.approx(
+  assert [r["learning_rate"] for r in runfiles.read_metrics(half)] == pytest.approx(
       [r["learning_rate"] for r in rows], rel=1e-6)
-  md = open(f"{half}/{report.REPORT}", encoding="utf-8").read()
+  md = open(f"{half}/{runfiles.REPORT}", encoding="utf-8").read()
   assert "learning rate 0.01 (cosine schedule, floor 0.1 of it) after 15 updates" in md
   assert "clipped to a global norm of 1.0" in md
 
@@ -176,11 +176,11 @@ def test_a_scheduled_sweep_freezes_a_diverged_run_and_keeps_the_others_rates(tex
   cfg = _config(text_file, num_steps=60, optimizer="adagrad", clip_mode="elementwise", clip=5.0,
                 learning_rate=0.1, warmup_steps=0, lr_schedule="linear")
   results = trainer.sweep(cfg, [0.1, 1e38], [0], str(tmp_path / "sw"))
-  assert {r.name: r.diverged_at is not None for r in results} == {
+  assert {r.record.name: r.record.diverged_at is not None for r in results} == {
       "lr0.1_seed0": False, "lr1e+38_seed0": True}
-  assert report.read_metrics(str(tmp_path / "sw" / "lr1e+38_seed0"))[-1]["learning_rate"] == 0.0
+  assert runfiles.read_metrics(str(tmp_path / "sw" / "lr1e+38_seed0"))[-1]["learning_rate"] == 0.0
   f = optim.schedule("linear", 60, min_ratio=0.1)
-  for row in report.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0")):
+  for row in runfiles.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0")):
     assert row["learning_rate"] == pytest.approx(0.1 * float(f(row["step"] - 1)), rel=1e-5)
 
 
@@ -202,11 +202,11 @@ def test_resuming_a_decay_with_another_length_warns_with_both_rates(text_file, t
   same length, nothing is said."""
   work = str(tmp_path / "run")
   stopped = trainer.train(_config(text_file), work, console=StopAt("step 60/"))
-  step = stopped.steps_done
-  assert stopped.interrupted and 60 <= step < 120
+  step = stopped.record.step
+  assert stopped.record.interrupted and 60 <= step < 120
   longer = _Recording()
   resumed = trainer.train(_config(text_file, num_steps=200), work, console=longer)
-  assert resumed.steps_done == 200
+  assert resumed.record.step == 200
   warning, = [w for w in longer.warnings if "updates long" in w]
   new = 0.01 * float(optim.schedule("cosine", 200, 15, 0.1)(step))
   old = 0.01 * float(optim.schedule("cosine", 120, 15, 0.1)(step))
@@ -215,7 +215,7 @@ def test_resuming_a_decay_with_another_length_warns_with_both_rates(text_file, t
       warning)
   assert "--num_steps=120" in warning
   # The next rate logged is the new schedule's, as the warning says.
-  rows = [r for r in report.read_metrics(work) if r["step"] > step]
+  rows = [r for r in runfiles.read_metrics(work) if r["step"] > step]
   f = optim.schedule("cosine", 200, 15, 0.1)
   assert rows and rows[0]["learning_rate"] == pytest.approx(0.01 * float(f(rows[0]["step"] - 1)),
                                                             rel=1e-5)
@@ -233,18 +233,18 @@ def test_schedule_change_warns_only_for_a_decay_whose_length_changed(kind, saved
   cfg = TrainConfig(num_steps=now, lr_schedule=kind, warmup_steps=10,
                     min_lr_ratio=0.0 if kind == "constant" else 0.1)
   meta = {"step": 50, "config": {"num_steps": saved, "epochs": 0}}
-  note = trainer.schedule_change(meta, cfg, steps_per_epoch=7, total=now)
+  note = start.schedule_change(meta, cfg, steps_per_epoch=7, total=now)
   assert (note is not None) == warned, note
   # A run saved by epochs is epochs x updates per epoch long (3 x 7 = 21 here).
   by_epochs = {"step": 15, "config": {"num_steps": 0, "epochs": 3}}
-  assert trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=21) is None
-  longer = trainer.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=30)
+  assert start.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=21) is None
+  longer = start.schedule_change(by_epochs, cfg, steps_per_epoch=7, total=30)
   assert (longer is not None) == (kind in ("cosine", "linear")), longer
   if longer:  # num_steps wins over epochs: the saved length, whichever way it was set
     assert "--num_steps=21." in longer
   # A run already as long as asked for (or longer) makes no update: nothing to warn of.
   done = {"step": now, "config": {"num_steps": saved, "epochs": 0}}
-  assert trainer.schedule_change(done, cfg, steps_per_epoch=7, total=now) is None
+  assert start.schedule_change(done, cfg, steps_per_epoch=7, total=now) is None
 
 
 def test_resuming_a_sweep_with_another_length_warns_once_and_each_run_follows_the_new_decay(
@@ -264,7 +264,7 @@ def test_resuming_a_sweep_with_another_length_warns_once_and_each_run_follows_th
   assert "--num_steps=30" in warning and "The rates are lr0.01_seed0's" in warning
   f = optim.schedule("cosine", 50, 15, 0.1)
   for lr in (0.01, 0.02):
-    rows = [r for r in report.read_metrics(f"{work}/lr{lr:g}_seed0") if r["step"] > 30]
+    rows = [r for r in runfiles.read_metrics(f"{work}/lr{lr:g}_seed0") if r["step"] > 30]
     assert rows and all(r["learning_rate"] == pytest.approx(lr * float(f(r["step"] - 1)),
                                                             rel=1e-5) for r in rows)
   again = _Recording()

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, report, trainer
+from jax_charrnn import checkpoint, runfiles, trainer
 from jax_charrnn.errors import UserError
 
 from helpers import load_run, small_config
@@ -26,7 +26,7 @@ def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_
   cfg = _config(text_file, num_steps=20, dtype="float64", report_every=10)
   with jax.enable_x64(True):
     results = trainer.sweep(cfg, [0.05, 0.2], [0, 1], str(tmp_path / "sw"))
-    assert [r.name for r in results] == ["lr0.05_seed0", "lr0.05_seed1", "lr0.2_seed0",
+    assert [r.record.name for r in results] == ["lr0.05_seed0", "lr0.05_seed1", "lr0.2_seed0",
                                          "lr0.2_seed1"]
     for lr, seed in [(0.05, 1), (0.2, 0)]:
       alone = trainer.train(cfg.replace(learning_rate=lr, seed=seed),
@@ -35,12 +35,13 @@ def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_
       _, params, *_ = load_run(run_dir, "latest")
       for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(alone.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-      got = next(r for r in results if r.name == trainer.run_name(lr, seed))
-      assert got.final_smooth_loss == pytest.approx(alone.final_smooth_loss, rel=1e-8)
+      got = next(r for r in results if r.record.name == trainer.run_name(lr, seed))
+      assert got.record.smooth_loss == pytest.approx(alone.record.smooth_loss, rel=1e-8)
       # The same files, and the same metrics rows, as a lone run.
-      for name in report.ALL_FILES:
+      for name in runfiles.ALL_FILES:
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
-      swept_rows, alone_rows = report.read_metrics(run_dir), report.read_metrics(alone.workdir)
+      swept_rows = runfiles.read_metrics(run_dir)
+      alone_rows = runfiles.read_metrics(alone.record.workdir)
       assert [set(r) for r in swept_rows] == [set(r) for r in alone_rows]
       assert [r["step"] for r in swept_rows] == [20]
   summary = json.loads((tmp_path / "sw" / "summary.json").read_text())
@@ -53,18 +54,18 @@ def test_sweep_runs_equal_separate_runs_and_write_the_same_files(text_file, tmp_
 
 def test_a_diverging_run_is_reported_and_the_others_go_on(text_file, tmp_path, capsys):
   results = trainer.sweep(_config(text_file), [0.1, 1e38], [0], str(tmp_path / "sw"))
-  by_name = {r.name: r for r in results}
-  assert by_name["lr1e+38_seed0"].diverged_at is not None
-  assert by_name["lr0.1_seed0"].diverged_at is None
-  assert np.isfinite(by_name["lr0.1_seed0"].final_smooth_loss)
+  by_name = {r.record.name: r for r in results}
+  assert by_name["lr1e+38_seed0"].record.diverged_at is not None
+  assert by_name["lr0.1_seed0"].record.diverged_at is None
+  assert np.isfinite(by_name["lr0.1_seed0"].record.smooth_loss)
   table = (tmp_path / "sw" / "summary.md").read_text()
   row = next(line for line in table.splitlines() if line.startswith("| lr1e+38_seed0 |"))
   assert "diverged at update" in row and ("(before it diverged)" in row or "| – | – |" in row)
   assert "Run lr1e+38_seed0 diverged at update" in capsys.readouterr().err
   # It stopped there: the learning rate it trains on after that is 0.
-  rows = report.read_metrics(str(tmp_path / "sw" / "lr1e+38_seed0"))
+  rows = runfiles.read_metrics(str(tmp_path / "sw" / "lr1e+38_seed0"))
   assert rows[-1]["learning_rate"] == 0.0
-  assert report.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0"))[-1]["learning_rate"] > 0
+  assert runfiles.read_metrics(str(tmp_path / "sw" / "lr0.1_seed0"))[-1]["learning_rate"] > 0
   # Its best parameters (from before it diverged) are still there to sample from.
   _, params, *_ = load_run(str(tmp_path / "sw" / "lr1e+38_seed0"), "best")
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
@@ -74,9 +75,9 @@ def test_the_same_sweep_resumes_and_another_is_refused(text_file, tmp_path):
   workdir = str(tmp_path / "sw")
   straight = trainer.sweep(_config(text_file, num_steps=40), [0.1], [0, 1], str(tmp_path / "a"))
   first = trainer.sweep(_config(text_file, num_steps=20), [0.1], [0, 1], workdir)
-  assert [r.steps_done for r in first] == [20, 20]
+  assert [r.record.step for r in first] == [20, 20]
   resumed = trainer.sweep(_config(text_file, num_steps=40), [0.1], [0, 1], workdir)
-  assert [r.steps_done for r in resumed] == [40, 40]
+  assert [r.record.step for r in resumed] == [40, 40]
   for a, b in zip(resumed, straight):
     for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import checkpoint, generate, report, trainer
+from jax_charrnn import checkpoint, generate, runfiles, trainer
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.errors import UserError
 
@@ -26,12 +26,12 @@ def test_train_leaves_every_file_and_the_loss_falls(text_file, tmp_path, capsys)
   workdir = str(tmp_path / "run")
   cfg = _config(text_file, num_steps=300, report_gradcheck_entries=20, sample_every=100)
   summary = trainer.train(cfg, workdir)
-  assert summary.steps_done == 300 and not summary.interrupted
-  for name in report.ALL_FILES:
+  assert summary.record.step == 300 and not summary.record.interrupted
+  for name in runfiles.ALL_FILES:
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
-  rows = report.read_metrics(workdir)
+  rows = runfiles.read_metrics(workdir)
   assert [r["step"] for r in rows] == list(range(20, 301, 20))
-  per_step = report.read_step_losses(workdir)
+  per_step = runfiles.read_step_losses(workdir)
   assert per_step.shape == (300, 2)
   assert per_step[0, 1] == per_step[0, 0]  # the smooth loss starts at the first chunk's loss
   np.testing.assert_allclose(per_step[19], [rows[0]["loss"], rows[0]["smooth_loss"]], rtol=1e-6)
@@ -39,13 +39,13 @@ def test_train_leaves_every_file_and_the_loss_falls(text_file, tmp_path, capsys)
                           "learning_rate", "chars_per_s", "wall_time"}
   assert rows[0]["loss_per_char"] == pytest.approx(rows[0]["loss"] / 10)
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] - 1.0
-  samples = open(os.path.join(workdir, report.SAMPLES), encoding="utf-8").read()
+  samples = open(os.path.join(workdir, runfiles.SAMPLES), encoding="utf-8").read()
   assert "before the first update" in samples and "after 100 updates" in samples
   assert "after 300 updates" in samples
-  md = open(os.path.join(workdir, report.REPORT), encoding="utf-8").read()
+  md = open(os.path.join(workdir, runfiles.REPORT), encoding="utf-8").read()
   assert "manual vs jax.grad" in md and "FAIL" not in md and "loss.png" in md
   assert "1 layer of rnn, H = 24" in md and "| hidden_size | `24` |" in md
-  assert len(open(os.path.join(workdir, report.PASSAGE), encoding="utf-8").read()) >= 80
+  assert len(open(os.path.join(workdir, runfiles.PASSAGE), encoding="utf-8").read()) >= 80
   step, meta = checkpoint.read_meta(workdir)
   assert step == 300 and meta["step"] == 300 and meta["config"]["hidden_size"] == 24
   # What a person reads: plain progress lines on stdout, in order, then the report and Done.
@@ -63,19 +63,19 @@ def test_resume_is_exact_and_training_time_adds_up(text_file, tmp_path):
   straight = trainer.train(_config(text_file, num_steps=2 * n, batch_size=2), str(tmp_path / "a"))
   half = str(tmp_path / "b")
   first = trainer.train(_config(text_file, num_steps=n, batch_size=2), half)
-  assert first.steps_done == n
+  assert first.record.step == n
   resumed = trainer.train(_config(text_file, num_steps=2 * n, batch_size=2), half)
-  assert resumed.steps_done == 2 * n
+  assert resumed.record.step == 2 * n
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
-  assert resumed.best_step == straight.best_step
-  steps = [r["step"] for r in report.read_metrics(half)]
+  assert resumed.record.best_step == straight.record.best_step
+  steps = [r["step"] for r in runfiles.read_metrics(half)]
   assert steps == sorted(set(steps)) and steps[-1] == 2 * n
-  np.testing.assert_allclose(report.read_step_losses(half),
-                             report.read_step_losses(str(tmp_path / "a")), rtol=1e-6)
-  assert resumed.total_train_seconds == pytest.approx(first.train_seconds +
-                                                      resumed.train_seconds)
-  md = open(os.path.join(half, report.REPORT), encoding="utf-8").read()
-  assert f"{resumed.total_train_seconds:.1f} s in all sessions" in md
+  np.testing.assert_allclose(runfiles.read_step_losses(half),
+                             runfiles.read_step_losses(str(tmp_path / "a")), rtol=1e-6)
+  assert resumed.record.timing.total == pytest.approx(first.record.timing.session +
+                                                      resumed.record.timing.session)
+  md = open(os.path.join(half, runfiles.REPORT), encoding="utf-8").read()
+  assert f"{resumed.record.timing.total:.1f} s in all sessions" in md
 
 
 def test_checkpoint_restore_gives_equal_trees_and_vocab(text_file, tmp_path):
@@ -104,7 +104,7 @@ def test_a_workdir_with_another_model_is_refused(text_file, tmp_path):
     trainer.train(_config(text_file, num_steps=40), workdir, resume=False)
   replaced = trainer.train(_config(text_file, num_steps=40, hidden_size=32), workdir,
                            overwrite=True)
-  assert replaced.steps_done == 40 and replaced.state.params.layers[0].W.shape == (32, 32)
+  assert replaced.record.step == 40 and replaced.state.params.layers[0].W.shape == (32, 32)
 
 
 def test_a_diverging_run_stops_with_a_clear_error(text_file, tmp_path):
@@ -123,7 +123,7 @@ def test_no_data_file_uses_the_builtin_corpus(tmp_path):
   summary = trainer.train(TrainConfig(hidden_size=8, num_steps=5, steps_per_call=5, log_every=5,
                                       sample_every=0, report_every=0, report_gradcheck_entries=0,
                                       sample_length=10, passage_length=10), str(tmp_path / "r"))
-  assert summary.steps_done == 5
+  assert summary.record.step == 5
   assert summary.state.params.layers[0].U.shape[1] > 60  # CPython's docs use many characters
 
 
@@ -138,23 +138,23 @@ def test_a_half_written_checkpoint_is_never_the_latest(text_file, tmp_path):
   step, _ = checkpoint.read_meta(str(workdir))
   assert step == 40
   resumed = trainer.train(_config(text_file, num_steps=60), str(workdir))
-  assert resumed.steps_done == 60
+  assert resumed.record.step == 60
 
 
 def test_rerunning_a_finished_run_does_nothing_but_restores_missing_outputs(text_file, tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train(_config(text_file, num_steps=30), workdir)
-  report_path = os.path.join(workdir, report.REPORT)
+  report_path = os.path.join(workdir, runfiles.REPORT)
   before = open(report_path, encoding="utf-8").read()
   again = trainer.train(_config(text_file, num_steps=20), workdir)
-  assert again.steps_done == 30 and again.train_seconds == 0.0
+  assert again.record.step == 30 and again.record.timing.session == 0.0
   assert open(report_path, encoding="utf-8").read() == before
   # Killed after the last checkpoint but before the outputs: the rerun writes them.
   os.remove(report_path)
-  os.remove(os.path.join(workdir, report.LOSS_PLOT))
+  os.remove(os.path.join(workdir, runfiles.LOSS_PLOT))
   trainer.train(_config(text_file, num_steps=30), workdir)
   assert "Status: **finished**" in open(report_path, encoding="utf-8").read()
-  assert os.path.exists(os.path.join(workdir, report.LOSS_PLOT))
+  assert os.path.exists(os.path.join(workdir, runfiles.LOSS_PLOT))
 
 
 def test_float64_needs_x64_switched_on_by_the_caller(text_file, tmp_path):
@@ -179,13 +179,13 @@ def test_every_cell_trains_resumes_exactly_and_samples(cell, text_file, tmp_path
   trainer.train(_config(text_file, num_steps=40, **cfg), half)
   resumed = trainer.train(_config(text_file, num_steps=60, **cfg), half)
   assert_trees_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
-  rows = report.read_metrics(half)
+  rows = runfiles.read_metrics(half)
   assert rows[-1]["smooth_loss"] < rows[0]["smooth_loss"] and "val_bpc" in rows[-1]
   net, params, vocab, carry, x0, _ = load_run(half, "latest")
   assert net.cell.name == cell and net.num_layers == 2 and net.dropout == 0.25
   text, = generate.generate(net, params, vocab, carry, x0, 30, jax.random.key(0), prime="the ")
   assert text.startswith("the ") and len(text) == 34
-  md = open(os.path.join(half, report.REPORT), encoding="utf-8").read()
+  md = open(os.path.join(half, runfiles.REPORT), encoding="utf-8").read()
   assert f"2 layers of {cell}, H = 16, dropout 0.25" in md and " parameters;" in md
   with pytest.raises(UserError, match=rf"cell \('{cell}' saved, 'rnn' now\)"):
     trainer.train(_config(text_file, num_steps=70, **dict(cfg, cell="rnn")), half)

@@ -46,7 +46,8 @@ class Cell:
       grads has the structure of params; dxs is dL/dx_t for the layer below
       (None when xs are ids). None: the cell has no hand BPTT, and training
       uses jax.grad.
-    gates: G, the number of H-row blocks in the input weights (1 for the RNN),
+    blocks: G, the number of H-row blocks of the weight matrices ([G·H, in] and
+      [G·H, H]): 1 for the RNN, 4 for the LSTM (i, f, g, o), 3 for the GRU (r, z, n);
       PyTorch's layout.
     export: `params -> {"weight_ih", "weight_hh", "bias_ih", "bias_hh": NumPy arrays}`,
       the layer as PyTorch's nn.RNN / nn.LSTM / nn.GRU name it ([G·H, in],
@@ -67,7 +68,7 @@ class Cell:
   step: Callable[..., Any]
   forward: Callable[..., Any] | None = None
   backward: Callable[..., Any] | None = None
-  gates: int = 1
+  blocks: int = 1
   export: Callable[[Any], dict] | None = None
   trace: Callable[..., tuple[dict, dict]] | None = None
   recurrent: str | None = None
@@ -75,12 +76,12 @@ class Cell:
 
 _REGISTRY: dict[str, Cell] = {
     "rnn": Cell("rnn", rnn.init, rnn.zero_carry, rnn.output, rnn.step, rnn.forward, rnn.backward,
-                gates=1, export=rnn.export, trace=rnn.trace, recurrent="W"),
+                blocks=1, export=rnn.export, trace=rnn.trace, recurrent="W"),
     "lstm": Cell("lstm", lstm.init, lstm.zero_carry, lstm.output, lstm.step, lstm.forward,
-                 lstm.backward, gates=4, export=lstm.export, trace=lstm.trace,
+                 lstm.backward, blocks=4, export=lstm.export, trace=lstm.trace,
                  recurrent="W_hh"),
     "gru": Cell("gru", gru.init, gru.zero_carry, gru.output, gru.step, gru.forward, gru.backward,
-                gates=3, export=gru.export, trace=gru.trace, recurrent="W_hh"),
+                blocks=3, export=gru.export, trace=gru.trace, recurrent="W_hh"),
 }
 
 

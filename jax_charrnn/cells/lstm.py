@@ -96,12 +96,11 @@ def forward(params: Params, carry0: Carry, xs: jax.Array):
   The first layer's W_ih x_t is a column of W_ih (x_t one-hot), gathered inside the loop,
   where XLA fuses it into the gates; a layer above gets W_ih x_t for the whole chunk at once,
   one large product before the loop. The biases are added inside the loop too, where the
-  gates read z_t anyway, not in a pass of their own over [T, ..., 4H] (together 2% of an
-  update at 2 x 512, B = 64, T = 100: WORKSPACE.md).
+  gates read z_t anyway, not in a pass of their own over [T, ..., 4H].
 
   h_{t-1} is also stored transposed, [H, T, ...], the layout in which dW_hh's product reads
-  it: made from hs after the loop, XLA fuses the shift into a transposing copy that took
-  13-15 ms a layer at 2 x 512, B = 64, T = 100; stored a step at a time, 3-4 ms a layer.
+  it: made from hs after the loop, XLA fuses the shift into a transposing copy of its own,
+  several times dearer than storing it a step at a time (docs/speed.md has the figures).
 
   Returns:
     (hs [T, ..., H], carry_T, residuals): residuals are c_t, the activated gates i, f, g, o

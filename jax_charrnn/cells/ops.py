@@ -70,8 +70,7 @@ def sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
   if a.shape[-1] > b.shape[-1]:
     # XLA's CPU product wants the contracted axes innermost, so it first copies one operand
     # transposed; written as (sum b_t a_t^T)^T the copy is of the narrower one (h [..., H], not
-    # dz [..., 4H]): a 2 x 512 LSTM's update (B = 64, T = 100) whose dW products both came
-    # through here was 2% faster (WORKSPACE.md; its dW_hh now reads h_{t-1}^T: sum_outer_T).
+    # dz [..., 4H]).
     return lax.dot_general(b, a, ((lead, lead), ((), ()))).T
   return lax.dot_general(a, b, ((lead, lead), ((), ())))
 
