@@ -3,7 +3,7 @@
 The cells table says what share of the machine's matmul peak the trainer's step reaches. This
 module answers the question that share raises: how fast are the *same products*, in the same
 loops, with none of the cell's arithmetic around them? Its program does, per update and with
-the trainer's shapes (B streams of T characters, hidden size H, G gates, K characters, L layers),
+the trainer's shapes (B streams of T characters, hidden size H, G weight blocks, K characters, L layers),
 exactly the products that `train_speed.cell_flops_per_update` counts:
 
   forward, layer k:   z_t = zx_t + h_{t-1} W_hh^T                   (a time loop, [B, GH])
@@ -34,13 +34,13 @@ from jax.extend import core as jax_core
 from jax_charrnn.cells import ops
 
 
-def init(key: jax.Array, gates: int, layers: int, H: int, K: int) -> dict:
+def init(key: jax.Array, blocks: int, layers: int, H: int, K: int) -> dict:
   """Weights shaped as the stacked cell's (PyTorch's layout) and the read-out's."""
   keys = jax.random.split(key, 2 * layers + 1)
   bound = 1.0 / math.sqrt(H)
   u = lambda k, shape: jax.random.uniform(k, shape, jnp.float32, -bound, bound)
-  layer = [{"W_ih": u(keys[2 * k], (gates * H, K if k == 0 else H)),
-            "W_hh": u(keys[2 * k + 1], (gates * H, H))} for k in range(layers)]
+  layer = [{"W_ih": u(keys[2 * k], (blocks * H, K if k == 0 else H)),
+            "W_hh": u(keys[2 * k + 1], (blocks * H, H))} for k in range(layers)]
   return {"layers": layer, "V": u(keys[-1], (K, H))}
 
 
@@ -62,12 +62,12 @@ def _forward(p: dict, h0: jax.Array, xs: jax.Array, H: int) -> tuple[jax.Array, 
 
 
 def _backward(p: dict, h0: jax.Array, xs: jax.Array, h_prev_T: jax.Array, dhs: jax.Array,
-              gates: int):
+              blocks: int):
   W_hh = p["W_hh"]
 
   def step(r, dh_t):
     d = dh_t + 0.5 * r  # halved so that nothing grows without bound over T steps
-    dz = jnp.concatenate([d] * gates, axis=-1)
+    dz = jnp.concatenate([d] * blocks, axis=-1)
     return dz @ W_hh, dz
 
   _, dz = lax.scan(step, jnp.zeros_like(h0), dhs, reverse=True)
@@ -75,7 +75,7 @@ def _backward(p: dict, h0: jax.Array, xs: jax.Array, h_prev_T: jax.Array, dhs: j
   return {"W_ih": dW_ih, "W_hh": ops.sum_outer_T(dz, h_prev_T)}, dxs
 
 
-def update(params: dict, xs: jax.Array, gates: int) -> dict:
+def update(params: dict, xs: jax.Array, blocks: int) -> dict:
   """One update's products (the module docstring lists them); xs int [T, B]."""
   H = params["layers"][0]["W_hh"].shape[1]
   h0 = jnp.zeros((xs.shape[1], H), jnp.float32)
@@ -90,18 +90,18 @@ def update(params: dict, xs: jax.Array, gates: int) -> dict:
   dh = g @ params["V"]
   for k in reversed(range(len(hs))):
     grads["layers"][k], dh = _backward(params["layers"][k], h0, inputs[k], h_prev_T[k], dh,
-                                       gates)
+                                       blocks)
   return jax.tree.map(lambda w, dw: w - 1e-9 * dw, params, grads)
 
 
-def make_run(gates: int, steps: int):
+def make_run(blocks: int, steps: int):
   """A jitted `run(params, inputs, num_steps) -> params`: `num_steps` (<= steps) updates in one
   call, update i on chunk i of inputs (int [n, T, B], as `data.stream_chunks` returns)."""
 
   def run(params, inputs, num_steps):
     def body(i, params):
       return update(params, lax.dynamic_index_in_dim(inputs, i % inputs.shape[0], 0, False),
-                    gates)
+                    blocks)
     return lax.fori_loop(0, jnp.minimum(num_steps, steps), body, params)
 
   return jax.jit(run)

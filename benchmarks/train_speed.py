@@ -42,7 +42,7 @@ from absl import flags
 from jax import lax
 
 from benchmarks import numpy_ref, products, torch_ref
-from jax_charrnn import bptt, cli, data, errors, loop, parallel
+from jax_charrnn import bptt, cli, data, errors, loop, parallel, programs, tokens, walk
 from jax_charrnn.config import TrainConfig
 
 _DATA = flags.DEFINE_string("data_path", "", "Text to train on (empty: the built-in corpus).")
@@ -120,37 +120,49 @@ def training(config: TrainConfig, vocab_size: int, steps_per_epoch: int):
   return net, tx, loop.init_state(config, net, tx)
 
 
+def windows(inputs: np.ndarray, targets: np.ndarray, count: int) -> jax.Array:
+  """The windows of the first `count` updates of the walk (walk.Corpus.windows's layout: each
+  chunk's T inputs and, shifted by one, its targets), on the device: what one call reads. Every
+  timed block reads the same ones (the data do not change the time)."""
+  epoch = np.concatenate([inputs, targets[:, -1:]], axis=1)  # [n, T + 1, B]
+  return jnp.asarray(epoch[np.arange(count) % len(epoch)])
+
+
+def fused_method(name: str, config: TrainConfig, vocab_size: int, placed: jax.Array,
+                 steps_per_epoch: int) -> Method:
+  """The trainer's fused loop of `config`, compiled ahead, `len(placed)` updates a block."""
+  net, tx, fresh = training(config, vocab_size, steps_per_epoch)
+  steps, state = len(placed), [fresh]
+  t = time.perf_counter()
+  run = loop.make_run_steps(config, net, tx, steps, steps_per_epoch).lower(
+      state[0], placed, jnp.int32(steps)).compile()
+  compile_s = time.perf_counter() - t
+
+  def block():
+    state[0], _ = run(state[0], placed, jnp.int32(steps))
+    jax.block_until_ready(state[0])
+
+  return Method(name, steps, block, compile_s)
+
+
 def jax_methods(config: TrainConfig, vocab_size: int, inputs, targets, steps: int,
                 slow_steps: int) -> list[Method]:
-  x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  methods = []
-  for grad in ("manual", "autodiff"):
-    cfg = config.replace(grad=grad)
-    net, tx, fresh = training(cfg, vocab_size, len(inputs))
-    state = [fresh]
-    t = time.perf_counter()
-    run = loop.make_run_steps(cfg, net, tx, steps).lower(state[0], x, y,
-                                                         jnp.int32(steps)).compile()
-    compile_s = time.perf_counter() - t
-
-    def block(run=run, state=state):
-      state[0], _ = run(state[0], x, y, jnp.int32(steps))
-      jax.block_until_ready(state[0])
-
-    label = "manual BPTT" if grad == "manual" else "jax.grad"
-    methods.append(Method(f"jax fused ({steps}/call), {label}", steps, block, compile_s))
-
+  placed = windows(inputs, targets, steps)
+  methods = [fused_method(f"jax fused ({steps}/call), "
+                          f"{'manual BPTT' if grad == 'manual' else 'jax.grad'}",
+                          config.replace(grad=grad), vocab_size, placed, len(inputs))
+             for grad in ("manual", "autodiff")]
   net, tx, fresh = training(config, vocab_size, len(inputs))
-  step_fn = loop.make_train_step(config, net, tx)
-  one = [fresh]
+  step_fn = loop.make_train_step(config, net, tx, len(inputs))
+  one, window = [fresh], placed[0]
   t = time.perf_counter()
-  jax.block_until_ready(step_fn(one[0], x, y))
+  jax.block_until_ready(step_fn(one[0], window))
   compile_s = time.perf_counter() - t
 
   def one_block():
     s = one[0]
     for _ in range(slow_steps):
-      s, _ = step_fn(s, x, y)
+      s, _ = step_fn(s, window)
     one[0] = jax.block_until_ready(s)
 
   methods.append(Method("jax one call per update", slow_steps, one_block, compile_s))
@@ -248,8 +260,9 @@ def profile_phases(config: TrainConfig, vocab_size: int, inputs, targets, steps:
        _fused(forward_backward, (params, h0, 0.0), steps)),
       ("clip + optimiser alone (flat vector)", _fused(optimizer, (flat, tx.init(flat)), steps)),
   ]
-  run = loop.make_run_steps(config, net, tx, steps)
-  whole = jax.jit(lambda s: run(s, x, y, jnp.int32(steps)))
+  run = loop.make_run_steps(config, net, tx, steps, len(inputs))
+  placed = windows(inputs, targets, steps)
+  whole = jax.jit(lambda s: run(s, placed, jnp.int32(steps)))
   jax.block_until_ready(whole(state))  # compile before timing, like the others
   programs.append(("the whole update (trainer's fused loop)", whole))
   carries = [(params, h0, 0.0), (params, h0, 0.0), (flat, tx.init(flat)), state]
@@ -267,12 +280,12 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   Tracing adds a fixed cost to every kernel, so small kernels look bigger than
   they are; use the ranking, not the absolute numbers.
   """
-  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  placed = windows(inputs, targets, steps)
   net, tx, state = training(config, vocab_size, len(inputs))
-  run = loop.make_run_steps(config, net, tx, steps)
-  jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
+  run = loop.make_run_steps(config, net, tx, steps, len(inputs))
+  jax.block_until_ready(run(state, placed, jnp.int32(steps)))
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-    jax.block_until_ready(run(state, x, y, jnp.int32(steps)))
+    jax.block_until_ready(run(state, placed, jnp.int32(steps)))
   files = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
   if not files:
     return []
@@ -287,20 +300,20 @@ def profile_kernels(config: TrainConfig, vocab_size: int, inputs, targets, steps
   return [(k, t / steps, calls[k] / steps) for k, t in total.most_common(15)]
 
 
-def cell_flops_per_update(batch: int, T: int, H: int, K: int, gates: int, layers: int) -> int:
+def cell_flops_per_update(batch: int, T: int, H: int, K: int, blocks: int, layers: int) -> int:
   """Multiply-adds x 2 of one update of a stacked cell network with one-hot inputs: per layer
   the recurrent product forward, W_hh^T dz and dW_hh (3 G H^2 a character), for layers above
   the first also the input product, W_ih^T dz and dW_ih (3 G H^2); the read-out's three
   (3 K H). The first layer's input product is a gather. Elementwise work not counted."""
-  return 2 * batch * T * (3 * gates * H * H * (2 * layers - 1) + 3 * K * H)
+  return 2 * batch * T * (3 * blocks * H * H * (2 * layers - 1) + 3 * K * H)
 
 
-def products_method(cell: str, gates: int, layers: int, H: int, K: int, inputs: jax.Array,
+def products_method(cell: str, blocks: int, layers: int, H: int, K: int, inputs: jax.Array,
                     steps: int) -> Method:
   """The cell's counted products alone, in the same loops (benchmarks/products.py): a bound."""
-  params = [products.init(jax.random.key(0), gates, layers, H, K)]
+  params = [products.init(jax.random.key(0), blocks, layers, H, K)]
   t = time.perf_counter()
-  run = products.make_run(gates, steps).lower(params[0], inputs, jnp.int32(steps)).compile()
+  run = products.make_run(blocks, steps).lower(params[0], inputs, jnp.int32(steps)).compile()
   compile_s = time.perf_counter() - t
 
   def block():
@@ -310,27 +323,6 @@ def products_method(cell: str, gates: int, layers: int, H: int, K: int, inputs: 
   return Method(f"{cell} products alone (bound)", steps, block, compile_s)
 
 
-def _fused_methods(base: TrainConfig, vocab_size: int, x, y, steps: int, cell: str) -> list:
-  """The trainer's fused loop of `base`, hand BPTT and jax.grad, compiled ahead."""
-  methods = []
-  for grad in ("manual", "autodiff"):
-    cfg = base.replace(grad=grad)
-    net, tx, fresh = training(cfg, vocab_size, len(x))
-    state = [fresh]
-    t = time.perf_counter()
-    run = loop.make_run_steps(cfg, net, tx, steps).lower(state[0], x, y,
-                                                         jnp.int32(steps)).compile()
-    compile_s = time.perf_counter() - t
-
-    def block(run=run, state=state):
-      state[0], _ = run(state[0], x, y, jnp.int32(steps))
-      jax.block_until_ready(state[0])
-
-    label = "hand BPTT" if grad == "manual" else "jax.grad"
-    methods.append(Method(f"{cell} jax fused, {label}", steps, block, compile_s))
-  return methods
-
-
 def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers: int,
                 steps: int, repeats: int) -> tuple[list[dict], list[str]]:
   """Each cell trained as the trainer does (fused loop, Adam, mean loss, B streams), hand BPTT
@@ -338,25 +330,27 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
   from jax_charrnn import cells as cell_registry  # pylint: disable=g-import-not-at-top
   vocab = data.Vocab.from_text(text)
   inputs, targets = data.stream_chunks(vocab.encode(text), T, B)
-  x, y = jnp.asarray(inputs), jnp.asarray(targets)
+  x, call_windows = jnp.asarray(inputs), windows(inputs, targets, steps)
   methods, notes, info = [], [], {}
   for cell in cells:
-    gates = cell_registry.get(cell).blocks
+    blocks = cell_registry.get(cell).blocks
     base = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                        optimizer="adam", learning_rate=3e-3, loss_reduction="mean",
                        init_dist="pytorch")
-    for m in _fused_methods(base, vocab.size, x, y, steps, cell):
-      methods.append(m)
-      info[m.name] = (cell, gates)
-    methods.append(products_method(cell, gates, layers, H, vocab.size, x, steps))
-    info[methods[-1].name] = (cell, gates)
+    for grad in ("manual", "autodiff"):
+      label = "hand BPTT" if grad == "manual" else "jax.grad"
+      methods.append(fused_method(f"{cell} jax fused, {label}", base.replace(grad=grad),
+                                  vocab.size, call_windows, len(inputs)))
+      info[methods[-1].name] = (cell, blocks)
+    methods.append(products_method(cell, blocks, layers, H, vocab.size, x, steps))
+    info[methods[-1].name] = (cell, blocks)
     if torch_ref.available():
       import torch  # pylint: disable=g-import-not-at-top
       net = torch_ref.TorchCharCells(cell, vocab.size, H, layers)
       methods.append(Method(f"{cell} torch {torch.__version__} ({torch.get_num_threads()} "
                             "threads)", steps,
                             lambda net=net: net.train(inputs, targets, steps)))
-      info[methods[-1].name] = (cell, gates)
+      info[methods[-1].name] = (cell, blocks)
   if not torch_ref.available():
     notes.append("torch is not installed: the PyTorch rows are skipped.")
   notes.append("products alone (bound): the same matrix products in the same loops, without the "
@@ -367,8 +361,8 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
   fastest = matmul_gflops(min(peak_method.times) / peak_method.steps * 1e6)
   rows = []
   for m in methods:
-    cell, gates = info[m.name]
-    flops = cell_flops_per_update(B, T, H, vocab.size, gates, layers)
+    cell, blocks = info[m.name]
+    flops = cell_flops_per_update(B, T, H, vocab.size, blocks, layers)
     rows.append({"method": m.name, "cell": cell, "us_per_update": m.us_per_update,
                  "chars_per_s": B * T / m.us_per_update * 1e6,
                  "gflops": flops / m.us_per_update / 1e3,
@@ -441,12 +435,14 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
     net, tx, fresh = training(cfg, vocab.size, len(inputs))
     shardings = parallel.state_shardings(fresh, mesh)
     state = [parallel.put(fresh, shardings)]
-    x, y = parallel.put_streams(inputs, mesh), parallel.put_streams(targets, mesh)
     steps = max(10, min(2000, 100_000 // batch))
-    run = loop.make_run_steps(cfg, net, tx, steps, shardings)
+    corpus = walk.split(tokens.of_text(text, "throughput"), seq_length=cfg.seq_length,
+                        batch_size=batch)
+    placed = programs.Feed(corpus, steps, parallel.data_sharding(mesh)).take(0)
+    run = loop.make_run_steps(cfg, net, tx, steps, len(inputs), shardings)
 
-    def block(run=run, state=state, x=x, y=y, steps=steps):
-      state[0], _ = run(state[0], x, y, jnp.int32(steps))
+    def block(run=run, state=state, placed=placed, steps=steps):
+      state[0], _ = run(state[0], placed, jnp.int32(steps))
       jax.block_until_ready(state[0])
 
     block()
@@ -461,8 +457,8 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
                                             vocab.size) / us / 1e3})
   # A sweep: `sweep_runs` runs of one stream in one vmapped program, against one run.
   inputs, targets = data.stream_chunks(ids, config.seq_length, 1)
-  x, y = jnp.asarray(inputs), jnp.asarray(targets)
   steps = 500
+  one = windows(inputs, targets, steps)
   timings = {}
   for runs in (1, sweep_runs):
     net, tx, _ = training(config, vocab.size, len(inputs))
@@ -471,10 +467,10 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
     by_run = parallel.run_sharding(runs)
     if by_run is not None:
       states[0] = jax.device_put(states[0], by_run)
-    run = loop.make_run_many(config, net, tx, steps, by_run)
+    run = loop.make_run_many(config, net, tx, steps, len(inputs), by_run)
 
     def block(run=run, states=states):
-      states[0], _ = run(states[0], x, y, jnp.int32(steps))
+      states[0], _ = run(states[0], one, jnp.int32(steps))
       jax.block_until_ready(states[0])
 
     block()
@@ -486,23 +482,26 @@ def throughput(config: TrainConfig, text: str, batches: Sequence[int], sweep_run
 
 
 def full_run(config: TrainConfig, text: str) -> dict:
-  """7 epochs over a text of the course book's length, as the trainer runs them."""
+  """7 epochs over a text of the course book's length, as the trainer runs them (its windows
+  read and placed a call ahead: programs.Feed)."""
   book = (text * (BOOK_LENGTH // len(text) + 1))[:BOOK_LENGTH]
-  vocab = data.Vocab.from_text(book)
-  inputs, targets = data.stream_chunks(vocab.encode(book), config.seq_length, 1)
-  x, y = jnp.asarray(inputs), jnp.asarray(targets)
-  total = 7 * inputs.shape[0]
-  net, tx, state = training(config, vocab.size, len(inputs))
+  corpus = walk.split(tokens.of_text(book, "full run"), seq_length=config.seq_length,
+                      batch_size=1)
+  vocab, n = corpus.vocab, corpus.steps_per_epoch
+  total = 7 * n
+  net, tx, state = training(config, vocab.size, n)
+  feed = programs.Feed(corpus, config.steps_per_call)
   t = time.perf_counter()
-  run = loop.make_run_steps(config, net, tx, config.steps_per_call).lower(
-      state, x, y, jnp.int32(1)).compile()
+  run = loop.make_run_steps(config, net, tx, config.steps_per_call, n).lower(
+      state, feed.abstract(), jnp.int32(1)).compile()
   compile_s = time.perf_counter() - t
   t = time.perf_counter()
   done = 0
   while done < total:
-    n = min(config.steps_per_call, total - done)
-    state, metrics = run(state, x, y, jnp.int32(n))
-    done += n
+    k = min(config.steps_per_call, total - done)
+    state, metrics = run(state, feed.take(done), jnp.int32(k))
+    done += k
+    feed.ahead(done)
   jax.block_until_ready(state)
   train_s = time.perf_counter() - t
   return {"characters": len(book), "vocab_size": vocab.size, "updates": total,

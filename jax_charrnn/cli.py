@@ -25,7 +25,7 @@ import jax
 from absl import app, flags, logging
 
 from jax_charrnn import config as config_lib
-from jax_charrnn import checkpoint, data, errors, memory, parallel, saved
+from jax_charrnn import checkpoint, data, errors, loop, memory, parallel, saved
 from jax_charrnn.config import setting
 from jax_charrnn.console import Console
 
@@ -200,8 +200,8 @@ def open_run(path: str | None, which: str = "best") -> saved.Saved:
   workdir = require_run(path)
   config, meta = saved.read_config(workdir)
   enable_x64_for(config.dtype)
-  memory.check_run(config, data.Vocab.from_json(meta["vocab"]).size,
-                   int(meta["steps_per_epoch"]))
+  net = loop.build_model(config, data.Vocab.from_json(meta["vocab"]).size)
+  memory.check_run(config, net, loop.make_optimizer(config, int(meta["steps_per_epoch"])))
   return saved.load(workdir, which, warn=Console().warn)
 
 

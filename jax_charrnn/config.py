@@ -22,7 +22,7 @@ import sys
 import typing
 from typing import Any, Callable
 
-from jax_charrnn import cells, model, optim
+from jax_charrnn import cells, data, model, optim
 from jax_charrnn.cells.ops import INIT_DISTS
 from jax_charrnn.errors import UserError
 
@@ -57,8 +57,13 @@ class TrainConfig:
 
   # ---- data ----
   data_path: str = setting(
-      "", "UTF-8 text file to learn from. Empty (the default) means the built-in corpus: "
-      "CPython's documentation text (pydoc_data.topics), no download needed.")
+      "", "UTF-8 text file to learn from (any file with --unit=byte). Empty (the default) means "
+      "the built-in corpus: CPython's documentation text (pydoc_data.topics), no download "
+      "needed.")
+  unit: str = setting(
+      "char", "What a symbol is: char (a UTF-8 text's characters, the course) or byte (the "
+      "file's bytes as they are, K <= 256: enwik8, text that is not UTF-8, any file).",
+      choices=data.UNITS, defines_run=True)
   lowercase: bool = setting(
       False, "Lowercase the text first (the original notebook did; the handout does not).",
       defines_run=True)
@@ -69,6 +74,15 @@ class TrainConfig:
       0.0, "Hold out this last fraction of the text (a contiguous tail never trained on) and "
       "score it in bits per character. 0: no held-out split (the course).", ge=0.0, lt=1.0,
       defines_run=True)
+  test_fraction: float = setting(
+      0.0, "Keep this last fraction of the text as a test part, after the held-out one, never "
+      "trained on nor scored in training (`evaluate --split=test` scores it): the literature's "
+      "three-way split (enwik8: --val_fraction=0.05 --test_fraction=0.05).", ge=0.0, lt=1.0,
+      defines_run=True)
+  cache_dir: str = setting(
+      "", "Where a data file's token file is kept (made on its first run, checked on every "
+      "later one). Empty: $JAX_CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/jax_charrnn, else "
+      "~/.cache/jax_charrnn.")
   seq_length: int = setting(25, "T, characters per chunk (one update).", ge=1, le=INT32_MAX,
                             defines_run=True)
   batch_size: int = setting(
@@ -171,6 +185,10 @@ class TrainConfig:
                            le=INT32_MAX)
   eval_every: int = setting(1000, "Score the held-out text every N updates (and at the end; "
                             "0: only at the end). Needs --val_fraction.", ge=0, le=INT32_MAX)
+  eval_streams: int = setting(
+      1, "Score the held-out text as this many contiguous segments side by side, for long "
+      "held-out parts (each segment after the first reads the 1,000 characters before it as "
+      "context, unscored). 1: one stream from the start, the exact score.", ge=1, le=1 << 16)
   sample_every: int = setting(500, "Print a sample every N updates (0: never).", ge=0,
                               le=INT32_MAX)
   report_every: int = setting(10000, "Append a sample to samples.txt every N updates (0: only "
@@ -213,6 +231,7 @@ class TrainConfig:
       raise UserError("best_metric val_bpc needs a held-out split: set val_fraction (e.g. 0.1).")
     self._check_schedule()
     self._check_regularisers()
+    self._check_text()
     if self.weight_decay and self.optimizer != "adamw":
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")
@@ -237,6 +256,16 @@ class TrainConfig:
                       f"lr_schedule=step (lr_schedule is {self.lr_schedule!r}); set "
                       f"lr_schedule=step or leave {'it' if len(step_only) == 1 else 'them'} out.")
 
+  def _check_text(self):
+    """Reading settings that cannot hold together."""
+    if self.unit == "byte" and self.lowercase:
+      raise UserError("lowercase applies to characters, and unit is byte (the file's bytes as "
+                      "they are); set unit=char or leave lowercase out.")
+    if self.val_fraction + self.test_fraction >= 1.0:
+      raise UserError(f"val_fraction ({self.val_fraction}) and test_fraction "
+                      f"({self.test_fraction}) together leave nothing to train on; keep their "
+                      "sum below 1 (0.05 each is enwik8's split).")
+
   def _check_regularisers(self):
     """Regularisers' settings that would change nothing are refused, not ignored."""
     if self.dropout_mode != "per_step" and not (self.dropout or self.input_dropout):
@@ -259,6 +288,12 @@ class TrainConfig:
                       f"{self.learning_rate}. Set warmup_steps below the total (a few percent "
                       "of it is usual) or train longer.")
     return total
+
+  @property
+  def chars_per_loss(self) -> int:
+    """What divides a chunk's loss to give it per character: T x B for the course's sum over
+    the chunk, 1 for a mean."""
+    return 1 if self.loss_reduction == "mean" else self.seq_length * self.batch_size
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

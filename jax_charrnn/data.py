@@ -1,56 +1,96 @@
-"""Text in, integer ids out: the vocabulary, text loading and the course's chunking.
+"""Text in, integer ids out: the vocabulary, reading a file, and the course's walk in memory.
 
 NumPy only: nothing here touches JAX, so data preparation never allocates on
 an accelerator and is easy to test.
+
+A file is read in one way whatever its size (`char_pieces`, `byte_pieces`): a small text whole
+(`load_text`), a large one in pieces into its token file (tokens.py), the same symbols either
+way. The unit of a run is the character (UTF-8 text, the course's) or the byte (any file).
 
 The course walks the book in consecutive, non-overlapping chunks of
 `seq_length` characters: chunk e reads inputs ids[e*T : e*T+T] and predicts
 targets ids[e*T+1 : e*T+T+1] (the same characters shifted by one). A text of
 N characters therefore gives floor((N - 1) / T) chunks; the characters after
 the last full chunk are not used in that epoch (the course does the same).
+`chunks` and `stream_chunks` lay a small text's walk out in memory; walk.py
+reads any text's walk from its token file, a call at a time.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
 import zlib
-from typing import Any, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from jax_charrnn.errors import UserError
 
 BUILTIN_CORPUS_NAME = "built-in corpus (CPython's pydoc_data.topics)"
+UNITS = ("char", "byte")
+BLOCK = 16 << 20  # bytes of a file read at a time
 
 
 @dataclasses.dataclass(frozen=True)
 class Vocab:
-  """The characters of a text, with stable integer ids.
+  """The symbols of a text, with stable integer ids.
 
   Ids follow `sorted(set(text))`, so the same text always gives the same ids
   (a bare `set` would not, and restored weights would read the wrong columns).
+  A symbol is a character (unit "char") or a byte (unit "byte"), then held as
+  the character chr(b) so that every function here works alike; `show` turns
+  symbols into text a person reads, `symbols_of` a person's text into symbols.
   """
 
   chars: tuple[str, ...]
+  unit: str = "char"
 
   def __post_init__(self):
     if list(self.chars) != sorted(set(self.chars)):
       raise ValueError("Vocab.chars must be sorted and free of repeats.")
+    if self.unit not in UNITS or (self.unit == "byte" and any(ord(c) > 255 for c in self.chars)):
+      raise ValueError(f"Vocab.unit must be one of {UNITS}, its bytes below 256.")
     object.__setattr__(self, "_index", {ch: i for i, ch in enumerate(self.chars)})
 
   @classmethod
-  def from_text(cls, text: str) -> "Vocab":
+  def from_text(cls, text: str, unit: str = "char") -> "Vocab":
     if not text:
       raise ValueError("Cannot build a vocabulary from an empty text.")
-    return cls(tuple(sorted(set(text))))
+    return cls(tuple(sorted(set(text))), unit)
 
   @property
   def size(self) -> int:
-    """K, the number of distinct characters."""
+    """K, the number of distinct symbols."""
     return len(self.chars)
 
+  def show(self, symbols: str) -> str:
+    """Symbols as a person reads them: characters as they are; bytes decoded as UTF-8 where
+    they decode, escaped (\\xNN) where not."""
+    if self.unit == "char":
+      return symbols
+    return symbols.encode("latin-1").decode("utf-8", errors="backslashreplace")
+
+  def shower(self):
+    """`show` for a text that comes in pieces: `show(piece)`, then `show("", final=True)`; a
+    byte sequence split between pieces is shown whole."""
+    if self.unit == "char":
+      return lambda piece, final=False: piece
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+    return lambda piece, final=False: decoder.decode(piece.encode("latin-1"), final=final)
+
+  def show_each(self, symbols: str) -> list[str]:
+    """Each symbol as a person reads it alone: a character as it is; a byte as its ASCII
+    character when printable (or a newline or tab), else escaped (\\xNN)."""
+    if self.unit == "char":
+      return list(symbols)
+    return [c if " " <= c <= "~" or c in "\n\t" else f"\\x{ord(c):02x}" for c in symbols]
+
+  def symbols_of(self, text: str) -> str:
+    """A person's text (a prime) as symbols: itself, or for bytes its UTF-8 bytes."""
+    return text if self.unit == "char" else text.encode("utf-8").decode("latin-1")
   def encode(self, text: str) -> np.ndarray:
     """Characters -> int32 ids [len(text)]; an unknown character is a ValueError."""
     index = self._index
@@ -90,11 +130,16 @@ class Vocab:
     return list(seen)
 
   def to_json(self) -> str:
-    return json.dumps({"chars": "".join(self.chars)}, ensure_ascii=False)
+    """{"chars": ...} (and "unit": "byte" for bytes: a character run's JSON is what it was)."""
+    d = {"chars": "".join(self.chars)}
+    if self.unit != "char":
+      d["unit"] = self.unit
+    return json.dumps(d, ensure_ascii=False)
 
   @classmethod
   def from_json(cls, s: str) -> "Vocab":
-    return cls(tuple(json.loads(s)["chars"]))
+    d = json.loads(s)
+    return cls(tuple(d["chars"]), d.get("unit", "char"))
 
 
 def builtin_corpus() -> str:
@@ -113,50 +158,136 @@ def universal_newlines(text: str) -> str:
   return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def load_text(path: str, lowercase: bool = False, raw_newlines: bool = False) -> str:
-  """Reads a UTF-8 text file; "" means the built-in corpus.
-
-  Line endings are read as Python's text mode reads them (\r\n and \r become
-  \n), unless raw_newlines keeps every \r as a character of its own. The
-  course's book (CRLF line endings) is then 1,107,542 characters, K = 80.
+def check_file(path: str) -> str:
+  """The data file's path (~ expanded), once it is known to be a regular file one can read.
 
   Raises:
-    UserError: the file is missing, is a directory, cannot be read, is empty,
-      or is not UTF-8 (the message names the file and the first bad byte offset).
+    UserError: missing (or in a directory one cannot read), a directory, not a regular file
+      (a device or a pipe, which could be read without end), or unreadable.
+  """
+  path = os.path.expanduser(path)
+  if os.path.isdir(path):
+    raise UserError(f"The data path {path!r} is a directory; pass a UTF-8 text file.")
+  if not os.path.exists(path):
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(parent) and not os.access(parent, os.R_OK | os.X_OK):
+      raise UserError(f"The data file {path!r} cannot be read: its directory {parent!r} is "
+                      "not readable (permission denied).")
+    raise UserError(
+        f"The data file {path!r} does not exist. Pass the path of a UTF-8 text "
+        "file with --data_path, or leave it empty to use the built-in corpus.")
+  if not os.path.isfile(path):
+    raise UserError(f"The data path {path!r} is not a regular file (a device or a pipe, which "
+                    "may never end); pass a text file.")
+  try:
+    with open(path, "rb"):
+      pass
+  except OSError as e:
+    raise UserError(f"Could not read the data file {path!r}: {e.strerror}.") from None
+  return path
+
+
+def _cut(text: str, final: bool, hold: int) -> int:
+  """Where a piece ends so that the next is read alike: after its last newline or space (the
+  context of lowercasing, e.g. a Greek final sigma, never crosses one), never between \\r and
+  the \\n that may follow it. Text without either is held back up to `hold` characters."""
+  if final:
+    return len(text)
+  end = max(text.rfind("\n"), text.rfind(" ")) + 1
+  if end or len(text) < hold:
+    return end
+  return len(text) - text.endswith("\r")
+
+
+def char_pieces(path: str, lowercase: bool = False, raw_newlines: bool = False,
+                block: int = BLOCK) -> Iterator[str]:
+  """The file's UTF-8 text in pieces, as Python's text mode reads it: a byte-order mark
+  dropped; \\r\\n and \\r read as \\n (unless raw_newlines); lowercased if asked. The
+  pieces join to the text read whole, whatever the block size.
+
+  Raises:
+    UserError: bad UTF-8 (named by its byte offset), an empty file.
+  """
+  decoder = codecs.getincrementaldecoder("utf-8")()
+  held, offset, start, empty = "", 0, True, True
+  with open(path, "rb") as f:
+    while True:
+      raw = f.read(block)
+      final = not raw
+      pending = len(decoder.getstate()[0])
+      try:
+        text = decoder.decode(raw, final=final)
+      except UnicodeDecodeError as e:
+        raise UserError(
+            f"The data file {path!r} is not UTF-8 text: byte offset {offset - pending + e.start} "
+            f"(0x{e.object[e.start]:02x}) cannot be decoded ({e.reason}). Convert it, e.g. with "
+            "`iconv -f latin1 -t utf-8`, or read it as bytes with --unit=byte.") from None
+      offset += len(raw)
+      if start and text:  # a UTF-8 byte-order mark is not part of the text
+        text, start = text.removeprefix("\ufeff"), False
+      text = held + text
+      end = _cut(text, final, hold=max(4 * block, 1 << 20))
+      piece, held = text[:end], text[end:]
+      piece = piece if raw_newlines else universal_newlines(piece)
+      if piece:
+        empty = False
+        yield piece.lower() if lowercase else piece
+      if final:
+        break
+  if empty:
+    raise UserError(f"The data file {path!r} is empty; it needs some text to learn from.")
+
+
+def byte_pieces(path: str, block: int = BLOCK) -> Iterator[str]:
+  """The file's bytes in blocks, each as a string of one character chr(b) per byte."""
+  empty = True
+  with open(path, "rb") as f:
+    while raw := f.read(block):
+      empty = False
+      yield raw.decode("latin-1")
+  if empty:
+    raise UserError(f"The data file {path!r} is empty; it needs some bytes to learn from.")
+
+
+def pieces(path: str, unit: str = "char", lowercase: bool = False,
+           raw_newlines: bool = False) -> Iterator[str]:
+  """The file's symbols in pieces: `char_pieces` or `byte_pieces`."""
+  if unit == "byte":
+    return byte_pieces(path)
+  return char_pieces(path, lowercase, raw_newlines)
+
+
+def head(path: str, limit: int, unit: str = "char", lowercase: bool = False,
+         raw_newlines: bool = False) -> tuple[str, bool]:
+  """(the file's first `limit` symbols, whether more follow), read no further than that
+  (bounded whatever the file's size)."""
+  text = ""
+  for piece in pieces(check_file(path), unit, lowercase, raw_newlines):
+    text += piece[:limit + 1 - len(text)]
+    if len(text) > limit:
+      return text[:limit], True
+  return text, False
+
+
+def load_text(path: str, lowercase: bool = False, raw_newlines: bool = False,
+              unit: str = "char") -> str:
+  """A file's symbols whole (`pieces` joined; for a small text); "" means the built-in corpus.
+
+  Line endings are read as Python's text mode reads them (\\r\\n and \\r become
+  \\n), unless raw_newlines keeps every \\r as a character of its own. The
+  course's book (CRLF line endings) is then 1,107,542 characters, K = 80. Bytes
+  (unit "byte") are read as they are, one character chr(b) each.
+
+  Raises:
+    UserError: as `check_file` and `char_pieces`.
   """
   if not path:
     text = builtin_corpus()
-  else:
-    path = os.path.expanduser(path)
-    if os.path.isdir(path):
-      raise UserError(f"The data path {path!r} is a directory; pass a UTF-8 text file.")
-    if not os.path.exists(path):
-      parent = os.path.dirname(os.path.abspath(path))
-      if os.path.isdir(parent) and not os.access(parent, os.R_OK | os.X_OK):
-        raise UserError(f"The data file {path!r} cannot be read: its directory {parent!r} is "
-                        "not readable (permission denied).")
-      raise UserError(
-          f"The data file {path!r} does not exist. Pass the path of a UTF-8 text "
-          "file with --data_path, or leave it empty to use the built-in corpus.")
-    try:
-      with open(path, "rb") as f:
-        raw = f.read()
-    except OSError as e:
-      raise UserError(f"Could not read the data file {path!r}: {e.strerror}.") from None
-    try:
-      text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-      raise UserError(
-          f"The data file {path!r} is not UTF-8 text: byte offset {e.start} "
-          f"(0x{raw[e.start]:02x}) cannot be decoded ({e.reason}). Convert it, e.g. "
-          "with `iconv -f latin1 -t utf-8`.") from None
-    # A UTF-8 byte-order mark is not part of the text.
-    text = text.removeprefix("\ufeff")
-    if not text:
-      raise UserError(f"The data file {path!r} is empty; it needs some text to learn from.")
-  if not raw_newlines:
-    text = universal_newlines(text)
-  return text.lower() if lowercase else text
+    if unit == "byte":
+      return text.encode("utf-8").decode("latin-1")
+    text = text if raw_newlines else universal_newlines(text)
+    return text.lower() if lowercase else text
+  return "".join(pieces(check_file(path), unit, lowercase, raw_newlines))
 
 
 def num_chunks(num_ids: int, seq_length: int) -> int:
@@ -232,70 +363,8 @@ def split_point(num_chars: int, val_fraction: float) -> int:
   return int(num_chars * round(1.0 - val_fraction, 12))
 
 
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-  """A run's text, its vocabulary, the chunks of one epoch, and the held-out tail."""
-
-  text: str             # the whole text (the vocabulary comes from all of it)
-  source: str           # the file, or the built-in corpus's name
-  vocab: Vocab
-  inputs: np.ndarray    # int32 [n, T, B], from the training part only
-  targets: np.ndarray   # int32 [n, T, B]
-  val_ids: np.ndarray   # int32 [N_val], the held-out tail (empty without one)
-  num_train_chars: int  # characters before the held-out tail
-
-  @property
-  def steps_per_epoch(self) -> int:
-    return self.inputs.shape[0]
-
-  def next_char(self, step: int) -> int:
-    """The character after the last chunk stream 0 read before `step`: where its text goes on."""
-    if step == 0:
-      return int(self.inputs[0, 0, 0])
-    return int(self.targets[(step - 1) % self.steps_per_epoch, -1, 0])
-
-  def next_chars(self, step: int) -> np.ndarray:
-    """`next_char` of every stream, int32 [B]."""
-    if step == 0:
-      return self.inputs[0, 0, :]
-    return self.targets[(step - 1) % self.steps_per_epoch, -1, :]
-
-
-def load_corpus(path: str, *, lowercase: bool = False, raw_newlines: bool = False,
-                seq_length: int, batch_size: int, val_fraction: float = 0.0) -> Corpus:
-  """`load_text`, the vocabulary (of the whole text), the training chunks and the held-out tail.
-
-  Raises:
-    UserError: as `load_text`; a training part too short for one chunk per
-      stream, or a held-out tail too short for one prediction.
-  """
-  text = load_text(path, lowercase, raw_newlines)
-  vocab = Vocab.from_text(text)
-  ids = vocab.encode(text)
-  split = split_point(len(ids), val_fraction) if val_fraction > 0 else len(ids)
-  if val_fraction > 0 and len(ids) - split < 2:
-    raise UserError(
-        f"--val_fraction={val_fraction} holds out {len(ids) - split} character(s) of "
-        f"{len(ids):,}: one prediction needs two. Use a larger --val_fraction or a longer text.")
-  if val_fraction > 0 and num_chunks(split, seq_length) < batch_size:
-    raise UserError(
-        f"--val_fraction={val_fraction} leaves {split:,} of the text's {len(ids):,} characters "
-        f"to train on: too few for {batch_size} stream(s) of one chunk of seq_length + 1 = "
-        f"{seq_length + 1} characters. Use a smaller --val_fraction (0.1 is usual).")
-  inputs, targets = stream_chunks(ids[:split], seq_length, batch_size)
-  return Corpus(text, path or BUILTIN_CORPUS_NAME, vocab, inputs, targets,
-                np.ascontiguousarray(ids[split:]), split)
-
-
-def corpus_of(config: Any) -> Corpus:
-  """`load_corpus` with a run's settings (a config.TrainConfig: data_path, lowercase,
-  raw_newlines, seq_length, batch_size, val_fraction)."""
-  return load_corpus(config.data_path, lowercase=config.lowercase,
-                     raw_newlines=config.raw_newlines, seq_length=config.seq_length,
-                     batch_size=config.batch_size, val_fraction=config.val_fraction)
-
-
-def fingerprint(text: str) -> str:
-  """"length:crc32" of a text: checkpoints record it, so a run resumed or scored on a text that
-  changed since is noticed."""
-  return f"{len(text)}:{zlib.crc32(text.encode('utf-8')):08x}"
+def fingerprint(text: str, unit: str = "char") -> str:
+  """"length:crc32" of a text (of its UTF-8 bytes; for bytes, of the bytes themselves):
+  checkpoints record it, so a run resumed or scored on a text that changed since is noticed."""
+  raw = text.encode("latin-1" if unit == "byte" else "utf-8")
+  return f"{len(text)}:{zlib.crc32(raw):08x}"

@@ -12,11 +12,12 @@ model.npz holds float32 arrays named as the state_dict of PyTorch's nn.RNN
   rnn.bias_ih_l{k}   [G·H]       rnn.bias_hh_l{k}   [G·H]
   decoder.weight     [K, H]      decoder.bias       [K]
 
-plus `cell` (rnn, lstm or gru) and `vocab` (the characters in id order, one
+plus `cell` (rnn, lstm or gru), `unit` (char, or byte: then vocab[i] is the character chr(b)
+of byte b) and `vocab` (the characters in id order, one
 string each). Layer 0 reads a one-hot vector of the K characters, so
 rnn.weight_ih_l0 is [G·H, K]. The course's RNN: U -> rnn.weight_ih_l0, W ->
 rnn.weight_hh_l0, b -> rnn.bias_ih_l0, zeros -> rnn.bias_hh_l0, V ->
-decoder.weight, c -> decoder.bias. README shows loading it into PyTorch.
+decoder.weight, c -> decoder.bias. docs/evaluation.md shows loading it into PyTorch.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def state_dict(net: Model, params: Params, vocab: data.Vocab) -> dict[str, np.nd
   out["decoder.bias"] = np.asarray(params.c, np.float32)
   out["cell"] = np.array(net.cell.name)
   out["vocab"] = np.array(list(vocab.chars))
+  out["unit"] = np.array(vocab.unit)
   return out
 
 
@@ -85,7 +87,7 @@ def main(argv: Sequence[str]) -> None:
   paths.write_out(out, lambda f: np.savez(f, **arrays))
   sys.stdout.write(f"Wrote {out}: {run.describe()} of {run.workdir}, {run.net.describe()}, "
                    f"K = {run.vocab.size}, as PyTorch names them "
-                   f"({', '.join(k for k in arrays if k not in ('cell', 'vocab'))}).\n")
+                   f"({', '.join(k for k in arrays if k not in ('cell', 'vocab', 'unit'))}).\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-from jax_charrnn import data, errors, gradcheck, model, plots, report, runfiles, saved, visualize
+from jax_charrnn import errors, gradcheck, model, plots, report, runfiles, saved, visualize, walk
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.generate import Sampler
 from jax_charrnn.record import RunRecord
@@ -34,7 +34,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
   return config.replace(batch_size=1, seq_length=min(config.seq_length, REPORT_CHECK_CHARS))
 
 
-def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
+def gradcheck_table(config: TrainConfig, corpus: walk.Corpus,
                     stop: Callable[[], bool] | None = None,
                     say: Callable[[str], None] | None = None) -> str | None:
   """report.md's gradient-check table (Markdown), None when report_gradcheck_entries is 0,
@@ -45,8 +45,8 @@ def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
   if stop is not None and stop():
     return report.CHECK_STOPPED
   try:
-    rows = gradcheck.check_text(
-        corpus.text, corpus.vocab, check_config(config),
+    rows = gradcheck.check_corpus(
+        corpus, check_config(config),
         options=gradcheck.Options(entries=config.report_gradcheck_entries), stop=stop,
         progress=None if say is None else gradcheck.progress_lines(say))
   except KeyboardInterrupt:  # check_text's answer to `stop` (never Python's: Interrupts holds)
@@ -54,7 +54,7 @@ def gradcheck_table(config: TrainConfig, corpus: data.Corpus,
   return gradcheck.format_table(rows, 1e-6, markdown=True)
 
 
-def write_outputs(runs: Sequence[tuple[RunRecord, Any]], corpus: data.Corpus, net: model.Model,
+def write_outputs(runs: Sequence[tuple[RunRecord, Any]], corpus: walk.Corpus, net: model.Model,
                   sampler: Sampler, stop: Callable[[], bool] | None = None,
                   say: Callable[[str], None] | None = None) -> None:
   """Every run's best_passage.txt, loss.png and report.md (the writing process only).
@@ -77,7 +77,7 @@ def write_outputs(runs: Sequence[tuple[RunRecord, Any]], corpus: data.Corpus, ne
         "missing outputs.") from None
 
 
-def _write_one(record: RunRecord, state: Any, corpus: data.Corpus, net: model.Model,
+def _write_one(record: RunRecord, state: Any, corpus: walk.Corpus, net: model.Model,
                sampler: Sampler, tables: dict, stop: Callable[[], bool] | None,
                say: Callable[[str], None] | None) -> None:
   config, workdir = record.config, record.workdir
@@ -88,7 +88,7 @@ def _write_one(record: RunRecord, state: Any, corpus: data.Corpus, net: model.Mo
   plots.plot_loss(
       workdir, rows, f"{os.path.basename(corpus.source)}\n{net.describe()}; "
       f"{config.optimizer} lr={config.learning_rate:g}; {config.batch_size} stream(s) x "
-      f"{config.seq_length} characters an update", per_update_chars=_chars_per_loss(config),
+      f"{config.seq_length} characters an update", per_update_chars=config.chars_per_loss,
       steps_per_epoch=corpus.steps_per_epoch, smoothing=config.smoothing)
   # The gradient check depends on the shapes and the seed, not on the learning rate: a
   # sweep's runs share one table per seed.
@@ -105,17 +105,12 @@ def _write_one(record: RunRecord, state: Any, corpus: data.Corpus, net: model.Mo
       gradcheck_chars=check_config(config).seq_length, page=page))
 
 
-def _chars_per_loss(config: TrainConfig) -> int:
-  """What divides a chunk's loss to give nats per character (T x B for a sum, 1 for a mean)."""
-  return 1 if config.loss_reduction == "mean" else config.seq_length * config.batch_size
-
-
 def sweep_outputs(root: str, config: TrainConfig, records: Sequence[RunRecord],
-                  corpus: data.Corpus, net: model.Model) -> None:
+                  corpus: walk.Corpus, net: model.Model) -> None:
   """A sweep's summary.json, summary.md (report.py) and sweep_loss.png (plots.py)."""
   report.write_sweep_summary(root, config, records, corpus, net.describe())
   plots.plot_runs(
       os.path.join(root, "sweep_loss.png"),
       {r.name: (r.workdir, r.diverged_at) for r in records},
       title=f"Sweep: {os.path.basename(corpus.source)}, {net.describe()}, {config.optimizer}",
-      per_update_chars=_chars_per_loss(config))
+      per_update_chars=config.chars_per_loss)

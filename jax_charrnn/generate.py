@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_charrnn import data, errors, model, pacing, parallel
+from jax_charrnn import data, errors, model, pacing, parallel, walk
 from jax_charrnn.model import Model, Params
 
 
@@ -31,10 +31,12 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
   draw for lengths up to a piece; longer texts draw each piece with its own key."""
   missing = vocab.missing(prime)
   if missing:
+    what = "bytes" if vocab.unit == "byte" else "characters"
     raise errors.UserError(
-        f"The prime {prime!r} holds characters the model does not know: "
-        f"{', '.join(map(repr, missing))}. The vocabulary has {vocab.size} characters: "
-        f"{''.join(vocab.chars)!r}.")
+        f"The prime {vocab.show(prime)!r} holds {what} the model does not know: "
+        f"{', '.join(map(repr, vocab.show_each(''.join(missing))))}. The vocabulary has "
+        f"{vocab.size} "
+        f"{what}: {''.join(vocab.show_each(''.join(vocab.chars)))!r}.")
   if prime:
     ids = jnp.asarray(vocab.encode(prime))
     if len(prime) > 1:
@@ -85,21 +87,23 @@ class Sampler:
   """Text from a run's training state: its samples while it trains, its best passage."""
 
   net: Model
-  corpus: data.Corpus
+  corpus: walk.Corpus
   temperature: float = 1.0
 
   def text(self, state: Any, step: int, length: int, best: bool = False) -> str:
-    """`length` characters from the state's parameters (a loop.TrainState; best: its best
-    copy), going on from where stream 0's text stood; the key is the run's, folded with
-    `step`."""
+    """`length` symbols from the state's parameters (a loop.TrainState; best: its best copy),
+    going on from where stream 0's text stood, as a person reads them (data.Vocab.show); the
+    key is the run's, folded with `step`."""
     key = jax.random.fold_in(jax.random.wrap_key_data(parallel.to_host(state.key)), step)
     if best:
       params, carry = state.best_params, state.best_carry
       x0 = int(parallel.first_row(state.best_x))
     else:
       params, carry, x0 = state.params, state.carry, self.corpus.next_char(step)
-    return generate(self.net, parallel.tree_to_host(params), self.corpus.vocab,
-                    parallel.tree_first_row(carry), x0, length, key, self.temperature)[0]
+    vocab = self.corpus.vocab
+    return vocab.show(generate(self.net, parallel.tree_to_host(params), vocab,
+                               parallel.tree_first_row(carry), x0, length, key,
+                               self.temperature)[0])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_charrnn import bptt, data, errors, loop, memory, model
+from jax_charrnn import bptt, data, errors, loop, memory, model, tokens, walk
 from jax_charrnn.config import TrainConfig, setting
 from jax_charrnn.console import Console, Interrupts
 from jax_charrnn.model import Model, Params
@@ -352,20 +352,29 @@ def all_pass(rows: Sequence[Row], tolerance: float) -> bool:
   return all(x <= lim for r in rows for x, lim in zip(r.errors(), r.limits(tolerance)))
 
 
-def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index: int = 0,
-               random_carry: bool = False, options: Options = Options(),
-               hand: Gradients | None = hand_bptt, stop: Callable[[], bool] | None = None,
-               progress: Progress | None = None) -> list[Row]:
-  """The check at freshly initialised float64 parameters on one chunk of `text`.
+def check_text(text: str, vocab: data.Vocab, config: TrainConfig, **kw) -> list[Row]:
+  """`check_corpus` on a text held in memory (its symbols, in the vocabulary's unit)."""
+  toks = tokens.Tokens(tokens.Symbols(vocab.encode(text)), vocab, "", "text")
+  return check_corpus(walk.Corpus(toks, config.seq_length, config.batch_size, len(text)),
+                      config, **kw)
+
+
+def check_corpus(corpus: walk.Corpus, config: TrainConfig, *, chunk_index: int = 0,
+                 random_carry: bool = False, options: Options = Options(),
+                 hand: Gradients | None = hand_bptt, stop: Callable[[], bool] | None = None,
+                 progress: Progress | None = None) -> list[Row]:
+  """The check at freshly initialised float64 parameters on one chunk of a text: the chunk
+  update `chunk_index` of its walk reads (walk.Corpus.windows: [T, B] in B streams).
 
   `config` gives the network (cell, layers, hidden size, initialisation,
-  seed), the chunk (seq_length, batch_size streams: inputs [T, B]) and the
-  loss reduction; its dtype is ignored (float64 here). options' step, eps and
-  entries are used; its seed is the config's and its lanes as many as
-  `memory.gradcheck_lanes` allows. hand, stop and progress are `check`'s.
+  seed), the chunk (seq_length, batch_size) and the loss reduction; its dtype
+  is ignored (float64 here). options' step, eps and entries are used; its seed
+  is the config's and its lanes as many as `memory.gradcheck_lanes` allows.
+  hand, stop and progress are `check`'s.
   """
-  inputs, targets = data.stream_chunks(vocab.encode(text), config.seq_length, config.batch_size)
-  chunk_index = min(chunk_index, len(inputs) - 1)
+  corpus = corpus.walked(config.seq_length, config.batch_size)
+  window = corpus.windows(min(chunk_index, corpus.steps_per_epoch - 1), 1)[0]  # [T + 1, B]
+  vocab = corpus.vocab
   net = loop.build_model(config, vocab.size)
   options = dataclasses.replace(options, seed=config.seed,
                                 lanes=memory.gradcheck_lanes(config, vocab.size))
@@ -378,16 +387,17 @@ def check_text(text: str, vocab: data.Vocab, config: TrainConfig, *, chunk_index
       keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
       carry0 = jax.tree.unflatten(tree, [0.5 * jnp.tanh(jax.random.normal(k, x.shape, x.dtype))
                                          for k, x in zip(keys, leaves)])
-    x = jnp.asarray(inputs[chunk_index])
+    x = jnp.asarray(window[:-1])
     masks = net.dropout_masks(jax.random.fold_in(key, 2), x.shape, jnp.float64)
-    chunk = Chunk(carry0, x, jnp.asarray(targets[chunk_index]), config.loss_reduction, masks)
+    chunk = Chunk(carry0, x, jnp.asarray(window[1:]), config.loss_reduction, masks)
     return check(net, params, chunk, options=options, hand=hand, stop=stop, progress=progress)
 
 
 # ---- the command line ----
 
 # The settings of the network and the chunk are the trainer's (declared once, in config.py).
-SHARED = ("data_path", "lowercase", "raw_newlines", "seq_length", "batch_size", "cell",
+SHARED = ("data_path", "unit", "lowercase", "raw_newlines", "cache_dir", "seq_length",
+          "batch_size", "cell",
           "num_layers", "hidden_size", "dropout", "dropout_mode", "input_dropout", "weight_drop",
           "init_sigma", "init_dist", "forget_bias", "seed",
           "loss_reduction")
@@ -453,9 +463,9 @@ def main(argv: Sequence[str]) -> None:
   cli.no_extra_args(argv)
   config = TrainConfig(**{name: flags.FLAGS[name].value for name in SHARED})
   own = config_lib.from_flags(CheckSettings)
-  text = data.load_text(config.data_path, config.lowercase, config.raw_newlines)
-  vocab = data.Vocab.from_text(text)
-  source = config.data_path or data.BUILTIN_CORPUS_NAME
+  console = Console()
+  corpus = walk.corpus_of(config, console.say, console.warn)
+  vocab, source = corpus.vocab, corpus.source
   net = loop.build_model(config, vocab.size)
   if net.cell.backward is None:
     raise errors.UserError(f"The {config.cell!r} cell has no hand-derived BPTT: there is nothing "
@@ -463,18 +473,18 @@ def main(argv: Sequence[str]) -> None:
   memory.check(memory.gradcheck_bytes(config, vocab.size,
                                       memory.gradcheck_lanes(config, vocab.size)),
                "This gradient check")
-  console = Console()
   sample = f"{own.entries} random entries per parameter" if own.entries else "every entry"
   # Ctrl-C is a flag from here on, read between the compiled calls.
   with Interrupts(console, "stopping after the current call.", "already stopping.") as caught:
-    console.say(f"Gradient check on {source}: {len(text):,} characters, K={vocab.size}, "
+    unit = "bytes" if config.unit == "byte" else "characters"
+    console.say(f"Gradient check on {source}: {corpus.num_symbols:,} {unit}, K={vocab.size}, "
                 f"{net.describe()}, T={config.seq_length}, B={config.batch_size}, "
                 f"sigma={config.init_sigma} ({config.init_dist}), seed={config.seed}, chunk "
                 f"{own.chunk_index}, float64; finite differences on {sample}, Richardson-"
                 f"extrapolated, step {own.step or 'chosen per parameter'}"
                 + ("" if own.wrong == "none" else
                    f"; hand gradient broken on purpose ({own.wrong})") + "\n")
-    rows = check_text(text, vocab, config, chunk_index=own.chunk_index,
+    rows = check_corpus(corpus, config, chunk_index=own.chunk_index,
                       random_carry=own.random_carry,
                       options=Options(own.step or None, own.eps, own.entries or None),
                       hand=_broken(own.wrong), stop=lambda: caught.signal is not None,

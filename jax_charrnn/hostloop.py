@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from jax_charrnn import (board, checkpoint, data, divergence, errors, finish, loop, model,
-                         parallel, runfiles)
+from jax_charrnn import (board, checkpoint, divergence, errors, finish, loop, model, parallel,
+                         runfiles, walk)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console, Interrupts
 from jax_charrnn.generate import Sampler
@@ -48,11 +48,11 @@ class Diverged(errors.UserError):
 class Context:
   """What every phase reads and none changes: the text, the network, the shared settings."""
 
-  corpus: data.Corpus
+  corpus: walk.Corpus
   net: model.Model
   config: TrainConfig        # the settings the runs share (a sweep's differ in rate and seed)
   console: Console
-  sweep: bool                # a sweep's diverged run is frozen; a lone run's stops the command
+  freeze_diverged: bool      # a sweep's diverged run is frozen; a lone run's stops the command
   writer: bool = dataclasses.field(default_factory=parallel.is_primary)  # process 0 writes
 
   @property
@@ -90,6 +90,11 @@ class Session:
   def total(self) -> int:
     return self.runs[0].record.total
 
+  @property
+  def several(self) -> bool:
+    """More than one run: the console shows them side by side, without samples."""
+    return len(self.runs) > 1
+
 
 def next_event(step: int, total: int, config: TrainConfig) -> int:
   """The first step after `step` at which the host has something to do."""
@@ -107,10 +112,12 @@ def due(step: int, every: int) -> bool:
   return every > 0 and step % every == 0
 
 
-def held_out_score(net: model.Model, state: loop.TrainState, corpus: data.Corpus) -> Score:
-  """The held-out tail's score under the state's current parameters (host copies: every
-  process computes the same number without a collective)."""
-  return score_ids(net, parallel.tree_to_host(state.params), corpus.val_ids)
+def held_out_score(net: model.Model, state: loop.TrainState, corpus: walk.Corpus,
+                   streams: int = 1) -> Score:
+  """The held-out tail's score under the state's current parameters, in `streams` segments
+  (--eval_streams; score.py); host copies: every process computes the same number without a
+  collective."""
+  return score_ids(net, parallel.tree_to_host(state.params), corpus.val_ids, streams=streams)
 
 
 def _hms(seconds: float) -> str:
@@ -164,7 +171,7 @@ def check_divergence(session: Session, losses: np.ndarray, smooths: np.ndarray) 
       continue
     record.diverged_at = session.step + int(bad[0]) + 1
     what = divergence.describe(losses[r][bad[0]], smooths[r][bad[0]], record.first_loss, ratio)
-    if session.context.sweep:
+    if session.context.freeze_diverged:
       session.program.freeze(r)
       session.context.console.warn(
           f"Run {record.name} diverged at update {record.diverged_at} ({what}); it stops "
@@ -205,7 +212,8 @@ def evaluate_due(session: Session) -> list[Score | None]:
   for r, run in enumerate(session.runs):
     if run.record.diverged_at is None:
       state = session.program.state_of(r)
-      scores[r] = run.record.held_out = held_out_score(context.net, state, context.corpus)
+      scores[r] = run.record.held_out = held_out_score(context.net, state, context.corpus,
+                                                       config.eval_streams)
       if (config.best_metric == "val_bpc" and
           scores[r].bits_per_char < float(parallel.to_host(state.best_loss))):
         session.program.keep_best(r, scores[r].bits_per_char,
@@ -225,7 +233,7 @@ def log_due(session: Session, losses: np.ndarray, smooths: np.ndarray,
            / max(now - session.clock[0], 1e-9))
   session.clock = (now, step)
   rates = session.program.learning_rates()
-  per_char = 1 if config.loss_reduction == "mean" else session.context.chars_per_step
+  per_char = config.chars_per_loss
   for r, run in enumerate(session.runs):
     row = _metrics_row(session, losses[r, -1], smooths[r, -1], rates[r], speed, per_char)
     if scores[r] is not None:
@@ -256,7 +264,7 @@ def _progress_lines(session: Session, losses: np.ndarray, smooths: np.ndarray,
   eta = (total - step) * context.chars_per_step / max(speed, 1e-9)
   where = (f"step {step}/{total} (epoch {step / context.corpus.steps_per_epoch:.2f}, "
            f"{100 * step / total:.1f}%)")
-  if context.sweep:
+  if session.several:  # one line for all runs
     now_losses = "  ".join(f"{run.record.name} {smooths[r, -1]:.3f}"
                            for r, run in enumerate(session.runs))
     context.console.say(f"{where}  smooth loss: {now_losses}  "
@@ -266,7 +274,7 @@ def _progress_lines(session: Session, losses: np.ndarray, smooths: np.ndarray,
                         f"{speed:,.0f} chars/s  ETA {_hms(eta)}")
   if any(s is not None for s in scores):
     context.console.say(f"held-out at step {step}: " + "  ".join(
-        f"{run.record.name + ' ' if context.sweep else ''}{s.bits_per_char:.4f} bits/char "
+        f"{run.record.name + ' ' if session.several else ''}{s.bits_per_char:.4f} bits/char "
         f"({s.nats_per_char:.4f} nats/char)" for run, s in zip(session.runs, scores)
         if s is not None))
 
@@ -290,7 +298,7 @@ def _explain_online_loss(session: Session, smooths: np.ndarray, scores: list[Sco
 def sample_due(session: Session, smooths: np.ndarray) -> None:
   """A sample on the console (a lone run) and in samples.txt, when due."""
   context, step = session.context, session.step
-  log_sample = due(step, context.config.sample_every) and not context.sweep
+  log_sample = due(step, context.config.sample_every) and not session.several
   keep_sample = due(step, context.config.report_every)
   if not context.writer or not (log_sample or keep_sample):
     return
@@ -402,7 +410,8 @@ def finish_without_training(records: Sequence[RunRecord], states: Sequence[loop.
   stale = [r for r in records if not runfiles.outputs_current(r.workdir)]
   if stale and context.config.val_fraction:
     for record, state in zip(records, states):
-      record.held_out = held_out_score(context.net, state, context.corpus)
+      record.held_out = held_out_score(context.net, state, context.corpus,
+                                       context.config.eval_streams)
   step, total = records[0].step, records[0].total
   if stale and context.writer:
     context.console.say(f"The run has already made {step} updates ({total} asked for); writing "

@@ -15,9 +15,12 @@ consecutive updates and the host only wakes up when it has something to do
 (log, sample, checkpoint); `make_run_many` vmaps that over independent runs
 (sweeps). All call the same update, so they agree.
 
-The data live on the device for the whole run: `inputs` and `targets` are the
-epoch's chunks, int32 [n, T, B] (n chunks a stream, T characters, B streams).
-Update number `step` reads chunk `step % n`; at chunk 0 (a new epoch) the
+An update reads one *window*: int32 [T + 1, B], its chunk of T symbols in each
+of B streams and, shifted by one, their targets (walk.py); a call reads
+`windows` [max_steps, T + 1, B], the windows of its updates in order, which
+the host reads from the text and puts on the device a call ahead (programs.py):
+the device never holds more of the text than that. Update number `step` is at
+position `step % steps_per_epoch` of the walk; at position 0 (a new epoch) the
 carry restarts from zero.
 """
 
@@ -179,8 +182,8 @@ def _from_flat(flat: TrainState, like: TrainState) -> TrainState:
 
 
 def _make_inner_update(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-                       flat: bool):
-  """The update on the loop's own layout: `(state, inputs, targets, unravel) -> (state, metrics)`.
+                       flat: bool, steps_per_epoch: int):
+  """The update on the loop's own layout: `(state, window, unravel) -> (state, metrics)`.
 
   With `flat`, the state's params, opt_state and best_params are flat vectors
   (`_to_flat`) and `unravel` turns a vector back into a Params tree; without,
@@ -194,11 +197,9 @@ def _make_inner_update(config: TrainConfig, net: Model, tx: optax.GradientTransf
   tracked_here = config.best_metric in ("smooth_loss", "loss")
   ravel = (lambda t: ravel_pytree(t)[0]) if flat else (lambda t: t)
 
-  def update(state: TrainState, inputs: jax.Array, targets: jax.Array, unravel):
-    pos = state.step % inputs.shape[0]
-    x = lax.dynamic_index_in_dim(inputs, pos, keepdims=False)    # [T, B]
-    y = lax.dynamic_index_in_dim(targets, pos, keepdims=False)   # [T, B]
-    new_epoch = pos == 0                                         # the carry restarts from zero
+  def update(state: TrainState, window: jax.Array, unravel):
+    x, y = window[:-1], window[1:]                               # [T, B]: inputs, targets
+    new_epoch = state.step % steps_per_epoch == 0                # the carry restarts from zero
     carry = jax.tree.map(lambda c: jnp.where(new_epoch, jnp.zeros_like(c), c), state.carry)
 
     masks = None
@@ -241,20 +242,21 @@ def _layout(config: TrainConfig):
   return (lambda s: s), (lambda s, like: s), (lambda state: (lambda p: p))
 
 
-def make_update(config: TrainConfig, net: Model, tx: optax.GradientTransformation) -> Callable[
-    [TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
-  """The pure update `(state, inputs, targets) -> (state, metrics)` for `config`, the network
-  `net` and the optimiser `tx` (`make_optimizer`).
+def make_update(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
+                steps_per_epoch: int) -> Callable[[TrainState, jax.Array],
+                                                  tuple[TrainState, StepMetrics]]:
+  """The pure update `(state, window) -> (state, metrics)` for `config`, the network `net`,
+  the optimiser `tx` (`make_optimizer`) and an epoch of `steps_per_epoch` updates.
 
   Args of the returned function:
     state: the TrainState before the update.
-    inputs, targets: int32 [n, T, B], all chunks of the epoch.
+    window: int32 [T + 1, B], the update's window (walk.Corpus.windows).
   """
   to_loop, from_loop, unravel_for = _layout(config)
-  inner = _make_inner_update(config, net, tx, uses_flat_vector(config))
+  inner = _make_inner_update(config, net, tx, uses_flat_vector(config), steps_per_epoch)
 
-  def update(state: TrainState, inputs: jax.Array, targets: jax.Array):
-    looped, metrics = inner(to_loop(state), inputs, targets, unravel_for(state))
+  def update(state: TrainState, window: jax.Array):
+    looped, metrics = inner(to_loop(state), window, unravel_for(state))
     return from_loop(looped, state), metrics
 
   return update
@@ -270,28 +272,29 @@ def _out_shardings(state_shardings):
 
 
 def make_train_step(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-                    state_shardings=None):
+                    steps_per_epoch: int, state_shardings=None):
   """`jax.jit(update)`: one call per update (the simple path).
 
   state_shardings: where the state lives on a device mesh (parallel.py); None
   for one device.
   """
-  return jax.jit(make_update(config, net, tx), out_shardings=_out_shardings(state_shardings))
+  return jax.jit(make_update(config, net, tx, steps_per_epoch),
+                 out_shardings=_out_shardings(state_shardings))
 
 
 def run_steps_fn(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-                 max_steps: int):
-  """`run(state, inputs, targets, num_steps) -> (state, metrics)`, pure (jit or vmap it)."""
+                 max_steps: int, steps_per_epoch: int):
+  """`run(state, windows, num_steps) -> (state, metrics)`, pure (jit or vmap it)."""
   to_loop, from_loop, unravel_for = _layout(config)
-  inner = _make_inner_update(config, net, tx, uses_flat_vector(config))
+  inner = _make_inner_update(config, net, tx, uses_flat_vector(config), steps_per_epoch)
 
-  def run(state: TrainState, inputs: jax.Array, targets: jax.Array, num_steps: jax.Array):
+  def run(state: TrainState, windows: jax.Array, num_steps: jax.Array):
     unravel = unravel_for(state)
     empty = jnp.full((max_steps,), jnp.nan, state.smooth_loss.dtype)
 
     def body(i, carry):
       looped, losses, smooths = carry
-      looped, m = inner(looped, inputs, targets, unravel)
+      looped, m = inner(looped, windows[i], unravel)
       return looped, losses.at[i].set(m.loss), smooths.at[i].set(m.smooth_loss)
 
     looped, losses, smooths = lax.fori_loop(0, num_steps, body, (to_loop(state), empty, empty))
@@ -301,15 +304,16 @@ def run_steps_fn(config: TrainConfig, net: Model, tx: optax.GradientTransformati
 
 
 def make_run_steps(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-                   max_steps: int, state_shardings=None):
-  """A jitted `run(state, inputs, targets, num_steps) -> (state, metrics)`.
+                   max_steps: int, steps_per_epoch: int, state_shardings=None):
+  """A jitted `run(state, windows, num_steps) -> (state, metrics)`.
 
   It runs `num_steps` (<= max_steps, a traced int32, so any count reuses the
-  one compiled program) consecutive updates inside one call. `metrics` holds
-  max_steps entries per field, the first num_steps of which are filled.
-  state_shardings: as for `make_train_step`.
+  one compiled program) consecutive updates inside one call, update i reading
+  windows[i] (int32 [max_steps, T + 1, B]: walk.Corpus.windows(state's step,
+  max_steps)). `metrics` holds max_steps entries per field, the first
+  num_steps of which are filled. state_shardings: as for `make_train_step`.
   """
-  return jax.jit(run_steps_fn(config, net, tx, max_steps),
+  return jax.jit(run_steps_fn(config, net, tx, max_steps, steps_per_epoch),
                  out_shardings=_out_shardings(state_shardings))
 
 
@@ -336,7 +340,7 @@ def unstack(states: TrainState, r: int) -> TrainState:
 
 
 def make_run_many(config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-                  max_steps: int, run_sharding=None):
+                  max_steps: int, steps_per_epoch: int, run_sharding=None):
   """`make_run_steps` for R independent runs at once: `jax.vmap` over a leading run axis.
 
   The runs share the data and every static setting; what lives in the state
@@ -344,5 +348,6 @@ def make_run_many(config: TrainConfig, net: Model, tx: optax.GradientTransformat
   weights) may differ. run_sharding: a sharding that splits the run axis
   over devices (see `parallel.run_sharding`), or None for one device.
   """
-  program = jax.vmap(run_steps_fn(config, net, tx, max_steps), in_axes=(0, None, None, None))
+  program = jax.vmap(run_steps_fn(config, net, tx, max_steps, steps_per_epoch),
+                     in_axes=(0, None, None))
   return jax.jit(program, out_shardings=run_sharding)

@@ -20,9 +20,11 @@ import contextlib
 import os
 
 import jax
+import optax
 
 from jax_charrnn import cells, errors, loop
 from jax_charrnn.config import TrainConfig
+from jax_charrnn.model import Model
 
 # Copies of the parameters the update holds beyond the state: the gradients, and the fused
 # loop's flat vectors of the parameters and of the best copy.
@@ -34,10 +36,8 @@ def _x64(config: TrainConfig):
   return jax.enable_x64(True) if config.dtype == "float64" else contextlib.nullcontext()
 
 
-def state_bytes(config: TrainConfig, vocab_size: int, steps_per_epoch: int) -> int:
+def state_bytes(config: TrainConfig, net: Model, tx: optax.GradientTransformation) -> int:
   """The training state's bytes, exactly: `jax.eval_shape` of `loop.init_state`."""
-  net = loop.build_model(config, vocab_size)
-  tx = loop.make_optimizer(config, steps_per_epoch)
   with _x64(config):
     state = jax.eval_shape(lambda: loop.init_state(config, net, tx))
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
@@ -45,7 +45,10 @@ def state_bytes(config: TrainConfig, vocab_size: int, steps_per_epoch: int) -> i
 
 def param_count(config: TrainConfig, vocab_size: int) -> int:
   """The network's parameters, exactly (`jax.eval_shape` of its initialisation)."""
-  net = loop.build_model(config, vocab_size)
+  return _param_count(config, loop.build_model(config, vocab_size))
+
+
+def _param_count(config: TrainConfig, net: Model) -> int:
   params = jax.eval_shape(lambda: net.init(jax.random.key(0), loop.init_spec(config)))
   return sum(x.size for x in jax.tree.leaves(params))
 
@@ -67,13 +70,14 @@ def _itemsize(config: TrainConfig) -> int:
   return 8 if config.dtype == "float64" else 4
 
 
-def estimate_bytes(config: TrainConfig, vocab_size: int, steps_per_epoch: int) -> int:
+def estimate_bytes(config: TrainConfig, net: Model, tx: optax.GradientTransformation) -> int:
   """A lower bound of a training run's memory: its state (exact) plus what an update makes
   (UPDATE_COPIES of the parameters, and the activations and masks of one chunk of every
-  stream)."""
+  stream). net and tx: the run's network and optimiser (loop.build_model, make_optimizer)."""
   chars = config.seq_length * config.batch_size
-  made = UPDATE_COPIES * param_count(config, vocab_size) + _activations(config, vocab_size, chars)
-  return state_bytes(config, vocab_size, steps_per_epoch) + _itemsize(config) * made
+  made = (UPDATE_COPIES * _param_count(config, net)
+          + _activations(config, net.vocab_size, chars))
+  return state_bytes(config, net, tx) + _itemsize(config) * made
 
 
 def check(need: int, what: str = "This run") -> None:
@@ -86,10 +90,10 @@ def check(need: int, what: str = "This run") -> None:
         "--hidden_size, --num_layers, --batch_size or --seq_length.")
 
 
-def check_run(config: TrainConfig, vocab_size: int, steps_per_epoch: int, runs: int = 1,
+def check_run(config: TrainConfig, net: Model, tx: optax.GradientTransformation, runs: int = 1,
               what: str = "This run") -> None:
   """`check` of `runs` training runs' estimate (a sweep holds every run's)."""
-  check(runs * estimate_bytes(config, vocab_size, steps_per_epoch), what)
+  check(runs * estimate_bytes(config, net, tx), what)
 
 
 def gradcheck_lanes(config: TrainConfig, vocab_size: int, budget: int = 2**28,

@@ -152,21 +152,6 @@ def put(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(one, tree, shardings)
 
 
-def put_streams(chunks: np.ndarray, mesh: Mesh) -> jax.Array:
-  """The chunk array [n, T, B] on the mesh, each process feeding only its streams.
-
-  Every process reads the same text, but hands JAX only the columns (streams)
-  that its own devices hold, as `jax.make_array_from_process_local_data`
-  expects.
-  """
-  sharding = data_sharding(mesh)
-  index_map = sharding.addressable_devices_indices_map(chunks.shape)
-  starts = [idx[2].start or 0 for idx in index_map.values()]
-  stops = [idx[2].stop if idx[2].stop is not None else chunks.shape[2] for idx in index_map.values()]
-  local = chunks[:, :, min(starts):max(stops)]
-  return jax.make_array_from_process_local_data(sharding, local, chunks.shape)
-
-
 def to_host(x: jax.Array) -> np.ndarray:
   """A global array as NumPy on this process (a collective when it is split across hosts)."""
   if not isinstance(x, jax.Array) or x.is_fully_addressable:

@@ -5,6 +5,12 @@ one jitted call (loop.py's fused loop) and returns their losses; `state_of(r)`
 gives run r's state; `learning_rates()`, `keep_best` and `freeze` serve the
 metrics, the held-out best copy and a diverged run. The host loop does not know
 which one it drives.
+
+Both read the text through a `Feed`: each call's windows (walk.Corpus.windows)
+read on the host and put on the devices one call ahead, while the device runs
+the call before; the device holds the current call's windows and the next's,
+nothing that grows with the text. On several hosts each process reads only its
+own streams' windows.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jax_charrnn import data, loop, optim, parallel
+from jax_charrnn import loop, optim, parallel, walk
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.model import Model
 
@@ -47,10 +53,51 @@ class Program(Protocol):
     and best copy stay as they are; the program goes on for the others)."""
 
 
-def _compiled(fn, state, inputs, targets):
+class Feed:
+  """Each call's windows of the text, read on the host and placed where the program reads them.
+
+  `take(step)` gives the windows of updates step .. step + count - 1 ([count, T + 1, B] on
+  the devices); `ahead(step)` reads and places them now, to be taken by the next call (the
+  device works on this call meanwhile: JAX dispatches it without waiting).
+  """
+
+  def __init__(self, corpus: walk.Corpus, count: int, sharding=None):
+    self.corpus, self.count, self.sharding = corpus, count, sharding
+    shape = (count, corpus.seq_length + 1, corpus.batch_size)
+    self.shape = shape
+    self.streams = range(corpus.batch_size)
+    if sharding is not None and not sharding.is_fully_replicated:
+      columns = [idx[2] for idx in sharding.addressable_devices_indices_map(shape).values()]
+      self.streams = range(min(c.start or 0 for c in columns),
+                           max(shape[2] if c.stop is None else c.stop for c in columns))
+    self._next: tuple[int, jax.Array] | None = None
+
+  def _place(self, step: int) -> jax.Array:
+    local = self.corpus.windows(step, self.count, self.streams)
+    if self.sharding is None:
+      return jnp.asarray(local)
+    if self.sharding.is_fully_replicated:
+      return jax.device_put(local, self.sharding)
+    return jax.make_array_from_process_local_data(self.sharding, local, self.shape)
+
+  def abstract(self) -> jax.ShapeDtypeStruct:
+    """What `take` gives, without reading it (to compile for)."""
+    return jax.ShapeDtypeStruct(self.shape, jnp.int32, sharding=self.sharding)
+
+  def take(self, step: int) -> jax.Array:
+    if self._next is not None and self._next[0] == step:
+      windows, self._next = self._next[1], None
+      return windows
+    return self._place(step)
+
+  def ahead(self, step: int) -> None:
+    self._next = (step, self._place(step))
+
+
+def _compiled(fn, state, windows: jax.ShapeDtypeStruct):
   """(fn lowered and compiled for these arguments, the seconds it took)."""
   t = time.perf_counter()
-  compiled = fn.lower(state, inputs, targets, jnp.int32(1)).compile()
+  compiled = fn.lower(state, windows, jnp.int32(1)).compile()
   return compiled, time.perf_counter() - t
 
 
@@ -67,20 +114,21 @@ class OneRun:
   num_runs = 1
 
   def __init__(self, config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-               state: loop.TrainState, corpus: data.Corpus, mesh, shardings):
-    self.state = state
+               state: loop.TrainState, corpus: walk.Corpus, mesh, shardings, step: int):
+    self.state, self.step = state, step
     self.devices = mesh.size
-    self.inputs = parallel.put_streams(corpus.inputs, mesh)
-    self.targets = parallel.put_streams(corpus.targets, mesh)
+    self.feed = Feed(corpus, config.steps_per_call, parallel.data_sharding(mesh))
     self._run, self.compile_seconds = _compiled(
-        loop.make_run_steps(config, net, tx, config.steps_per_call, shardings), state,
-        self.inputs, self.targets)
+        loop.make_run_steps(config, net, tx, config.steps_per_call, corpus.steps_per_epoch,
+                            shardings), state, self.feed.abstract())
     self._shardings = shardings
     self._keep = jax.jit(loop.keep_as_best, out_shardings=shardings)
     self._freeze = jax.jit(_frozen, out_shardings=shardings)
 
   def advance(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-    self.state, m = self._run(self.state, self.inputs, self.targets, jnp.int32(n))
+    self.state, m = self._run(self.state, self.feed.take(self.step), jnp.int32(n))
+    self.step += n
+    self.feed.ahead(self.step)  # while the device runs this call
     return parallel.to_host(m.loss)[None, :n], parallel.to_host(m.smooth_loss)[None, :n]
 
   def state_of(self, r: int) -> loop.TrainState:
@@ -103,24 +151,26 @@ class ManyRuns:
   """R runs in one vmapped program (a leading run axis), split over this process's devices."""
 
   def __init__(self, config: TrainConfig, net: Model, tx: optax.GradientTransformation,
-               states: loop.TrainState, corpus: data.Corpus):
+               states: loop.TrainState, corpus: walk.Corpus, step: int):
     self.num_runs = int(states.step.shape[0])
+    self.step = step
     by_run = parallel.run_sharding(self.num_runs, config.num_devices)
-    self.inputs, self.targets = jnp.asarray(corpus.inputs), jnp.asarray(corpus.targets)
+    replicated = None
     if by_run is not None:
       states = jax.device_put(states, by_run)
       replicated = NamedSharding(by_run.mesh, P())
-      self.inputs = jax.device_put(self.inputs, replicated)
-      self.targets = jax.device_put(self.targets, replicated)
+    self.feed = Feed(corpus, config.steps_per_call, replicated)  # every run reads the same
     self.devices = 1 if by_run is None else by_run.mesh.size
     self._by_run, self._set_run = by_run, None
     self.state = states
     self._run, self.compile_seconds = _compiled(
-        loop.make_run_many(config, net, tx, config.steps_per_call, by_run), states,
-        self.inputs, self.targets)
+        loop.make_run_many(config, net, tx, config.steps_per_call, corpus.steps_per_epoch,
+                           by_run), states, self.feed.abstract())
 
   def advance(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-    self.state, m = self._run(self.state, self.inputs, self.targets, jnp.int32(n))
+    self.state, m = self._run(self.state, self.feed.take(self.step), jnp.int32(n))
+    self.step += n
+    self.feed.ahead(self.step)  # while the device runs this call
     return np.asarray(m.loss)[:, :n], np.asarray(m.smooth_loss)[:, :n]
 
   def state_of(self, r: int) -> loop.TrainState:

@@ -5,9 +5,10 @@ A checkpoint is a run's state (the arrays, loop.TrainState) and its record (the
 JSON beside them). The host loop keeps the record up to date (`observe` reads
 the state's numbers once, at a save and at the end); every checkpoint saves it
 as its meta (`to_meta`, with where the run stands in its text); a resumed run
-reads it back (`RunRecord.resumed`); and the Done line, report.md and a sweep's
-summary are written from it (report.py). No field is copied by hand from one
-record to another.
+reads back what the next session goes on from (`RunRecord.resumed`: the
+held-out score, this session's, is written, not read back); and the Done line,
+report.md and a sweep's summary are written from it (report.py). No field is
+copied by hand from one record to another.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from jax_charrnn import data, parallel
+from jax_charrnn import parallel, walk
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.score import Score
 
@@ -108,7 +109,7 @@ class RunRecord:
       return f"diverged at update {self.diverged_at}"
     return "interrupted" if self.interrupted else "finished"
 
-  def to_meta(self, corpus: data.Corpus) -> dict:
+  def to_meta(self, corpus: walk.Corpus) -> dict:
     """The checkpoint's JSON half: this record, and where the run stands in its text (enough
     to resume, to sample, and for a person to read)."""
     return {
@@ -116,10 +117,12 @@ class RunRecord:
         "smooth_loss": self.smooth_loss, "best_loss": self.best_loss,
         "best_step": self.best_step, "first_loss": self.first_loss,
         "diverged_at": self.diverged_at, "gradient_methods": self.gradient_methods,
+        "grads": self.gradient_methods,  # the same, under the name checkpoint format 2 read
         "val_bpc": None if self.held_out is None else self.held_out.bits_per_char,
         "train_seconds": self.timing.total,
-        "vocab": corpus.vocab.to_json(), "source": corpus.source, "num_chars": len(corpus.text),
-        "text": data.fingerprint(corpus.text), "steps_per_epoch": corpus.steps_per_epoch,
+        "vocab": corpus.vocab.to_json(), "source": corpus.source,
+        "num_chars": corpus.num_symbols, "text": corpus.fingerprint,
+        "steps_per_epoch": corpus.steps_per_epoch,
         "epoch": self.step // corpus.steps_per_epoch,
         "position": self.step % corpus.steps_per_epoch, "next_char": corpus.next_char(self.step),
     }

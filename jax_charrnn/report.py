@@ -7,7 +7,7 @@
   summary.md    a sweep's runs ranked, with summary.json (the same numbers for scripts)
 
 Everything here is written from a run's record (record.RunRecord) and its
-text (data.Corpus), never from a copy of their fields; the run's files and
+text (walk.Corpus), never from a copy of their fields; the run's files and
 their formats are runfiles.py's, the figures plots.py's.
 """
 
@@ -20,7 +20,7 @@ import os
 import time
 from typing import Sequence
 
-from jax_charrnn import data, paths, runfiles
+from jax_charrnn import paths, runfiles, walk
 from jax_charrnn.config import TrainConfig, settings_rows
 from jax_charrnn.record import RunRecord
 
@@ -37,10 +37,14 @@ class Ending:
   page: str = ""               # visualize's page of the run, described ("": none written)
 
 
+def unit_word(config: TrainConfig) -> str:
+  """What the run's symbols are called: characters, or bytes."""
+  return "bytes" if config.unit == "byte" else "characters"
+
+
 def per_char(loss: float, config: TrainConfig) -> str:
   """A chunk's loss in nats and bits per character, e.g. "1.639 nats/char, 2.365 bits/char"."""
-  chars = 1 if config.loss_reduction == "mean" else config.seq_length * config.batch_size
-  nats = loss / chars
+  nats = loss / config.chars_per_loss
   return f"{nats:.3f} nats/char, {nats / math.log(2):.3f} bits/char"
 
 
@@ -99,7 +103,7 @@ ONLINE = ("The training loss is *online*: each chunk is scored just before the u
           "differ by several bits per character.")
 
 
-def _held_out(record: RunRecord, corpus: data.Corpus) -> list[str]:
+def _held_out(record: RunRecord, corpus: walk.Corpus) -> list[str]:
   val_chars = len(corpus.val_ids)
   if not val_chars:
     return ["- No held-out text (val_fraction = 0): the losses above are on training text."]
@@ -144,7 +148,7 @@ def _loss_unit(config: TrainConfig) -> str:
           "the course reports it")
 
 
-def _summary_lines(record: RunRecord, corpus: data.Corpus, end: Ending) -> list[str]:
+def _summary_lines(record: RunRecord, corpus: walk.Corpus, end: Ending) -> list[str]:
   """The report's "Data and model" and "Results" sections."""
   config = record.config
   first = end.first_row
@@ -152,7 +156,8 @@ def _summary_lines(record: RunRecord, corpus: data.Corpus, end: Ending) -> list[
   page = runfiles.PAGE
   return [
       "## Data and model",
-      f"- Text: {corpus.source}, {len(corpus.text):,} characters, K = {corpus.vocab.size} "
+      f"- Text: {corpus.source}, {corpus.num_symbols:,} {unit_word(record.config)}, K = "
+      f"{corpus.vocab.size} "
       "distinct.",
       f"- Network: {end.model}, {end.num_params:,} parameters; chunks of T = "
       f"{config.seq_length} characters, {config.batch_size} stream(s); "
@@ -195,7 +200,7 @@ def _gradcheck_lines(config: TrainConfig, end: Ending) -> list[str]:
   ]
 
 
-def write_report(record: RunRecord, corpus: data.Corpus, end: Ending) -> str:
+def write_report(record: RunRecord, corpus: walk.Corpus, end: Ending) -> str:
   """<workdir>/report.md: model, results, gradient check, loss plot, text evolution, best
   passage, and every setting (the declared settings of the run's config) with its meaning."""
   workdir, config = record.workdir, record.config
@@ -255,7 +260,7 @@ def _ranked(records: Sequence[RunRecord]) -> list[dict]:
 
 
 def write_sweep_summary(root: str, config: TrainConfig, records: Sequence[RunRecord],
-                        corpus: data.Corpus, model: str) -> None:
+                        corpus: walk.Corpus, model: str) -> None:
   """A sweep's summary.json and summary.md (its runs ranked; config: the settings the runs
   share, model: the network in words).
 
@@ -268,7 +273,8 @@ def write_sweep_summary(root: str, config: TrainConfig, records: Sequence[RunRec
       {"config": config.to_dict(), "updates": total, "train_seconds": seconds, "runs": ranked},
       indent=2))
   lines = [f"# Sweep: {len(records)} runs, {done:,} of {total:,} updates each", "",
-           f"Text: {corpus.source}, {len(corpus.text):,} characters, K = {corpus.vocab.size}; "
+           f"Text: {corpus.source}, {corpus.num_symbols:,} {unit_word(config)}, "
+           f"K = {corpus.vocab.size}; "
            f"{model}, {config.optimizer}; {seconds:.1f} s of training for all runs "
            "together. Losses as the course reports them "
            f"({'per character' if config.loss_reduction == 'mean' else 'summed over a chunk'}).",

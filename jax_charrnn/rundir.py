@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import jax
 
-from jax_charrnn import board, checkpoint, data, errors, report, runfiles
+from jax_charrnn import board, checkpoint, data, errors, report, runfiles, walk
 from jax_charrnn.config import TrainConfig, differences
 from jax_charrnn.lock import LOCK_FILE
 
@@ -106,13 +106,13 @@ def refuse_foreign(workdir: str, foreign: list[str], what: str = "run") -> None:
         "(the run's own file names, report.md among them, are then replaced).")
 
 
-def saved_differences(meta: dict, config: TrainConfig, corpus: data.Corpus) -> list[str]:
+def saved_differences(meta: dict, config: TrainConfig, corpus: walk.Corpus) -> list[str]:
   """What differs between the run saved in a checkpoint and the one asked for."""
   diffs = []
   saved_vocab = meta.get("vocab", "")
-  if meta.get("text") != data.fingerprint(corpus.text):
+  if meta.get("text") != corpus.fingerprint:
     diffs.append(f"the text ({meta.get('num_chars', '?')} characters saved from "
-                 f"{meta.get('source', '?')!r}; {len(corpus.text)} characters now, or other "
+                 f"{meta.get('source', '?')!r}; {corpus.num_symbols} characters now, or other "
                  "content)")
   if saved_vocab != corpus.vocab.to_json():
     old = data.Vocab.from_json(saved_vocab).size if saved_vocab else "no"
@@ -120,7 +120,7 @@ def saved_differences(meta: dict, config: TrainConfig, corpus: data.Corpus) -> l
   return diffs + differences(meta.get("config", {}), config)
 
 
-def check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: data.Corpus) -> None:
+def check_same_run(workdir: str, meta: dict, config: TrainConfig, corpus: walk.Corpus) -> None:
   """A UserError when the checkpoint's meta belongs to another run than the one asked for."""
   diffs = saved_differences(meta, config, corpus)
   if diffs:

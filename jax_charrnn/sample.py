@@ -66,9 +66,11 @@ def main(argv: Sequence[str]) -> None:
   key = jax.random.key(o.seed)
   out = sys.stdout
   words = _OWN["words"].value
+  prime = vocab.symbols_of(o.prime)  # the run's symbols: a byte run's prime is its UTF-8 bytes
   if words:
-    passages = generate.generate(net, params, vocab, carry, x0, o.length, key, o.temperature,
-                                 o.top_p, o.prime, o.num_samples)
+    passages = [vocab.show(p) for p in generate.generate(
+        net, params, vocab, carry, x0, o.length, key, o.temperature, o.top_p, prime,
+        o.num_samples)]
     counts = generate.count_words(passages, words, o.case_sensitive)
     out.write(f"{len(passages)} passages of {o.length} characters from "
               f"{run.describe()}; whole words, "
@@ -81,16 +83,17 @@ def main(argv: Sequence[str]) -> None:
         out.write(f"      {example}\n")
     return
   if o.num_samples == 1:  # one text: written as it comes (Ctrl-C stops it between pieces)
+    show = vocab.shower()
     for piece, in generate.generate_pieces(net, params, vocab, carry, x0, o.length, key,
-                                           o.temperature, o.top_p, o.prime):
-      out.write(piece)
+                                           o.temperature, o.top_p, prime):
+      out.write(show(piece))
       out.flush()
-    out.write("\n")
+    out.write(show("", final=True) + "\n")
     return
   passages = generate.generate(net, params, vocab, carry, x0, o.length, key, o.temperature,
-                               o.top_p, o.prime, o.num_samples)
+                               o.top_p, prime, o.num_samples)
   for i, p in enumerate(passages):
-    out.write(f"--- sample {i + 1} ---\n{p}\n")
+    out.write(f"--- sample {i + 1} ---\n{vocab.show(p)}\n")
 
 
 if __name__ == "__main__":

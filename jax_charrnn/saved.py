@@ -23,7 +23,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jax_charrnn import checkpoint, data, errors, loop, model
+from jax_charrnn import checkpoint, data, errors, loop, model, tokens, walk
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.model import Model, Params
 
@@ -93,45 +93,57 @@ def load(workdir: str, which: str = "best",
                int(meta.get("next_char", 0)), step, "latest", step, meta)
 
 
-def corpus(s: Saved, purpose: str = "find its held-out tail") -> data.Corpus:
-  """The run's text read again as it read it, checked against the fingerprint it saved.
+def corpus(s: Saved, purpose: str = "find its held-out tail",
+           warn: Callable[[str], None] | None = None) -> walk.Corpus:
+  """The run's text read again as it read it (its token file), checked against the fingerprint
+  it saved; warn: where notes on the token file go (made again if it was deleted).
 
   Raises:
     UserError: the text cannot be read, or it changed since the run trained on it.
   """
   where = s.config.data_path or data.BUILTIN_CORPUS_NAME
   try:
-    text = data.corpus_of(s.config)
+    text = walk.corpus_of(s.config, warn, warn)
   except errors.UserError as e:
     raise errors.UserError(f"Cannot read the run's text to {purpose}: {e} Pass "
                            "--data_path=FILE to use another copy.") from None
-  if s.meta.get("text") != data.fingerprint(text.text):
+  if s.meta.get("text") != text.fingerprint:
     raise errors.UserError(
         f"The text at {where!r} is not the one the run in {s.workdir!r} trained on (it changed "
         "since). Pass --data_path=FILE to use a file as it is.")
   return text
 
 
-def held_out(s: Saved) -> tuple[np.ndarray, str]:
-  """(ids, description) of the run's held-out tail, read again from its text.
+SPLITS = ("val", "test")
+
+
+def held_out(s: Saved, split: str = "val",
+             warn: Callable[[str], None] | None = None) -> tuple[tokens.Symbols, str]:
+  """(ids, description) of the run's held-out tail (split "val") or its test part ("test"),
+  read again from its text (a view of its token file: read when scored).
 
   Raises:
-    UserError: the run has no held-out split, its text cannot be read, or the
-      text changed since the run trained on it (its tail would be other text).
+    UserError: the run has no such part, its text cannot be read, or the text changed since
+      the run trained on it (its tail would be other text).
   """
-  if not s.config.val_fraction:
+  flag = "val_fraction" if split == "val" else "test_fraction"
+  if not getattr(s.config, flag):
+    what = "held-out text" if split == "val" else "test part"
     raise errors.UserError(
-        f"The run trained on all of {s.config.data_path or data.BUILTIN_CORPUS_NAME!r} "
-        "(val_fraction 0): it has no held-out text. Pass --data_path=FILE to score a text, or "
-        "train with --val_fraction=0.1.")
-  text = corpus(s)
-  return text.val_ids, (f"the held-out tail of {text.source} (the last "
-                        f"{len(text.val_ids):,} of {len(text.text):,} characters)")
+        f"The run trained on {s.config.data_path or data.BUILTIN_CORPUS_NAME!r} with {flag} 0: "
+        f"it has no {what}. Pass --data_path=FILE to score a text, or train with "
+        f"--{flag}=0.1.")
+  text = corpus(s, warn=warn)
+  ids = text.val_ids if split == "val" else text.test_ids
+  what = "held-out tail" if split == "val" else "test part"
+  return ids, (f"the {what} of {text.source} ({len(ids):,} of its {text.num_symbols:,} "
+               f"{'bytes' if s.config.unit == 'byte' else 'characters'})")
 
 
 def text_ids(s: Saved, path: str) -> tuple[np.ndarray, dict[str, int], str]:
-  """(ids, {unknown character: count}, description) of a file read as the run reads text
-  (lowercased if it was, the same line endings); characters outside its vocabulary get id K."""
-  text = data.load_text(path, s.config.lowercase, s.config.raw_newlines)
+  """(ids, {unknown symbol: count}, description) of a file read as the run reads text (its
+  unit; lowercased if it was, the same line endings); symbols outside its vocabulary get id K."""
+  text = data.load_text(path, s.config.lowercase, s.config.raw_newlines, s.config.unit)
   ids, unknown = s.vocab.encode_known(text)
-  return ids, unknown, f"{path} ({len(text):,} characters)"
+  unit = "bytes" if s.config.unit == "byte" else "characters"
+  return ids, unknown, f"{path} ({len(text):,} {unit})"

@@ -12,7 +12,17 @@ text, a character outside it (id K or above) is counted, its prediction is
 skipped, and read as an input it is a zero vector.
 
 The trainer's held-out score (every --eval_every updates), `evaluate`, and the
-visual report all score through `score_ids`, so their numbers agree.
+visual report all score through `score_ids`, so their numbers agree. The text is
+read a call at a time (a view of a token file, or an array), so scoring holds
+what one call reads, whatever the text's length.
+
+With `streams=S` > 1 (for long texts: a 2 x 512 LSTM reads one stream far
+slower than S side by side) the N - 1 predictions are cut into S contiguous
+segments scored side by side; each segment after the first starts WARMUP
+symbols early, reading them as context without scoring them, so every
+prediction is still scored once, the first WARMUP of a segment's predictions
+with WARMUP symbols of context instead of the whole text before them
+(docs/evaluation.md gives how far that moves the score). S = 1 is the exact score.
 """
 
 from __future__ import annotations
@@ -27,13 +37,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import pacing
+from jax_charrnn import pacing, tokens
 from jax_charrnn.model import Model, Params
 
 CHUNK = 1000  # characters per step of the scoring scan (fewer for a large network)
 BLOCK = 100   # chunks per jitted call at most (100,000 characters; fewer for a large network:
 #               pacing.chars_per_call keeps a call near pacing.CALL_FLOPS): Ctrl-C is heard
 #               between calls
+WARMUP = 1000  # symbols of context a segment reads before its first scored prediction (streams)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,53 +73,93 @@ class Score:
 @functools.partial(jax.jit, static_argnames=("net",))
 def _block_nats(net: Model, params: Params, carry: Any, inputs: jax.Array, targets: jax.Array,
                 weights: jax.Array) -> tuple[jax.Array, Any]:
-  """(sum of weights * -log p(target), the carry after) over [n, CHUNK] chunks read in order."""
+  """(sum of weights * -log p(target), the carry after) over [n, chunk (, S)] chunks read in
+  order (S streams side by side)."""
   dtype = params.V.dtype
 
   def chunk(carry, xyw):
     x, y, w = xyw
     logits, carry = net.forward(params, carry, x)
     log_p = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
+    nll = -jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
     return carry, jnp.sum(jnp.where(w, nll, jnp.zeros((), dtype)))
 
   carry, sums = lax.scan(chunk, carry, (inputs, targets, weights))
   return jnp.sum(sums), carry
 
 
-def score_ids(net: Model, params: Params, ids: np.ndarray, unknown: dict | None = None) -> Score:
+def _calls(params: Params, steps: int, streams: int = 1) -> tuple[int, int, int]:
+  """(symbols a scan step reads per stream, scan steps per call, calls) for `steps` steps,
+  sized by the network's cost (pacing.chars_per_call): one compiled program, the last call
+  padded."""
+  budget = pacing.chars_per_call(params, BLOCK * CHUNK, streams)
+  chunk = min(CHUNK, budget)
+  n = -(-steps // chunk)
+  per_call = min(n, max(1, budget // chunk))
+  return chunk, per_call, -(-n // per_call)
+
+
+def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
+              streams: int = 1) -> Score:
   """The score of a text given as ids (id K and above: outside the vocabulary).
 
-  The text is read in blocks of up to BLOCK chunks of up to CHUNK characters,
+  The text is read in calls of up to BLOCK chunks of up to CHUNK characters,
   one jitted call each, sized by the network's cost (pacing.chars_per_call) so
-  that a call takes well under a second (one compiled program: the last block
-  is padded), the carry passed from block to block: the same numbers as one
-  call, and Ctrl-C is heard between blocks.
+  that a call takes well under a second (one compiled program: the last call
+  is padded), the carry passed from call to call: the same numbers as one
+  call, and Ctrl-C is heard between calls.
 
   Args:
     net, params: the model.
-    ids: int [N], N >= 2.
+    ids: int [N], N >= 2: an array, or a tokens.Symbols view (read a call at a time).
     unknown: {character: count} of the characters outside the vocabulary, to report.
+    streams: S, contiguous segments scored side by side (the module docstring); 1: exact.
   """
-  ids = np.asarray(ids, np.int32)
-  if ids.size < 2:
+  ids = ids if isinstance(ids, tokens.Symbols) else tokens.Symbols(np.asarray(ids, np.int32))
+  predictions = len(ids) - 1
+  if predictions < 1:
     raise ValueError("scoring needs at least two characters (one prediction)")
-  inputs, targets = ids[:-1], ids[1:]
-  known = targets < net.vocab_size
-  budget = pacing.chars_per_call(params, BLOCK * CHUNK)
-  chunk = min(CHUNK, budget)
-  n = -(-inputs.size // chunk)
-  per_call = min(n, max(1, budget // chunk))
-  calls = -(-n // per_call)
-  pad = calls * per_call * chunk - inputs.size
-  shape = (calls, per_call, chunk)
-  x = np.pad(inputs, (0, pad)).reshape(shape)
-  y = np.pad(np.where(known, targets, 0), (0, pad)).reshape(shape)
-  w = np.pad(known, (0, pad)).reshape(shape)
+  streams = max(1, min(streams, predictions // (2 * WARMUP)))
+  # Segment j reads inputs starts[j] .. starts[j] + R - 1 and scores them but, for j > 0, its
+  # first WARMUP: consecutive segments' scored stretches meet without a gap or an overlap.
+  R = -(-(predictions + (streams - 1) * WARMUP) // streams)
+  starts = [j * (R - WARMUP) for j in range(streams)] if streams > 1 else [0]
+  chunk, per_call, calls = _calls(params, R, streams)
   dtype = params.V.dtype
-  carry, total = net.zero_carry((), dtype), 0.0
+  carry = net.zero_carry(() if streams == 1 else (streams,), dtype)
+  total, scored, skipped = 0.0, 0, 0
   for i in range(calls):
-    nats, carry = _block_nats(net, params, carry, x[i], y[i], w[i])
+    x, y, w, unknown_here = _call_inputs(ids, starts, i * per_call * chunk, per_call * chunk,
+                                         net.vocab_size)
+    shape = (per_call, chunk) + (() if streams == 1 else (streams,))
+    nats, carry = _block_nats(net, params, carry, x.reshape(shape), y.reshape(shape),
+                              w.reshape(shape))
     total += float(nats)
-  scored = int(known.sum())
-  return Score(total / max(scored, 1), scored, int((~known).sum()), dict(unknown or {}))
+    scored, skipped = scored + int(w.sum()), skipped + int(unknown_here.sum())
+  return Score(total / max(scored, 1), scored, skipped, dict(unknown or {}))
+
+
+def _call_inputs(ids: tokens.Symbols, starts: list[int], t0: int, steps: int, vocab_size: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """One call's (inputs, targets, scored, skipped), [steps] for one stream or [steps, S]:
+  segment j's scan steps t0 .. t0 + steps - 1. scored: the predictions counted; skipped: those
+  whose target is outside the vocabulary (not counted). Neither: a segment's warm-up (scored by
+  the segment before) and the padding after the text's end."""
+  predictions = len(ids) - 1
+  cols = []
+  for j, start in enumerate(starts):
+    a = min(start + t0, predictions)
+    b = min(start + t0 + steps, predictions)
+    x, y = np.zeros(steps, np.int32), np.zeros(steps, np.int32)
+    counted = np.zeros(steps, bool)
+    if b > a:
+      seg = ids[a:b + 1].read()
+      x[:b - a], y[:b - a] = seg[:-1], seg[1:]
+      counted[:b - a] = True
+    if j > 0:  # the warm-up: read as context, not scored
+      counted[:max(0, min(steps, WARMUP - t0))] = False
+    known = y < vocab_size
+    cols.append((x, np.where(known, y, 0), counted & known, counted & ~known))
+  if len(cols) == 1:
+    return cols[0]
+  return tuple(np.stack([c[k] for c in cols], axis=-1) for k in range(4))

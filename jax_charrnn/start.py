@@ -2,7 +2,7 @@
 sweep's runs alike.
 
   plan = Plan.lone(config, workdir)          # train: the run lives in workdir itself
-  plan = Plan.sweep(config, lrs, seeds, root)  # sweep: one directory per run under root
+  plan = Plan.of_sweep(config, lrs, seeds, root)  # sweep: a directory per run under root
   states, records = begin(plan, targets, corpus, console, resume=..., overwrite=...)
 
 `begin` is the one start/restore path: it clears the workdir for a new run
@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-from jax_charrnn import checkpoint, data, errors, loop, parallel, rundir
+from jax_charrnn import checkpoint, errors, loop, parallel, rundir, walk
 from jax_charrnn import config as config_lib
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
@@ -70,7 +70,7 @@ def run_name(learning_rate: float, seed: int) -> str:
   return f"lr{learning_rate:g}_seed{seed}"
 
 
-def begin(plan: Plan, targets: Sequence[Any], corpus: data.Corpus, console: Console, *,
+def begin(plan: Plan, targets: Sequence[Any], corpus: walk.Corpus, console: Console, *,
           resume: bool = True, overwrite: bool = False) -> tuple[list, list[RunRecord]]:
   """Each run's starting state and record: all fresh, or all restored at one step.
 
@@ -123,7 +123,7 @@ def _check_can_resume(plan: Plan, existing: list[str], resume: bool) -> None:
         "--overwrite to replace it, or choose another --workdir.")
 
 
-def _restore(plan: Plan, targets: Sequence[Any], corpus: data.Corpus, total: int,
+def _restore(plan: Plan, targets: Sequence[Any], corpus: walk.Corpus, total: int,
              console: Console) -> tuple[list, list[RunRecord]]:
   """Every run restored at the newest step that every run holds intact; damaged steps are set
   aside (process 0 renames them <step>.damaged) and named."""
@@ -145,6 +145,8 @@ def _restore(plan: Plan, targets: Sequence[Any], corpus: data.Corpus, total: int
       _set_aside(plan, problems, step, console)
       records = [RunRecord.resumed(meta, plan.names[r], plan.workdir(r), plan.configs[r], total)
                  for r, (_, meta) in zip(runs, restored)]
+      if not plan.sweep:  # a frozen run of a sweep taken up alone trains, and stops if it diverges
+        records[0].diverged_at = None
       _say_resumed(plan, records, restored[0][1], corpus, console)
       return [state for state, _ in restored], records
   if not plan.sweep:
@@ -172,7 +174,7 @@ def _set_aside(plan: Plan, problems: list, step: int, console: Console) -> None:
           checkpoint.quarantine(plan.workdir(r), later, "unused")
 
 
-def _say_resumed(plan: Plan, records: list[RunRecord], meta: dict, corpus: data.Corpus,
+def _say_resumed(plan: Plan, records: list[RunRecord], meta: dict, corpus: walk.Corpus,
                  console: Console) -> None:
   """Where the runs resume, a change of gradient method, and a learning rate re-spread."""
   record = records[0]

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Sequence
 
 import jax
 
-from jax_charrnn import data, finish, hostloop, loop, memory, parallel, programs, report, rundir
+from jax_charrnn import finish, hostloop, loop, memory, parallel, programs, report, rundir, walk
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console
 from jax_charrnn.hostloop import Diverged  # noqa: F401  (part of this API)
@@ -78,11 +78,10 @@ def sweep(config: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[
 def run(plan: Plan, *, resume: bool, overwrite: bool, console: Console) -> list[Result]:
   """Trains the plan's runs: the one path of `train` and `sweep`."""
   config = plan.config
-  corpus = data.corpus_of(config)
+  corpus = walk.corpus_of(config, console.say, console.warn)
   net = loop.build_model(config, corpus.vocab.size)
   tx = loop.make_optimizer(config, corpus.steps_per_epoch)
-  memory.check_run(config, corpus.vocab.size, corpus.steps_per_epoch, len(plan.names),
-                   "This sweep" if plan.sweep else "This run")
+  memory.check_run(config, net, tx, len(plan.names), "This sweep" if plan.sweep else "This run")
   mesh = None
   if not plan.sweep:
     mesh = parallel.make_mesh(config.num_devices, config.batch_size)
@@ -96,7 +95,7 @@ def run(plan: Plan, *, resume: bool, overwrite: bool, console: Console) -> list[
       stack.enter_context(WorkdirLock(plan.root))
     targets, shardings = _fresh_states(plan, net, tx, mesh, corpus.steps_per_epoch)
     states, records = begin(plan, targets, corpus, console, resume=resume, overwrite=overwrite)
-    context = hostloop.Context(corpus, net, config, console, sweep=plan.sweep)
+    context = hostloop.Context(corpus, net, config, console, freeze_diverged=plan.sweep)
     if records[0].step >= records[0].total:
       records = hostloop.finish_without_training(records, states, context)
       return [Result(r, s) for r, s in zip(records, states)]
@@ -104,10 +103,11 @@ def run(plan: Plan, *, resume: bool, overwrite: bool, console: Console) -> list[
       for record in records:
         rundir.check_run_files(record.workdir)
         rundir.repair(record.workdir, record.step, console.warn, record.config)
+    step = records[0].step
     if plan.sweep:
-      program = programs.ManyRuns(config, net, tx, loop.stack(states), corpus)
+      program = programs.ManyRuns(config, net, tx, loop.stack(states), corpus, step)
     else:
-      program = programs.OneRun(config, net, tx, states[0], corpus, mesh, shardings)
+      program = programs.OneRun(config, net, tx, states[0], corpus, mesh, shardings, step)
     console.say(_compiled_line(plan, program, records[0].total))
     records = hostloop.drive(program, records, context)
     if plan.sweep:
@@ -128,9 +128,10 @@ def _fresh_states(plan: Plan, net, tx, mesh, steps_per_epoch: int) -> tuple[list
   return [parallel.put(loop.init_state(config, net, tx), shardings)], shardings
 
 
-def _data_line(config: TrainConfig, corpus: data.Corpus, mesh) -> str:
+def _data_line(config: TrainConfig, corpus: walk.Corpus, mesh) -> str:
   total = config.total_steps(corpus.steps_per_epoch)
-  return (f"Data: {corpus.source}, {len(corpus.text)} characters, K={corpus.vocab.size}; "
+  return (f"Data: {corpus.source}, {corpus.num_symbols} {report.unit_word(config)}, "
+          f"K={corpus.vocab.size}; "
           f"{corpus.steps_per_epoch} updates per epoch of {config.batch_size} x "
           f"{config.seq_length} characters; {total} updates in all, on {mesh.size} "
           f"{mesh.devices.flat[0].platform} device(s) in {jax.process_count()} process(es).")

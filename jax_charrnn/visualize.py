@@ -258,7 +258,8 @@ def page_data(trace: Trace, text: str, vocab: data.Vocab, about: dict[str, Any])
     v = trace.units[u["layer"] - 1][u["kind"]][:, u["index"]]
     values[unit_key(u["layer"], u["kind"], u["index"])] = np.round(v.astype(float), 5).tolist()
   return dict(
-      about, format="jax_charrnn.visualize/1", vocab=list(vocab.chars), chars=list(text),
+      about, format="jax_charrnn.visualize/1", vocab=vocab.show_each("".join(vocab.chars)),
+      chars=vocab.show_each(text),
       bits=[None if math.isnan(b) else round(float(b), 4) for b in trace.bits],
       top={"ids": [[]] + trace.top_ids[1:].tolist(),
            "p": [[]] + np.round(trace.top_p[1:], 4).tolist()},
@@ -310,24 +311,25 @@ def _text(run: saved.Saved, data_path: str, max_chars: int,
   limit = min(max_chars, fit)
   note = (f"; at most {fit:,} characters fit the page's {UNIT_BYTES >> 20} MB of values for "
           f"{unit_count:,} units" if fit < max_chars else "")
+  unit = "bytes" if run.config.unit == "byte" else "characters"
   if data_path:
-    full = data.load_text(data_path, run.config.lowercase, run.config.raw_newlines)
-    text = full[:limit]
+    text, more = data.head(data_path, limit, run.config.unit, run.config.lowercase,
+                           run.config.raw_newlines)
     ids, unknown = run.vocab.encode_known(text)
-    part = f"all {len(full):,} characters" if len(text) == len(full) else \
-        f"the first {len(text):,} of {len(full):,} characters"
+    part = (f"the first {len(text):,} {unit} of its {os.path.getsize(data_path):,} bytes"
+            if more else f"all {len(text):,} {unit}")
     return text, ids, unknown, f"{data_path} ({part}{note})"
   corpus = saved.corpus(run, "show its text")
   if run.config.val_fraction:
-    tail = corpus.text[len(corpus.text) - len(corpus.val_ids):]
-    text = tail[:limit]
-    part = f"all {len(tail):,} characters" if len(text) == len(tail) else \
-        f"its first {len(text):,} of {len(tail):,} characters"
-    return text, corpus.val_ids[:len(text)], {}, (
+    n = min(limit, corpus.num_val)
+    part = f"all {n:,} {unit}" if n == corpus.num_val else \
+        f"its first {n:,} of {corpus.num_val:,} {unit}"
+    return corpus.text(corpus.num_train, corpus.num_train + n), corpus.val_ids[:n].read(), {}, (
         f"the held-out tail of {corpus.source} ({part}{note})")
-  text = corpus.text[-limit:]
-  return text, run.vocab.encode(text), {}, (
-      f"the last {len(text):,} characters of {corpus.source}, which the run trained on: it has "
+  start = max(0, corpus.num_symbols - limit)
+  text = corpus.text(start, corpus.num_symbols)
+  return text, corpus.tokens.symbols[start:].read(), {}, (
+      f"the last {len(text):,} {unit} of {corpus.source}, which the run trained on: it has "
       f"no held-out split (val_fraction 0), so the surprisal is lower than on new text; pass "
       f"--data_path=FILE to show other text{note}")
 

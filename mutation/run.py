@@ -14,7 +14,7 @@ applied to a private copy of the tree and the module's tests run against it
 behaviour nothing checks. Equivalent mutants (changes that cannot alter any result)
 are listed with their reasons in mutation/equivalent.toml and left out of the score.
 
-Not part of CI (a module takes minutes to an hour on two cores); WORKSPACE.md
+Not part of CI (a module takes minutes to an hour on two cores); docs/results.md
 records the scores. Needs ``pip install -e '.[mutation]'`` (cosmic-ray).
 """
 

@@ -30,6 +30,9 @@ def trained(tmp_path_factory):
 def test_train_prints_plain_progress_on_stdout_and_logs_to_a_file(trained):
   workdir, r = trained
   lines = r.stdout.splitlines()
+  # A text's first run makes its token file once, and says so first.
+  assert lines[0].startswith("Reading ") and "into its token file, once" in lines[0]
+  lines = lines[1:]
   assert lines[0].startswith("Data: ") and lines[1].startswith("Compiled the training program")
   assert lines[2].startswith("step 20/150 (epoch ") and "  smooth " in lines[2]
   assert lines[-2].startswith("Writing the report") and lines[-1].startswith("Done: 150 updates")

@@ -10,6 +10,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Token files (tokens.py) of the tests' texts go beside that cache, not into the user's.
+os.environ.setdefault("JAX_CHARRNN_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "tokens"))
 # The suite is mostly XLA compiling small programs: LLVM's lowest optimisation
 # level compiles them about a third faster. It changes how fast the machine code
 # runs, not what it computes (IEEE arithmetic either way, no fast-math); the

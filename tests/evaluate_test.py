@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_charrnn import data, export, runfiles, score, trainer
+from jax_charrnn import data, export, runfiles, score, trainer, walk
 from jax_charrnn.config import TrainConfig
 
 from helpers import TINY_TEXT, assert_user_error, load_run, run_module
@@ -76,7 +76,7 @@ def test_the_trainer_scores_the_held_out_tail_and_keeps_the_best(run):
       best["val_bpc"], rel=1e-6)
   # The best copy is the parameters that scored it.
   net, params, vocab, *_ = load_run(workdir, "best")
-  tail = data.corpus_of(summary_config(workdir)).val_ids
+  tail = walk.corpus_of(summary_config(workdir)).val_ids.read()
   assert score.score_ids(net, params, tail).bits_per_char == pytest.approx(best["val_bpc"],
                                                                                rel=1e-5)
   md = open(os.path.join(workdir, "report.md"), encoding="utf-8").read()

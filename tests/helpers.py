@@ -124,3 +124,17 @@ class StopAt(Console):
     super().say(text)
     if text.startswith(self.prefix):
       signal.raise_signal(signal.SIGINT)
+
+
+def epoch_windows(inputs, targets) -> np.ndarray:
+  """The epoch's windows [n, T + 1, B] from its chunks [n, T, B] (walk.Corpus.windows's
+  layout: each chunk's inputs and, shifted by one, its targets)."""
+  return np.concatenate([np.asarray(inputs), np.asarray(targets)[:, -1:]], axis=1)
+
+
+def call_windows(inputs, targets, step: int, count: int):
+  """The windows of updates step .. step + count - 1, the walk wrapping at the epoch's end:
+  what a fused call from update `step` reads."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  epoch = epoch_windows(inputs, targets)
+  return jnp.asarray(epoch[(step + np.arange(count)) % len(epoch)])

@@ -9,7 +9,8 @@ import pytest
 from jax_charrnn import bptt, data, loop, optim
 from jax_charrnn.config import TrainConfig
 
-from helpers import NOT_STRICT_SAFE, TINY_TEXT, assert_trees_close, strict_x64
+from helpers import (NOT_STRICT_SAFE, TINY_TEXT, assert_trees_close, call_windows, epoch_windows,
+                     strict_x64)
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
 
@@ -22,6 +23,20 @@ def _setup(**overrides):
   tx = loop.make_optimizer(cfg, inputs.shape[0])
   return (cfg, loop.build_model(cfg, vocab.size), tx, vocab, jnp.asarray(inputs),
           jnp.asarray(targets))
+
+
+def _stepper(cfg, net, tx, inputs, targets):
+  """One jitted call per update: step(state) reads the window of the state's update."""
+  step = loop.make_train_step(cfg, net, tx, len(inputs))
+  epoch = jnp.asarray(epoch_windows(inputs, targets))
+  return lambda state: step(state, epoch[int(state.step) % len(epoch)])
+
+
+def _fused(cfg, net, tx, inputs, targets, max_steps):
+  """The fused loop: run(state, k) runs k updates from the state's update, reading the
+  windows a call from there reads (as the trainer's feed gives them)."""
+  run = loop.make_run_steps(cfg, net, tx, max_steps, len(inputs))
+  return lambda state, k: run(state, call_windows(inputs, targets, int(state.step), max_steps), k)
 
 
 def _reference(cfg, net, tx, inputs, targets, n):
@@ -63,17 +78,17 @@ def test_fused_and_one_step_equal_the_reference_across_an_epoch_boundary(batch_s
         _reference(cfg, net, tx, inputs, targets, n)
 
     state = loop.init_state(cfg, net, tx)
-    step = loop.make_train_step(cfg, net, tx)
+    step = _stepper(cfg, net, tx, inputs, targets)
     one, one_losses = state, []
     for _ in range(n):
-      one, m = step(one, inputs, targets)
+      one, m = step(one)
       one_losses.append(float(m.loss))
 
-    run = loop.make_run_steps(cfg, net, tx, max_steps=8)  # n is not a multiple of 8
+    run = _fused(cfg, net, tx, inputs, targets, 8)  # n is not a multiple of 8
     fused, fused_losses = state, []
     while int(fused.step) < n:
       k = min(8, n - int(fused.step))
-      fused, m = run(fused, inputs, targets, k)
+      fused, m = run(fused, k)
       fused_losses += np.asarray(m.loss[:k]).tolist()
       assert np.isnan(np.asarray(m.loss[k:])).all()
 
@@ -107,8 +122,7 @@ def test_fused_loop_equals_a_plain_tree_loop_for_every_optimizer(optimizer, clip
                                    cfg.loss_reduction)
     assert float(optax.tree.norm(first)) > 2.0
     ref_params = _reference(cfg, net, tx, inputs, targets, n)[0]
-    fused, _ = loop.make_run_steps(cfg, net, tx, n)(loop.init_state(cfg, net, tx), inputs,
-                                                   targets, n)
+    fused, _ = _fused(cfg, net, tx, inputs, targets, n)(loop.init_state(cfg, net, tx), n)
     assert_trees_close(fused.params, ref_params, rtol=1e-9, atol=1e-12)
   assert loop.uses_flat_vector(cfg) == (optimizer != "adamw")
 
@@ -117,10 +131,10 @@ def test_fused_equals_one_step_in_float32():
   cfg, net, tx, vocab, inputs, targets = _setup(batch_size=2)
   state = loop.init_state(cfg, net, tx)
   one = state
-  step = loop.make_train_step(cfg, net, tx)
+  step = _stepper(cfg, net, tx, inputs, targets)
   for _ in range(40):
-    one, _ = step(one, inputs, targets)
-  fused, _ = loop.make_run_steps(cfg, net, tx, 40)(state, inputs, targets, 40)
+    one, _ = step(one)
+  fused, _ = _fused(cfg, net, tx, inputs, targets, 40)(state, 40)
   # The same update function, compiled inside or outside the loop: float32
   # rounding may differ slightly, and 40 chaotic steps amplify it.
   assert_trees_close(one.params, fused.params, rtol=1e-3, atol=1e-5)
@@ -128,12 +142,12 @@ def test_fused_equals_one_step_in_float32():
 
 def test_best_params_are_a_copy_not_a_reference():
   cfg, net, tx, vocab, inputs, targets = _setup(best_metric="loss")
-  run = loop.make_run_steps(cfg, net, tx, max_steps=50)
-  state, m = run(loop.init_state(cfg, net, tx), inputs, targets, 50)
+  run = _fused(cfg, net, tx, inputs, targets, 50)
+  state, m = run(loop.init_state(cfg, net, tx), 50)
   best_step = int(state.best_step)
   assert 0 <= best_step < 49
   # Replay to the best step: the saved copy equals the parameters *before* that update.
-  replay, _ = run(loop.init_state(cfg, net, tx), inputs, targets, best_step)
+  replay, _ = run(loop.init_state(cfg, net, tx), best_step)
   assert_trees_close(state.best_params, replay.params, rtol=1e-6, atol=1e-7)
   assert float(state.best_loss) == pytest.approx(float(np.nanmin(np.asarray(m.loss))))
   assert not np.allclose(np.asarray(state.best_params.V), np.asarray(state.params.V))
@@ -145,25 +159,24 @@ def test_autodiff_and_manual_training_agree():
     states = []
     for grad in ("manual", "autodiff"):
       c = cfg.replace(grad=grad)
-      s, _ = loop.make_run_steps(c, net, tx, 20)(loop.init_state(c, net, tx), inputs, targets,
-                                                 20)
+      s, _ = _fused(c, net, tx, inputs, targets, 20)(loop.init_state(c, net, tx), 20)
       states.append(s)
     assert_trees_close(states[0].params, states[1].params, rtol=1e-6, atol=1e-9)
 
 
 def test_run_steps_is_compiled_once_for_any_step_count():
   cfg, net, tx, vocab, inputs, targets = _setup()
-  run = loop.make_run_steps(cfg, net, tx, max_steps=16)
+  run = loop.make_run_steps(cfg, net, tx, 16, len(inputs))
   state = loop.init_state(cfg, net, tx)
   for k in (16, 3, 1, 7):
-    state, _ = run(state, inputs, targets, k)
+    state, _ = run(state, call_windows(inputs, targets, int(state.step), 16), k)
   assert run._cache_size() == 1
   assert int(state.step) == 27
 
 
 def test_mean_reduction_scales_the_loss():
   cfg, net, tx, vocab, inputs, targets = _setup(loss_reduction="mean", batch_size=2)
-  _, m = loop.make_train_step(cfg, net, tx)(loop.init_state(cfg, net, tx), inputs, targets)
+  _, m = _stepper(cfg, net, tx, inputs, targets)(loop.init_state(cfg, net, tx))
   assert abs(float(m.loss) - np.log(vocab.size)) < 0.05  # per character at init
 
 
@@ -171,7 +184,7 @@ def test_a_fresh_state_has_no_best_copy_until_its_first_update():
   cfg, net, tx, vocab, inputs, targets = _setup()
   state = loop.init_state(cfg, net, tx)
   assert int(state.best_step) == -1 and float(state.best_loss) == np.inf
-  state, _ = loop.make_train_step(cfg, net, tx)(state, inputs, targets)  # the whole epoch given
+  state, _ = _stepper(cfg, net, tx, inputs, targets)(state)
   assert int(state.best_step) == 0  # the parameters before update 0, with its loss
 
 
@@ -181,11 +194,12 @@ def test_an_equal_loss_later_does_not_replace_the_best():
   # best copy stays the first one that reached it.
   cfg, net, tx, vocab, inputs, targets = _setup(optimizer="sgd", learning_rate=1e-30,
                                             best_metric="loss")
-  step = loop.make_train_step(cfg, net, tx)
+  step = loop.make_train_step(cfg, net, tx, 1)
+  window = jnp.asarray(epoch_windows(inputs[:1], targets[:1])[0])
   state = loop.init_state(cfg, net, tx)
   losses = []
   for _ in range(4):
-    state, m = step(state, inputs[:1], targets[:1])
+    state, m = step(state, window)
     losses.append(float(m.loss))
   assert len(set(losses)) == 1 and int(state.best_step) == 0
 
@@ -193,7 +207,7 @@ def test_an_equal_loss_later_does_not_replace_the_best():
 def test_dropout_draws_the_masks_of_the_run_key_and_step():
   cfg, net, tx, vocab, inputs, targets = _setup(dropout=0.5, num_layers=2, init_sigma=0.5)
   state = loop.init_state(cfg, net, tx)
-  _, m = loop.make_train_step(cfg, net, tx)(state, inputs, targets)
+  _, m = _stepper(cfg, net, tx, inputs, targets)(state)
   x, y = inputs[0], targets[0]
   masks = net.dropout_masks(loop.dropout_key(state.key, state.step), x.shape, jnp.float32)
   with_masks, _ = net.loss(state.params, state.carry, x, y, cfg.loss_reduction, masks)
@@ -210,8 +224,9 @@ def test_many_runs_at_once_equal_each_run_alone():
     configs = [cfg.replace(seed=1), cfg.replace(seed=2, learning_rate=0.05)]
     # Each run's state starts with its own rate; the one vmapped update reads it from there.
     states = [loop.init_state(c, net, loop.make_optimizer(c, len(inputs))) for c in configs]
-    many, metrics = loop.make_run_many(cfg, net, tx, 6)(loop.stack(states), inputs, targets, 6)
+    many, metrics = loop.make_run_many(cfg, net, tx, 6, len(inputs))(
+        loop.stack(states), call_windows(inputs, targets, 0, 6), 6)
     for r, state in enumerate(states):
-      alone, m = loop.make_run_steps(cfg, net, tx, 6)(state, inputs, targets, 6)
+      alone, m = _fused(cfg, net, tx, inputs, targets, 6)(state, 6)
       assert_trees_close(loop.unstack(many, r).params, alone.params, rtol=1e-10, atol=1e-12)
       np.testing.assert_allclose(metrics.loss[r], m.loss, rtol=1e-10)

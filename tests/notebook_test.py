@@ -150,7 +150,7 @@ def test_the_notebook_runs_short_and_prints_what_the_command_lines_print(tmp_pat
 def test_without_the_book_the_notebook_says_so_and_reads_the_builtin_corpus(tmp_path,
                                                                              monkeypatch):
   nb = with_parameters(read_notebook(), DATA_PATH="goblet_book.txt")
-  data_cell = next(c for c in nb.cells if "data.corpus_of(" in c.source)
+  data_cell = next(c for c in nb.cells if "walk.corpus_of(" in c.source)
   nb.cells = nb.cells[:nb.cells.index(data_cell) + 1]  # up to reading the data
   execute(nb, tmp_path, monkeypatch)
   out = text_of(nb.cells[-1])

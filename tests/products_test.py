@@ -20,10 +20,10 @@ H, B, T, K = 16, 4, 10, 7
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_bound_and_hand_bptt_do_the_counted_multiply_adds(cell, layers):
-  gates = cells.get(cell).blocks
+  blocks = cells.get(cell).blocks
   xs = jnp.zeros((T, B), jnp.int32)
-  params = products.init(jax.random.key(0), gates, layers, H, K)
-  bound = products.dot_flops(jax.make_jaxpr(functools.partial(products.update, gates=gates))(
+  params = products.init(jax.random.key(0), blocks, layers, H, K)
+  bound = products.dot_flops(jax.make_jaxpr(functools.partial(products.update, blocks=blocks))(
       params, xs))
   cfg = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                     loss_reduction="mean")
@@ -32,7 +32,7 @@ def test_bound_and_hand_bptt_do_the_counted_multiply_adds(cell, layers):
   hand = products.dot_flops(jax.make_jaxpr(
       lambda p, c, x, y: bptt.loss_and_grads(net, p, c, x, y, "mean"))(
           state.params, state.carry, xs, xs))
-  assert bound == hand == train_speed.cell_flops_per_update(B, T, H, K, gates, layers)
+  assert bound == hand == train_speed.cell_flops_per_update(B, T, H, K, blocks, layers)
 
 
 def test_dot_flops_counts_a_scan_body_once_per_step_and_a_product_more_is_seen():
@@ -47,14 +47,14 @@ def test_dot_flops_counts_a_scan_body_once_per_step_and_a_product_more_is_seen()
 
 
 def test_fused_loop_is_the_update_applied_in_turn():
-  gates, layers = 4, 2
-  params = products.init(jax.random.key(1), gates, layers, H, K)
+  blocks, layers = 4, 2
+  params = products.init(jax.random.key(1), blocks, layers, H, K)
   inputs = jax.random.randint(jax.random.key(2), (3, T, B), 0, K)
-  run = products.make_run(gates, steps=4)
+  run = products.make_run(blocks, steps=4)
   got = run(params, inputs, jnp.int32(2))
   want = params
   for i in range(2):
-    want = products.update(want, inputs[i], gates)
+    want = products.update(want, inputs[i], blocks)
   for a, b, p in zip(jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(params)):
     assert np.all(np.isfinite(np.asarray(a)))
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)

@@ -3,14 +3,14 @@
 import jax
 import numpy as np
 
-from jax_charrnn import data, loop, parallel, programs
+from jax_charrnn import loop, parallel, programs, walk
 
 from helpers import small_config
 
 
 def _setup(text_file, **kw):
   cfg = small_config(text_file, steps_per_call=5, **kw)
-  corpus = data.corpus_of(cfg)
+  corpus = walk.corpus_of(cfg)
   net = loop.build_model(cfg, corpus.vocab.size)
   tx = loop.make_optimizer(cfg, corpus.steps_per_epoch)
   return cfg, corpus, net, tx
@@ -21,7 +21,8 @@ def _one_run(text_file):
   mesh = parallel.make_mesh(1, cfg.batch_size)
   fresh = loop.init_state(cfg, net, tx)
   shardings = parallel.state_shardings(jax.eval_shape(lambda: fresh), mesh)
-  return programs.OneRun(cfg, net, tx, parallel.put(fresh, shardings), corpus, mesh, shardings)
+  return programs.OneRun(cfg, net, tx, parallel.put(fresh, shardings), corpus, mesh, shardings,
+                         step=0)
 
 
 def _params(program, r):
@@ -44,7 +45,7 @@ def test_a_frozen_lone_run_keeps_its_parameters_and_its_step_goes_on(text_file):
 def test_a_frozen_run_of_many_stops_and_the_others_go_on(text_file):
   cfg, corpus, net, tx = _setup(text_file)
   states = [loop.init_state(cfg.replace(seed=s), net, tx) for s in (0, 1)]
-  program = programs.ManyRuns(cfg, net, tx, loop.stack(states), corpus)
+  program = programs.ManyRuns(cfg, net, tx, loop.stack(states), corpus, step=0)
   program.freeze(1)
   before = [_params(program, r) for r in (0, 1)]
   losses, _ = program.advance(3)

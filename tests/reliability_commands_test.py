@@ -231,6 +231,7 @@ def test_the_report_says_which_gradients_each_update_range_used(book, tmp_path):
           f"updates {STEPS + 1}-{STEPS + 5}") in text
   _, meta = checkpoint.read_meta(workdir)
   assert meta["gradient_methods"] == [[0, "manual"], [13, "autodiff"], [STEPS, "manual"]]
+  assert meta["grads"] == meta["gradient_methods"]  # what readers of an earlier version read
 
 
 def test_gradient_phrase_both_ways():
@@ -442,8 +443,9 @@ def test_the_memory_estimate_counts_each_regularisers_masks():
   from jax_charrnn import memory
   from jax_charrnn.config import TrainConfig
   base = TrainConfig(cell="lstm", hidden_size=32, num_layers=2, seq_length=10, batch_size=3)
-  plain = memory.estimate_bytes(base, 70, 100)
-  grown = lambda **kw: memory.estimate_bytes(base.replace(**kw), 70, 100) - plain
+  made = lambda c: memory.estimate_bytes(c, loop.build_model(c, 70), loop.make_optimizer(c, 100))
+  plain = made(base)
+  grown = lambda **kw: made(base.replace(**kw)) - plain
   assert grown(dropout=0.2) == 4 * 30 * 2 * 2 * 32
   assert grown(input_dropout=0.1) == 4 * 30 * 2 * 70
   assert grown(weight_drop=0.2) == 4 * 2 * 2 * 4 * 32 * 32
@@ -465,13 +467,14 @@ def test_the_memory_estimate_counts_the_training_state_exactly(optimizer, dtype)
   with jax.enable_x64(dtype == "float64"):
     state = loop.init_state(config, net, loop.make_optimizer(config, 100))
   real = sum(x.nbytes for x in jax.tree.leaves(state))
-  assert memory.state_bytes(config, 70, 100) == real
+  tx = loop.make_optimizer(config, 100)
+  assert memory.state_bytes(config, net, tx) == real
   params = model.param_count(state.params)
   assert memory.param_count(config, 70) == params
   slots = {"adagrad": 1, "adam": 2, "sgd": 0}[optimizer]
   item = 8 if dtype == "float64" else 4
   assert real >= item * params * (2 + slots)  # the parameters, the best copy, the slots
-  made = memory.estimate_bytes(config, 70, 100) - real
+  made = memory.estimate_bytes(config, net, tx) - real
   assert made > item * params * memory.UPDATE_COPIES
 
 

@@ -57,9 +57,9 @@ def test_a_signal_skips_the_reports_gradient_check_at_any_moment_and_the_report_
   LSTM before it read at most 25 characters); a signal once training is saved used to be
   acknowledged and then ignored until the check ended."""
   from helpers import StopAt, small_config
-  from jax_charrnn import data, trainer
+  from jax_charrnn import trainer, walk
   cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5)
-  corpus = data.corpus_of(cfg)
+  corpus = walk.corpus_of(cfg)
   calls = []
 
   def stop_after_three():
@@ -90,10 +90,10 @@ def test_a_slow_gradient_check_names_each_parameter_it_reaches_past_its_threshol
   line. The trainer's console receives them."""
   import jax
   from helpers import small_config
-  from jax_charrnn import data, gradcheck, loop, model, trainer
+  from jax_charrnn import gradcheck, loop, model, trainer, walk
   from jax_charrnn.console import Console
   cfg = small_config(text_file, num_steps=20, report_gradcheck_entries=5, num_layers=2)
-  corpus = data.corpus_of(cfg)
+  corpus = walk.corpus_of(cfg)
   said = []
   monkeypatch.setattr(gradcheck, "PROGRESS_AFTER_S", 1e9)  # (the threshold's own test: below)
   finish.gradcheck_table(cfg, corpus, say=said.append)

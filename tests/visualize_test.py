@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_charrnn import cells, data, saved, trainer, visualize
+from jax_charrnn import cells, saved, trainer, visualize, walk
 from jax_charrnn import score as score_lib
 from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.errors import UserError
@@ -79,7 +79,7 @@ def test_bits_average_to_evaluate_and_units_equal_the_network_step_by_step(lstm_
     w = visualize.write_page(saved.load(workdir), out=str(tmp_path / "page.html"))
     net, params, vocab, *_ = load_run(workdir, "best")
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-    tail = data.corpus_of(small_config(book, val_fraction=0.2)).val_ids
+    tail = walk.corpus_of(small_config(book, val_fraction=0.2)).val_ids.read()
     score = score_lib.score_ids(net, params, tail)
     carries, logits = _by_steps(net, params, tail)
   assert w.page == str(tmp_path / "page.html") and w.numbers == str(tmp_path / "page.json")
@@ -251,7 +251,7 @@ def test_another_text_its_unknown_characters_and_a_bound_on_its_length(lstm_run,
   w = visualize.write_page(saved.load(workdir), data_path=other, max_chars=100, out=str(tmp_path))
   assert w.page == str(tmp_path / "visualize.html") and w.chars == 100
   d = _read(w.numbers)
-  assert "the first 100 of 630 characters" in d["text"]["what"]
+  assert "the first 100 characters of its 630 bytes" in d["text"]["what"]  # read no further
   assert d["text"]["unknown"] == {"R": 4, "O": 4, "N": 4, "!": 4}  # 4 lines and "Harry lo.."
   net, params, vocab, *_ = load_run(workdir, "best")
   ids, unknown = vocab.encode_known(("Harry looked at RON!\n" * 30)[:100])

@@ -13,12 +13,17 @@ what they leave, bit for bit:
   metrics.jsonl       every logged row, except its wall-clock fields
   samples.txt, best_passage.txt
   the checkpoint      the sha256 of the final training state (parameters,
-                      optimiser state, carry, best copy, key) that its meta records
+                      optimiser state, carry, best copy, key) that its meta records,
+                      and the meta's values (those both versions write, training
+                      time aside)
+  summary.json        a sweep's, training time aside
 
 The cases cover the course's RNN (and a resume that splits it in two), an LSTM
 with every regulariser, a schedule and a held-out split, a GRU on the optimiser
-that runs on trees, and a sweep. It exits 1 and names each difference when any
-case differs; 0 when every case is the same. Timings are not compared.
+that runs on trees, a sweep, and a run that the old version starts and each
+version resumes (the new one must read the old one's checkpoints). It exits 1
+and names each difference when any case differs; 0 when every case is the
+same. Timings are not compared, nor the console's wording.
 """
 
 from __future__ import annotations
@@ -58,7 +63,13 @@ CASES = {
                          "--learning_rates=0.05,0.1", "--seeds=0,1", "--report_every=300",
                          *QUIET]],
               ["lr0.05_seed0", "lr0.05_seed1", "lr0.1_seed0", "lr0.1_seed1"]),
+    # The old version's first session on both sides: the new one resumes the old checkpoint.
+    "resume_from_old": ("train", [[SHAKESPEARE, "--cell=lstm", "--hidden_size=32",
+                                   "--batch_size=4", "--optimizer=adam", "--learning_rate=0.003",
+                                   "--val_fraction=0.1", "--eval_every=100", f"--num_steps={n}",
+                                   "--report_every=100", *QUIET] for n in (200, 400)], ["."]),
 }
+FIRST_SESSION_BY_OLD = {"resume_from_old"}
 CLOCK_FIELDS = ("wall_time", "chars_per_s")  # in metrics rows: when, and how fast; not what
 
 
@@ -73,12 +84,16 @@ def tree_of(rev: str, into: str, repo: str) -> str:
   return into
 
 
-def run_case(tree: str, case: str, workdir: str) -> None:
-  """Runs every session of `case` with the package of `tree`, from `tree` (flag files and data
-  are read relative to it), in `workdir`."""
+def run_case(trees: Sequence[str], case: str, workdir: str) -> None:
+  """Runs session k of `case` with the package of trees[k] (the last tree for the rest), from
+  that tree (flag files and data are read relative to it), in `workdir` (token files beside
+  it, not in the user's cache)."""
   command, sessions, _ = CASES[case]
-  env = dict(os.environ, PYTHONPATH=tree, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
-  for flags in sessions:
+  for k, flags in enumerate(sessions):
+    tree = trees[min(k, len(trees) - 1)]
+    env = dict(os.environ, PYTHONPATH=tree,
+               JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+               JAX_CHARRNN_CACHE_DIR=f"{workdir}.tokens")
     r = subprocess.run([sys.executable, "-m", f"jax_charrnn.{command}", *flags,
                         f"--workdir={workdir}"], cwd=tree, env=env, capture_output=True,
                        text=True)
@@ -101,14 +116,31 @@ def _metrics(path: str) -> list[dict] | None:
   return [{k: v for k, v in row.items() if k not in CLOCK_FIELDS} for row in rows]
 
 
-def _final_checksum(run_dir: str) -> str | None:
+def _final_meta(run_dir: str) -> dict | None:
   ckpt = os.path.join(run_dir, "checkpoints")
   steps = sorted(int(n) for n in os.listdir(ckpt) if n.isdigit()) if os.path.isdir(ckpt) else []
   if not steps:
     return None
   with open(os.path.join(ckpt, str(steps[-1]), "meta", "metadata"), encoding="utf-8") as f:
-    meta = json.load(f)
-  return f"step {meta.get('step')}: {meta.get('checksum')}"
+    return json.load(f)
+
+
+def _meta_differences(a: dict | None, b: dict | None) -> list[str]:
+  """The final checkpoints' state checksums, and the meta values both versions write (a newer
+  version may add keys and settings; it may not change an old one's value)."""
+  if a is None or b is None:
+    return [] if a is b else ["one side has no checkpoint"]
+  out = []
+  if (a.get("step"), a.get("checksum")) != (b.get("step"), b.get("checksum")):
+    out.append(f"the final checkpoint's state differs (step {a.get('step')}: "
+               f"{a.get('checksum')} against step {b.get('step')}: {b.get('checksum')})")
+  for key in sorted(set(a) & set(b) - {"checksum", "train_seconds", "format"}):
+    old, new = a[key], b[key]
+    if key == "config":
+      old, new = ({k: v for k, v in c.items() if k in a[key] and k in b[key]} for c in (old, new))
+    if old != new:
+      out.append(f"the checkpoint's {key} differs ({str(old)[:80]} against {str(new)[:80]})")
+  return out
 
 
 def differences(old_dir: str, new_dir: str) -> list[str]:
@@ -125,10 +157,18 @@ def differences(old_dir: str, new_dir: str) -> list[str]:
     first = next((i for i, (x, y) in enumerate(zip(a or [], b or [])) if x != y), None)
     out.append("metrics.jsonl differs" + ("" if first is None else
                                           f" from row {first}: {a[first]} against {b[first]}"))
-  a, b = _final_checksum(old_dir), _final_checksum(new_dir)
-  if a != b:
-    out.append(f"the final checkpoint's state differs ({a} against {b})")
+  out += _meta_differences(_final_meta(old_dir), _final_meta(new_dir))
   return out
+
+
+def _summary(root: str) -> dict | None:
+  """A sweep's summary.json without its training time."""
+  raw = _read(os.path.join(root, "summary.json"))
+  if raw is None:
+    return None
+  summary = json.loads(raw)
+  summary.pop("train_seconds", None)
+  return summary
 
 
 def compare(old: str, new: str, cases: Sequence[str], repo: str, scratch: str) -> dict[str, list]:
@@ -139,10 +179,18 @@ def compare(old: str, new: str, cases: Sequence[str], repo: str, scratch: str) -
   for case in cases:
     workdirs = {side: os.path.join(scratch, f"{case}_{side}") for side in trees}
     for side, tree in trees.items():
-      run_case(tree, case, workdirs[side])
+      first = trees["old"] if case in FIRST_SESSION_BY_OLD else tree
+      run_case([first, tree], case, workdirs[side])
     found[case] = [f"{run}: {d}" for run in CASES[case][2]
                    for d in differences(os.path.join(workdirs["old"], run),
                                         os.path.join(workdirs["new"], run))]
+    summaries = [_summary(workdirs[side]) for side in ("old", "new")]
+    if summaries[0] is not None and summaries[1] is not None:
+      shared = set(summaries[0]["config"]) & set(summaries[1]["config"])
+      for s in summaries:
+        s["config"] = {k: v for k, v in s["config"].items() if k in shared}
+    if summaries[0] != summaries[1]:
+      found[case].append("summary.json differs")
   return found
 
 
