@@ -209,6 +209,7 @@ def evaluate_due(session: Session) -> list[Score | None]:
   if not config.val_fraction or not (due(session.step, config.eval_every)
                                      or session.step == session.total):
     return scores
+  start = time.perf_counter()
   for r, run in enumerate(session.runs):
     if run.record.diverged_at is None:
       state = session.program.state_of(r)
@@ -218,6 +219,8 @@ def evaluate_due(session: Session) -> list[Score | None]:
           scores[r].bits_per_char < float(parallel.to_host(state.best_loss))):
         session.program.keep_best(r, scores[r].bits_per_char,
                                   context.corpus.next_chars(session.step))
+  when, step = session.clock  # the progress line's speed counts training, not scoring
+  session.clock = (when + time.perf_counter() - start, step)
   return scores
 
 

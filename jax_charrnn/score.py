@@ -129,8 +129,8 @@ def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
   carry = net.zero_carry(() if streams == 1 else (streams,), dtype)
   total, scored, skipped = 0.0, 0, 0
   for i in range(calls):
-    x, y, w, unknown_here = _call_inputs(ids, starts, i * per_call * chunk, per_call * chunk,
-                                         net.vocab_size)
+    x, y, w, unknown_here = _call_inputs(ids, starts, R, i * per_call * chunk,
+                                         per_call * chunk, net.vocab_size)
     shape = (per_call, chunk) + (() if streams == 1 else (streams,))
     nats, carry = _block_nats(net, params, carry, x.reshape(shape), y.reshape(shape),
                               w.reshape(shape))
@@ -139,17 +139,19 @@ def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
   return Score(total / max(scored, 1), scored, skipped, dict(unknown or {}))
 
 
-def _call_inputs(ids: tokens.Symbols, starts: list[int], t0: int, steps: int, vocab_size: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _call_inputs(ids: tokens.Symbols, starts: list[int], length: int, t0: int, steps: int,
+                 vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """One call's (inputs, targets, scored, skipped), [steps] for one stream or [steps, S]:
-  segment j's scan steps t0 .. t0 + steps - 1. scored: the predictions counted; skipped: those
-  whose target is outside the vocabulary (not counted). Neither: a segment's warm-up (scored by
-  the segment before) and the padding after the text's end."""
+  segment j's scan steps t0 .. t0 + steps - 1 of its `length` (its inputs starts[j] + t0 ..).
+  scored: the predictions counted; skipped: those whose target is outside the vocabulary (not
+  counted). Neither: a segment's warm-up (scored by the segment before) and the padding after
+  its end (the next segment's warm-up's end, or the text's)."""
   predictions = len(ids) - 1
   cols = []
   for j, start in enumerate(starts):
-    a = min(start + t0, predictions)
-    b = min(start + t0 + steps, predictions)
+    end = min(start + length, predictions)  # where the next segment's scored stretch begins
+    a = min(start + t0, end)
+    b = min(start + t0 + steps, end)
     x, y = np.zeros(steps, np.int32), np.zeros(steps, np.int32)
     counted = np.zeros(steps, bool)
     if b > a:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import zlib
 from typing import Any, Callable
 
@@ -47,6 +48,22 @@ _CODE_POINTS = 0x110000   # every Unicode code point
 
 # ---- the symbols, where they are ----
 
+class _File:
+  """A token file opened once, for reading, by the Symbols that share it."""
+
+  def __init__(self, path: str):
+    self.path, self._fd = path, None
+
+  def pread(self, size: int, offset: int) -> bytes:
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    return os.pread(self._fd, size, offset)
+
+  def __del__(self):
+    if self._fd is not None:
+      os.close(self._fd)
+
+
 class Symbols:
   """Symbol ids in a file (read in blocks when asked, never mapped whole) or in an array.
 
@@ -58,6 +75,7 @@ class Symbols:
   def __init__(self, array: np.ndarray | None = None, *, path: str = "", dtype: Any = None,
                count: int = 0, start: int = 0, stop: int | None = None):
     self._array, self._path = array, path
+    self._file = _File(path) if array is None else None
     self._dtype = np.dtype(dtype if array is None else array.dtype)
     total = len(array) if array is not None else count
     self._total = total
@@ -84,8 +102,7 @@ class Symbols:
       return np.asarray(self._array[self._start:self._stop], np.int32)
     item = self._dtype.itemsize
     want = len(self) * item
-    with open(self._path, "rb") as f:
-      raw = os.pread(f.fileno(), want, self._start * item)
+    raw = self._file.pread(want, self._start * item) if want else b""
     if len(raw) != want:
       raise UserError(f"The token file {self._path!r} is shorter than its record says "
                       "(damaged since it was checked); run the command again to rebuild it.")
@@ -212,9 +229,10 @@ def _stale(reading: Reading, meta: dict, entry: str) -> str | None:
   return None
 
 
-def _build(reading: Reading, entry: str, say: Callable[[str], None]) -> None:
+def _build(reading: Reading, entry: str, say: Callable[[str], None], shown: str) -> None:
   """Makes the entry in a temporary directory and renames it whole into place (the temporary
-  directories of builders that died are removed first: the lock is held)."""
+  directories of builders that died are removed first: the lock is held); shown: the file's
+  name as the user gave it."""
   root, name = os.path.split(entry)
   for stale in os.listdir(root):
     if stale.startswith(f"{name}.tmp"):
@@ -222,8 +240,8 @@ def _build(reading: Reading, entry: str, say: Callable[[str], None]) -> None:
   tmp = f"{entry}.tmp{os.getpid()}"
   os.makedirs(tmp)
   try:
-    st = os.stat(reading.path)
-    say(f"Reading {reading.path} ({st.st_size:,} bytes) into its token file, once...")
+    st, start = os.stat(reading.path), time.perf_counter()
+    say(f"Reading {shown} ({st.st_size:,} bytes) into its token file, once...")
     vocab, fp = scan(reading.path, reading.unit, reading.lowercase, reading.raw_newlines)
     dtype = id_dtype(vocab.size)
     with open(os.path.join(tmp, "ids.bin"), "wb") as out:
@@ -240,6 +258,9 @@ def _build(reading: Reading, entry: str, say: Callable[[str], None]) -> None:
     if os.path.exists(entry):
       shutil.rmtree(entry)
     os.rename(tmp, entry)
+    seconds = time.perf_counter() - start
+    say(f"Made its token file in {seconds:.1f} s ({st.st_size / 2**20 / max(seconds, 1e-9):,.1f} "
+        f"MB/s): {count:,} symbols, K = {vocab.size}, {dtype.name} ids.")
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -276,7 +297,7 @@ def of_file(path: str, unit: str = "char", lowercase: bool = False, raw_newlines
     UserError: the file cannot be read or decoded, is empty; the cache directory cannot be
       written, or the disk filled while writing (nothing half-written is kept).
   """
-  say, warn = say or (lambda _: None), warn or (lambda _: None)
+  say, warn, shown = say or (lambda _: None), warn or (lambda _: None), name or path
   reading = Reading(os.path.realpath(path), unit, lowercase, raw_newlines)
   root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
   entry = os.path.join(root, reading.key())
@@ -288,13 +309,13 @@ def of_file(path: str, unit: str = "char", lowercase: bool = False, raw_newlines
           "its record cannot be read" if os.path.exists(entry) else None)
       if meta is None or why is not None:
         if why is not None:
-          warn(f"The token file of {path} in {entry} cannot be used ({why}); making it again.")
-        _build(reading, entry, say)
+          warn(f"The token file of {shown} in {entry} cannot be used ({why}); making it again.")
+        _build(reading, entry, say, shown)
         meta = _read_meta(entry)
   except OSError as e:
     raise UserError(
-        f"Cannot make the token file of {path!r} in the cache directory {root!r} "
+        f"Cannot make the token file of {shown!r} in the cache directory {root!r} "
         f"({e.strerror or e}); nothing half-written was kept. Free some space, or pass "
         "--cache_dir=DIR (a directory you can write to, with room for the text's ids).") from None
   symbols = Symbols(path=os.path.join(entry, "ids.bin"), dtype=meta["dtype"], count=meta["count"])
-  return Tokens(symbols, Vocab.from_json(meta["vocab"]), meta["fingerprint"], name or path)
+  return Tokens(symbols, Vocab.from_json(meta["vocab"]), meta["fingerprint"], shown)

@@ -129,11 +129,10 @@ def _fresh_states(plan: Plan, net, tx, mesh, steps_per_epoch: int) -> tuple[list
 
 
 def _data_line(config: TrainConfig, corpus: walk.Corpus, mesh) -> str:
-  total = config.total_steps(corpus.steps_per_epoch)
-  return (f"Data: {corpus.source}, {corpus.num_symbols} {report.unit_word(config)}, "
-          f"K={corpus.vocab.size}; "
+  total, unit = config.total_steps(corpus.steps_per_epoch), report.unit_word(config)
+  return (f"Data: {corpus.source}, {corpus.num_symbols} {unit}, K={corpus.vocab.size}; "
           f"{corpus.steps_per_epoch} updates per epoch of {config.batch_size} x "
-          f"{config.seq_length} characters; {total} updates in all, on {mesh.size} "
+          f"{config.seq_length} {unit}; {total} updates in all, on {mesh.size} "
           f"{mesh.devices.flat[0].platform} device(s) in {jax.process_count()} process(es).")
 
 

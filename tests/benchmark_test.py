@@ -2,7 +2,7 @@
 sizes below). The cells table: the trainer's step (hand BPTT), jax.grad's, the same products alone
 (a bound) and, where torch is installed, PyTorch's, each with its ratio to the hand BPTT and its
 share of the measured matmul peak. The others: the side-by-side table, the profile, the 7-epoch
-run and the throughput table."""
+run and the throughput table. And docs/texts.md's benchmark of a big text, shrunk."""
 
 import json
 import re
@@ -99,3 +99,43 @@ def test_readmes_other_speed_commands_run_and_print_their_tables(tmp_path, flags
   if "--throughput" in command:
     rows = re.findall(r"^ +(\d+) +(\d+) +[\d.]+ +[\d,]+ +[\d.]+ +[\d.]+%$", r.stdout, re.M)
     assert [(int(b), int(d)) for b, d in rows] == [(1, 1), (2, 2)], r.stdout[-2000:]
+
+
+def _texts_big_text_command() -> list[str]:
+  """docs/texts.md's command of the big-text benchmark, as python -m's arguments."""
+  with open(f"{REPO}/docs/texts.md", encoding="utf-8") as f:
+    text = f.read()
+  lines = [l for l in text.splitlines() if l.startswith("python -m benchmarks.big_text")]
+  assert len(lines) == 1, lines
+  return shlex.split(lines[0].split("  #")[0])[2:]
+
+
+@pytest.mark.slow
+def test_the_big_text_benchmark_reports_memory_start_and_speed_of_both_texts(tmp_path):
+  """Shrunk to 3 MB against 1 MB and one later run each: the table, the four summary lines, and
+  a JSON whose figures are the runs' own (a first run pays the token pass, a later one not)."""
+  command = _texts_big_text_command()
+  assert command == ["benchmarks.big_text"]
+  out = tmp_path / "big.json"
+  r = run_module(*command, "--size_mb=3", "--small_mb=1", "--steps=1000", "--rounds=1",
+                 f"--dir={tmp_path / 'work'}", f"--json={out}", timeout=600)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  assert "Training on the big text (first run, 1,000 updates)..." in r.stderr
+  assert r.stdout.startswith("Texts: 3 MB and 1 MB (tiny-shakespeare repeated); 1,000 updates")
+  rows = re.findall(r"^(big|small) +(first|later) +([\d.]+) s +([\d,]+) MB +([\d,]+)$",
+                    r.stdout, re.M)
+  assert [(a, b) for a, b, *_ in rows] == [("big", "first"), ("big", "later"),
+                                           ("small", "first"), ("small", "later")], r.stdout
+  for phrase in ("Token pass (the first run's, both passes): ", "Training speed, big text "
+                 "against small (medians of the later runs): ", "Peak memory, big text against "
+                 "small: ", "The feed: "):
+    assert phrase in r.stdout, r.stdout
+  saved = json.loads(out.read_text())
+  assert saved["big_bytes"] == 3 << 20 and saved["small_bytes"] == 1 << 20
+  assert saved["first"]["big"]["token_pass_mb_per_s"] > 0
+  assert saved["later"]["big"][0]["token_pass_mb_per_s"] is None  # the token file was used
+  for run in [*saved["first"].values(), *saved["later"]["big"], *saved["later"]["small"]]:
+    assert 0 < run["to_data_line_s"] < run["to_first_update_s"] < run["wall_s"]
+    assert run["peak_rss_bytes"] > 50 << 20 and run["chars_per_s"] > 0
+  assert 0 < saved["feed_seconds_per_call"] < saved["call_seconds"]
+  assert (tmp_path / "work" / "cache").is_dir()  # --dir keeps what it made

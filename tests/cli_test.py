@@ -1,6 +1,7 @@
 """The command lines, run as a user would: what they print, exit codes, never a traceback."""
 
 import os
+import re
 import signal
 
 import pytest
@@ -32,7 +33,9 @@ def test_train_prints_plain_progress_on_stdout_and_logs_to_a_file(trained):
   lines = r.stdout.splitlines()
   # A text's first run makes its token file once, and says so first.
   assert lines[0].startswith("Reading ") and "into its token file, once" in lines[0]
-  lines = lines[1:]
+  assert re.fullmatch(r"Made its token file in [\d.]+ s \([\d,.]+ MB/s\): [\d,]+ symbols, "
+                      r"K = \d+, uint8 ids\.", lines[1]), lines[1]
+  lines = lines[2:]
   assert lines[0].startswith("Data: ") and lines[1].startswith("Compiled the training program")
   assert lines[2].startswith("step 20/150 (epoch ") and "  smooth " in lines[2]
   assert lines[-2].startswith("Writing the report") and lines[-1].startswith("Done: 150 updates")

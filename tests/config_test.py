@@ -98,7 +98,12 @@ def test_every_experiment_flag_file_parses(name, monkeypatch):
   if cfg.cell == "rnn":  # the course's model
     assert cfg.hidden_size == 100 and cfg.seq_length == 25 and cfg.optimizer == "adagrad"
   else:
-    assert cfg.val_fraction == 0.1 and cfg.optimizer == "adam" and cfg.init_dist == "pytorch"
+    assert cfg.optimizer == "adam" and cfg.init_dist == "pytorch"
+    # the field's splits: 10% held out on tiny-shakespeare, enwik8's 90/5/5 M bytes by position
+    split = (0.05, 0.05) if name == "enwik8.flags" else (0.1, 0.0)
+    assert (cfg.val_fraction, cfg.test_fraction) == split
+  if name == "enwik8.flags":
+    assert cfg.unit == "byte" and cfg.data_path == "enwik8" and cfg.eval_streams == 64
   if name.startswith("goblet") and cfg.cell == "rnn":
     assert cfg.data_path == "goblet_book.txt" and cfg.epochs == 7
     assert cfg.learning_rate == 0.1

@@ -180,3 +180,20 @@ def test_the_smallest_chunk_and_stream_sizes_are_accepted_and_zero_refused():
     data.stream_chunks(np.arange(20), 10, 2)  # 19 predictions: one chunk, not two
 
 
+
+
+def test_head_reads_the_first_symbols_and_no_further(tmp_path, monkeypatch):
+  path = tmp_path / "t.txt"
+  path.write_bytes("Caf\u00e9 au lait\r\nand tea.\r\n".encode())
+  assert data.head(str(path), 100) == ("Caf\u00e9 au lait\nand tea.\n", False)
+  assert data.head(str(path), 6, lowercase=True) == ("caf\u00e9 a", True)
+  assert data.head(str(path), 5, unit="byte") == ("Caf\xc3\xa9", True)  # the bytes of "Café"
+  assert data.head(str(path), 22) == ("Caf\u00e9 au lait\nand tea.\n", False)  # all, exactly
+  assert data.head(str(path), 21) == ("Caf\u00e9 au lait\nand tea.", True)
+
+  def endless(*_, **__):  # a text without an end: head stops taking pieces at the limit
+    while True:
+      yield "abc"
+
+  monkeypatch.setattr(data, "pieces", endless)
+  assert data.head(str(path), 10) == ("abcabcabca", True)

@@ -324,25 +324,30 @@ def _big_params(hidden):
 def test_every_call_that_reads_or_draws_text_is_sized_by_its_cost(monkeypatch):
   """A call cannot be stopped once it runs: none may cost much more than CALL_FLOPS (the old
   fixed sizes, 100,000 characters a scoring call and 10,000 a sampling one, cost ~1e12 for
-  this network)."""
+  this network), SHARED_STREAMS streams side by side counted as one (pacing.py)."""
   net, params = _big_params(256)
   per_char = 2 * model.param_count(params)
   ids = np.random.default_rng(0).integers(0, 30, 20_000)
   seen = []
   real_block, real_read, real_sample = score._block_nats, visualize._read, model.sample_on
-  monkeypatch.setattr(score, "_block_nats", lambda net, p, c, x, *a: (
-      seen.append(("score", x.size)), real_block(net, p, c, x, *a))[1])
   monkeypatch.setattr(visualize, "_read", lambda net, p, c, x, *a: (
       seen.append(("trace", x.size)), real_read(net, p, c, x, *a))[1])
   monkeypatch.setattr(model, "sample_on", lambda net, p, c, x0, n, *a: (
-      seen.append(("sample", n * x0.shape[0])), real_sample(net, p, c, x0, n, *a))[1])
+      seen.append(("sample", n * x0.shape[0] / min(x0.shape[0], pacing.SHARED_STREAMS))),
+      real_sample(net, p, c, x0, n, *a))[1])
+  monkeypatch.setattr(score, "_block_nats", lambda net, p, c, x, *a: (
+      seen.append(("score", x.size / min(x.shape[2] if x.ndim == 3 else 1,
+                                         pacing.SHARED_STREAMS))), real_block(net, p, c, x, *a))[1])
   whole = score.score_ids(net, params, ids)
+  score.score_ids(net, params, np.tile(ids, 5), streams=8)  # 8 segments side by side
   visualize.trace_text(net, params, ids[:3000])
   vocab = data.Vocab.from_text("".join(chr(97 + i) for i in range(30)))
   generate.generate(net, params, vocab, net.zero_carry((), jnp.float32), 0, 3000,
                     jax.random.key(0), num_samples=2)
   kinds = {kind for kind, _ in seen}
   assert kinds == {"score", "trace", "sample"}, kinds
+  assert any(chars * per_char > 0.5 * pacing.CALL_FLOPS for kind, chars in seen
+             if kind == "score")  # and they are not cut finer than that
   for kind, chars in seen:
     assert chars * per_char <= 1.01 * pacing.CALL_FLOPS, (kind, chars)
   # The score does not depend on how the text is cut into calls.

@@ -60,3 +60,48 @@ def test_a_score_in_bits_nats_and_perplexity():
                          "perplexity": pytest.approx(4.0), "predictions": 10, "skipped": 2,
                          "unknown": {"x": 2}}
   assert score.Score(1.0, 3).skipped == 0 and score.Score(1.0, 3).unknown == {}
+
+
+def _net(seed=0):
+  from jax_charrnn import cells  # pylint: disable=g-import-not-at-top
+  from jax_charrnn.cells.ops import InitSpec  # pylint: disable=g-import-not-at-top
+  from jax_charrnn.model import Model  # pylint: disable=g-import-not-at-top
+  net = Model(cells.get("rnn"), vocab_size=5, hidden_size=6)
+  return net, net.init(jax.random.key(seed), InitSpec(dist="pytorch"))
+
+
+@pytest.mark.parametrize("n,streams", [(200, 2), (200, 3), (201, 4), (257, 5), (1000, 9)])
+def test_segments_side_by_side_score_every_prediction_once(monkeypatch, n, streams):
+  """A network without memory (W = 0: each prediction reads only its input) gives every
+  prediction the same loss whatever its context, so the segments' score is the exact one if and
+  only if every prediction is scored exactly once (random weights give the pairs different
+  losses: a prediction scored twice, or missed, moves the mean)."""
+  monkeypatch.setattr(score, "WARMUP", 7)
+  monkeypatch.setattr(score, "CHUNK", 4)
+  monkeypatch.setattr(score, "BLOCK", 3)  # several calls: segments end mid-call
+  net, p = _net()
+  layer = p.layers[0]
+  p = p._replace(layers=(layer._replace(W=layer.W * 0),))
+  ids = np.random.default_rng(n).integers(0, 6, n).astype(np.int32)  # id 5: unknown
+  exact = score.score_ids(net, p, ids)
+  side = score.score_ids(net, p, ids, streams=streams)
+  assert (side.predictions, side.skipped) == (exact.predictions, exact.skipped)
+  assert exact.predictions + exact.skipped == n - 1
+  np.testing.assert_allclose(side.nats_per_char, exact.nats_per_char, rtol=1e-5)
+
+
+def test_segments_differ_from_the_exact_score_only_by_their_context(monkeypatch):
+  """With memory the first WARMUP predictions of a segment see less context: a score near the
+  exact one, not equal; with a warm-up as long as the text allows, S = 1 (exact)."""
+  monkeypatch.setattr(score, "WARMUP", 10)
+  monkeypatch.setattr(score, "CHUNK", 8)
+  net, p = _net(1)
+  ids = np.random.default_rng(1).integers(0, 5, 400).astype(np.int32)
+  exact = score.score_ids(net, p, ids)
+  side = score.score_ids(net, p, ids, streams=4)
+  assert side.predictions == exact.predictions == 399
+  assert side.nats_per_char != exact.nats_per_char
+  assert abs(side.nats_per_char - exact.nats_per_char) < 0.01 * exact.nats_per_char
+  # Too short a text for S segments of 2 x WARMUP predictions: fewer segments, down to one.
+  monkeypatch.setattr(score, "WARMUP", 200)
+  assert score.score_ids(net, p, ids, streams=4).nats_per_char == exact.nats_per_char

@@ -56,13 +56,14 @@ def test_a_later_run_uses_the_entry_and_an_edited_file_is_read_again(tmp_path):
   path, cache = _file(tmp_path, TEXT), str(tmp_path / "cache")
   said, warned = [], []
   first = tokens.of_file(path, cache_dir=cache, say=said.append, warn=warned.append)
-  assert len(said) == 1 and "into its token file" in said[0] and not warned
+  assert len(said) == 2 and "into its token file" in said[0] and not warned
+  assert said[1].startswith("Made its token file in ") and "K = 24, uint8 ids" in said[1]
   again = tokens.of_file(path, cache_dir=cache, say=said.append, warn=warned.append)
-  assert len(said) == 1 and not warned and again.fingerprint == first.fingerprint
+  assert len(said) == 2 and not warned and again.fingerprint == first.fingerprint
   with open(path, "ab") as f:
     f.write("more text\n".encode())
   edited = tokens.of_file(path, cache_dir=cache, say=said.append, warn=warned.append)
-  assert len(said) == 2 and "changed since it was made" in warned[0]
+  assert len(said) == 4 and "changed since it was made" in warned[0]
   assert edited.fingerprint != first.fingerprint
 
 

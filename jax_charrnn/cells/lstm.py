@@ -100,7 +100,7 @@ def forward(params: Params, carry0: Carry, xs: jax.Array):
 
   h_{t-1} is also stored transposed, [H, T, ...], the layout in which dW_hh's product reads
   it: made from hs after the loop, XLA fuses the shift into a transposing copy of its own,
-  several times dearer than storing it a step at a time (docs/speed.md has the figures).
+  several times dearer than storing it a step at a time (docs/results.md has the figures).
 
   Returns:
     (hs [T, ..., H], carry_T, residuals): residuals are c_t, the activated gates i, f, g, o
