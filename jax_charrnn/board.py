@@ -30,6 +30,42 @@ from jax_charrnn import errors
 DIR = "tensorboard"
 
 
+def check(workdir: str) -> None:
+  """Refuses, before any work, a tensorboard/ that the run could not write its event files
+  in: a file or a link under that name, or a directory it cannot write."""
+  path = os.path.join(workdir, DIR)
+  if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+    raise errors.UserError(
+        f"{path!r} is {'a link' if os.path.islink(path) else 'a file'}, where --tensorboard "
+        "writes the run's event files (a directory). Move it away, or train without "
+        "--tensorboard; nothing was changed.")
+  probe = os.path.join(path, f".write_test.{os.getpid()}")
+  try:
+    if os.path.isdir(path):
+      with open(probe, "w", encoding="utf-8"):
+        pass
+      os.remove(probe)
+  except OSError as e:
+    raise errors.UserError(
+        f"Cannot write TensorBoard's event files in {path!r} ({e.strerror}). Make it writable, "
+        "move it away, or train without --tensorboard; nothing was changed.") from None
+
+
+def remove(workdir: str) -> None:
+  """Deletes a run's event files (for --overwrite), and tensorboard/ once that leaves it empty;
+  anything else in it stays."""
+  path = os.path.join(workdir, DIR)
+  if os.path.islink(path) or not os.path.isdir(path):
+    return
+  for name in os.listdir(path):
+    if name.startswith("events.out.tfevents.") and os.path.isfile(os.path.join(path, name)):
+      os.remove(os.path.join(path, name))
+  try:
+    os.rmdir(path)
+  except OSError:  # a person's files are in it
+    pass
+
+
 class Board:
   """One run's event files (the writing process only)."""
 
@@ -42,8 +78,14 @@ class Board:
           "(or pip install tensorboardX), then run the same command again.") from None
     # One file per session, named by its first step: two sessions within one second would
     # otherwise share tensorboardX's name (time and host) and the second would replace it.
-    self._writer = SummaryWriter(os.path.join(workdir, DIR), filename_suffix=f".from{start_step}",
-                                 purge_step=start_step + 1 if start_step else None)
+    try:
+      self._writer = SummaryWriter(os.path.join(workdir, DIR),
+                                   filename_suffix=f".from{start_step}",
+                                   purge_step=start_step + 1 if start_step else None)
+    except OSError as e:  # changed since `check`
+      raise errors.UserError(
+          f"Cannot write TensorBoard's event files in {os.path.join(workdir, DIR)!r} "
+          f"({e.strerror or e}). Make it writable, or train without --tensorboard.") from None
 
   def scalars(self, step: int, row: dict) -> None:
     """The scalars of one metrics row (see the module docstring for the names)."""

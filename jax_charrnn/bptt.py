@@ -56,16 +56,8 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   Raises:
     ValueError: the cell has no hand-derived backward pass.
   """
-  if net.cell.backward is None:
-    raise ValueError(f"the {net.cell.name!r} cell has no hand-derived BPTT; use jax.grad "
-                     "(grad='autodiff').")
-
-  # ---- forward (net.forward, keeping what the backward pass needs) ----
-  all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs, masks)
-  top = net.top(all_hs, masks)                              # the read-out's input
-  logits = net.read_out(params, top)                        # o_t = V h_t + c
-  log_p = jax.nn.log_softmax(logits, axis=-1)
-  y = jax.nn.one_hot(targets, params.V.shape[0], dtype=logits.dtype)  # [T, (B,) K]
+  all_hs, carry_T, residuals, top, log_p = _forward(net, params, carry0, inputs, masks)
+  y = jax.nn.one_hot(targets, params.V.shape[0], dtype=log_p.dtype)  # [T, (B,) K]
   loss = -jnp.sum(y * log_p)
 
   scale = 1.0
@@ -74,9 +66,53 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
     loss = loss * scale
   elif reduction != "sum":
     raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
-
-  # ---- backward: the read-out, all t at once ----
   g = (jnp.exp(log_p) - y) * scale                          # dL/do_t = p_t - y_t
+  return (loss, carry_T), _backward(net, params, carry0, inputs, masks, all_hs, residuals,
+                                    top, g)
+
+
+def nats_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
+                   targets: jax.Array, weights: jax.Array
+                   ) -> tuple[tuple[jax.Array, tuple], Params]:
+  """Each position's surprisal and the gradients of their weighted mean, by hand (dynamic
+  evaluation's step: it scores a segment and learns from it in one pass).
+
+  L = sum_t w_t n_t / sum_t w_t with n_t = -log p_t[y_t], so dL/do_t = (p_t - y_t) w_t /
+  sum_t w_t: a position of weight 0 (padding, a target outside the vocabulary) adds nothing.
+
+  Args:
+    net, params, carry0, inputs, targets: as for `loss_and_grads` (no dropout).
+    weights: [T] or [T, B], 1 where a prediction counts, 0 where not.
+
+  Returns:
+    ((n [T, (B)], carry_T), grads of L): n_t in nats, 0 where the target is outside the
+    vocabulary (id K or above).
+  """
+  all_hs, carry_T, residuals, top, log_p = _forward(net, params, carry0, inputs, None)
+  y = jax.nn.one_hot(targets, params.V.shape[0], dtype=log_p.dtype)
+  nats = -jnp.sum(y * log_p, axis=-1)
+  w = weights.astype(log_p.dtype)
+  g = (jnp.exp(log_p) - y) * (w / jnp.maximum(jnp.sum(w), 1.0))[..., None]
+  return (nats, carry_T), _backward(net, params, carry0, inputs, None, all_hs, residuals,
+                                    top, g)
+
+
+def _forward(net: Model, params: Params, carry0: tuple, inputs: jax.Array, masks):
+  """net.forward, keeping what the backward pass needs: (every layer's outputs, carry_T,
+  residuals, the read-out's input, log p_t)."""
+  if net.cell.backward is None:
+    raise ValueError(f"the {net.cell.name!r} cell has no hand-derived BPTT; use jax.grad "
+                     "(grad='autodiff').")
+  all_hs, carry_T, residuals = net.hidden_states(params, carry0, inputs, masks)
+  top = net.top(all_hs, masks)                              # the read-out's input
+  logits = net.read_out(params, top)                        # o_t = V h_t + c
+  return all_hs, carry_T, residuals, top, jax.nn.log_softmax(logits, axis=-1)
+
+
+def _backward(net: Model, params: Params, carry0: tuple, inputs: jax.Array, masks, all_hs,
+              residuals, top: jax.Array, g: jax.Array) -> Params:
+  """The gradients, given g_t = dL/do_t for every t: the read-out, then down the stack."""
+  # ---- the read-out, all t at once ----
   dV = ops.sum_outer(g, top)                                # sum_t g_t h_t^T
   dc = ops.sum_leading(g)                                   # sum_t g_t
   dh = g @ params.V                                         # V^T g_t: dL/d(read-out input)_t
@@ -84,7 +120,7 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
   if hidden is not None:
     dh = dh * hidden[-1]                                    # through the dropout mask
 
-  # ---- backward: down the stack, one cell backward per layer ----
+  # ---- down the stack, one cell backward per layer ----
   layer_grads = [None] * len(params.layers)
   for k in reversed(range(len(params.layers))):
     xs = (net.first_inputs(inputs, masks, params.V.dtype) if k == 0
@@ -94,4 +130,4 @@ def loss_and_grads(net: Model, params: Params, carry0: tuple, inputs: jax.Array,
     layer_grads[k] = net.layer_params(layer_grads[k], k, masks)  # dL/dW_hh = dL/dW' ⊙ M
     if k > 0:
       dh = dxs if hidden is None else dxs * hidden[k - 1]   # dL/dh of the layer below
-  return (loss, carry_T), Params(layers=tuple(layer_grads), V=dV, c=dc)
+  return Params(layers=tuple(layer_grads), V=dV, c=dc)

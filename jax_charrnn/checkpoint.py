@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from typing import Any, Callable
 
@@ -276,6 +277,23 @@ def no_intact(workdir: str, problems: list[tuple[int, str]]) -> str:
           + ". Start the run again with --overwrite, or in another --workdir.")
 
 
+# What a run leaves in checkpoints/: orbax's step directories (finished, or the temporary one
+# of a save that did not finish) and those set aside by `quarantine`.
+_OWN_ENTRY = re.compile(r"\d+(\.orbax-checkpoint-tmp.*|\.(damaged|unused)\d*)?")
+
+
 def remove_all(workdir: str) -> None:
-  """Deletes every checkpoint under workdir (for --overwrite)."""
-  shutil.rmtree(checkpoint_dir(workdir), ignore_errors=True)
+  """Deletes every checkpoint under workdir (for --overwrite): the directories a run leaves
+  there, nothing else (a file a person put in checkpoints/ stays), then checkpoints/ itself
+  once that leaves it empty."""
+  path = checkpoint_dir(workdir)
+  if os.path.islink(path) or not os.path.isdir(path):
+    return
+  for name in os.listdir(path):
+    entry = os.path.join(path, name)
+    if _OWN_ENTRY.fullmatch(name) and os.path.isdir(entry) and not os.path.islink(entry):
+      shutil.rmtree(entry)
+  try:
+    os.rmdir(path)
+  except OSError:  # a person's files are in it
+    pass

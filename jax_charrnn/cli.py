@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from jax_charrnn import config as config_lib
 from jax_charrnn import checkpoint, data, errors, loop, memory, parallel, saved
 from jax_charrnn.config import setting
-from jax_charrnn.console import Console
+from jax_charrnn.console import Console, LogFile
 
 _HELP_FLAGS = {"help", "?", "helpshort", "helpfull", "helpxml"}
 
@@ -205,27 +205,11 @@ def open_run(path: str | None, which: str = "best") -> saved.Saved:
   return saved.load(workdir, which, warn=Console().warn)
 
 
-class _LazyFileHandler(std_logging.FileHandler):
-  """A log file (and its directory) made at the first record, not before: a run that fails on
-  its settings or its data leaves no empty workdir behind."""
-
-  def _open(self):
-    try:
-      os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-      return super()._open()
-    except OSError:
-      # No stream: the record is dropped, and the next one tries again. An unusable workdir is
-      # the trainer's to report, as a paragraph, not the logger's as a traceback.
-      return None
-
-
 def log_to_file(workdir: str, name: str) -> None:
-  """Sends the absl log (INFO and up) to <workdir>/<name>.log (process k > 0: <name>.process<k>.log)."""
+  """Sends the absl log (INFO and up) to <workdir>/<name>.log (process k > 0:
+  <name>.process<k>.log), once the trainer accepts the run (console.LogFile)."""
   suffix = "" if jax.process_index() == 0 else f".process{jax.process_index()}"
-  # An unusable workdir is reported by the trainer itself, as a paragraph; a log line that
-  # cannot be written is dropped (logging.raiseExceptions is off).
-  handler = _LazyFileHandler(os.path.join(os.path.abspath(workdir), f"{name}{suffix}.log"),
-                             encoding="utf-8", delay=True)
+  handler = LogFile(os.path.join(os.path.abspath(workdir), f"{name}{suffix}.log"))
   handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   handler.addFilter(_QuietLibraries())
   std_logging.getLogger().addHandler(handler)

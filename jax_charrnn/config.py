@@ -227,6 +227,9 @@ class TrainConfig:
     if self.grad == "manual" and cells.get(self.cell).backward is None:
       raise UserError(f"The {self.cell!r} cell has no hand-derived BPTT: use grad=autodiff "
                       "(jax.grad) with it.")
+    if self.visualize_chars == 1:
+      raise UserError("visualize_chars must be 0 (no page) or from 2 to 1,000,000 (one "
+                      "prediction needs two characters); got 1.")
     if self.best_metric == "val_bpc" and not self.val_fraction:
       raise UserError("best_metric val_bpc needs a held-out split: set val_fraction (e.g. 0.1).")
     self._check_schedule()

@@ -11,6 +11,8 @@ calls (`Interrupts`), acknowledged at once on stderr.
 
 from __future__ import annotations
 
+import logging as std_logging
+import os
 import signal
 import sys
 import threading
@@ -35,6 +37,52 @@ class Console:
     if not self.quiet:
       sys.stderr.write("warning: " + text + "\n")
       sys.stderr.flush()
+
+
+class LogFile(std_logging.FileHandler):
+  """The workdir's log file (train.log, sweep.log), which records every line and the libraries'
+  messages: held in memory until the run is accepted (`keep_logs`), so that a start refused on
+  its settings, its data or its workdir leaves nothing behind, not even a log in someone else's
+  directory; then written, the held records first. Never written through a link; a record that
+  cannot be written (a full disk) is dropped and the next one tries again, as an unusable
+  workdir is the trainer's to report, as a paragraph."""
+
+  MOST_HELD = 10_000  # records before the run is accepted (a few dozen, in practice)
+
+  def __init__(self, path: str):
+    super().__init__(path, encoding="utf-8", delay=True)
+    self._held: list[std_logging.LogRecord] | None = []
+    _LOG_FILES.append(self)
+
+  def emit(self, record: std_logging.LogRecord) -> None:
+    if self._held is None:
+      super().emit(record)
+    elif len(self._held) < self.MOST_HELD:
+      self._held.append(record)
+
+  def keep(self) -> None:
+    held, self._held = self._held or [], None
+    for record in held:
+      self.handle(record)
+
+  def _open(self):
+    try:
+      os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+      fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                   0o666)
+      return open(fd, "a", encoding=self.encoding)  # pylint: disable=consider-using-with
+    except OSError:
+      return None  # no stream: the record is dropped
+
+
+_LOG_FILES: list[LogFile] = []
+
+
+def keep_logs() -> None:
+  """The run is accepted (its workdir checked and claimed): its log files are written from now
+  on, with what was held."""
+  for log in _LOG_FILES:
+    log.keep()
 
 
 class Interrupts:

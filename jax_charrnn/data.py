@@ -250,19 +250,21 @@ def byte_pieces(path: str, block: int = BLOCK) -> Iterator[str]:
 
 
 def pieces(path: str, unit: str = "char", lowercase: bool = False,
-           raw_newlines: bool = False) -> Iterator[str]:
+           raw_newlines: bool = False, block: int = BLOCK) -> Iterator[str]:
   """The file's symbols in pieces: `char_pieces` or `byte_pieces`."""
   if unit == "byte":
-    return byte_pieces(path)
-  return char_pieces(path, lowercase, raw_newlines)
+    return byte_pieces(path, block)
+  return char_pieces(path, lowercase, raw_newlines, block)
 
 
 def head(path: str, limit: int, unit: str = "char", lowercase: bool = False,
          raw_newlines: bool = False) -> tuple[str, bool]:
-  """(the file's first `limit` symbols, whether more follow), read no further than that
-  (bounded whatever the file's size)."""
+  """(the file's first `limit` symbols, whether more follow), read no further than that:
+  blocks of a few bytes per symbol asked for (a UTF-8 character is at most 4), whatever the
+  file's size (a text without a space or newline is read on to at most 1 MB past the limit)."""
   text = ""
-  for piece in pieces(check_file(path), unit, lowercase, raw_newlines):
+  block = min(BLOCK, max(1 << 12, 4 * (limit + 2)))
+  for piece in pieces(check_file(path), unit, lowercase, raw_newlines, block):
     text += piece[:limit + 1 - len(text)]
     if len(text) > limit:
       return text[:limit], True

@@ -137,12 +137,14 @@ def start(program: Program, records: Sequence[RunRecord], context: Context) -> S
   config = context.config
   for r, run in enumerate(session.runs):
     run.record.timing.compile = program.compile_seconds
-    if step == 0 and context.writer:
-      runfiles.append_sample(run.record.workdir, 0, context.sampler.text(
-          program.state_of(r), 0, config.sample_length), None)
-    run.manager = checkpoint.make_manager(run.record.workdir)
     if config.tensorboard and context.writer:
       run.board = board.Board(run.record.workdir, step)
+    if step == 0 and context.writer:
+      text = context.sampler.text(program.state_of(r), 0, config.sample_length)
+      runfiles.append_sample(run.record.workdir, 0, text, None)
+      if run.board:
+        run.board.text(0, text)
+    run.manager = checkpoint.make_manager(run.record.workdir)
   session.clock = (time.perf_counter(), step)  # the speed counts training, not the above
   return session
 

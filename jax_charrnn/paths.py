@@ -21,8 +21,11 @@ follow the run's rules instead (rundir.py, runfiles.py), written by the same `wr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from typing import BinaryIO, Callable
+import signal
+from typing import BinaryIO, Callable, Sequence
 
 from jax_charrnn.errors import UserError, partial_file
 
@@ -70,16 +73,42 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
   Raises:
     OSError: the file cannot be written (e.g. a full disk); the caller says what to do.
   """
-  directory, name = os.path.split(os.path.abspath(path))
-  tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
-  try:
-    with partial_file(tmp):
-      with open(tmp, "wb") as f:
-        write(f)
-      os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  write_together([(path, write)])
+
+
+def write_together(files: Sequence[tuple[str, Callable[[BinaryIO], None]]]) -> None:
+  """`write_atomic` of files that belong together (a page and its numbers): each written whole
+  to its temporary name first, then all renamed with SIGINT and SIGTERM held off, so that an
+  interruption leaves all of them or none (the new ones or the old ones), never one without
+  the other."""
+  with contextlib.ExitStack() as stack:
+    tmps = []
+    try:
+      for path, write in files:
+        directory, name = os.path.split(os.path.abspath(path))
+        tmps.append(os.path.join(directory, f".{name}.tmp{os.getpid()}"))
+        stack.enter_context(partial_file(tmps[-1]))
+        with open(tmps[-1], "wb") as f:
+          write(f)
+      for path, _ in files:  # a rename onto a directory fails: found before any is renamed
+        if os.path.isdir(path):
+          raise IsADirectoryError(errno.EISDIR, "a directory has its name", path)
+      held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+      try:  # a signal now is delivered once every file has its new content
+        for (path, _), tmp in zip(files, tmps):
+          os.replace(tmp, path)
+      finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    finally:
+      for tmp in tmps:
+        if os.path.exists(tmp):
+          os.remove(tmp)
+
+
+def shown(path: str) -> str:
+  """`path` as text that can be printed or written as UTF-8: a byte of the name that is not
+  UTF-8 (Python holds it as a lone surrogate) shown as U+FFFD."""
+  return os.fsencode(path).decode("utf-8", "replace")
 
 
 def write_text(path: str, text: str) -> None:
@@ -87,14 +116,16 @@ def write_text(path: str, text: str) -> None:
   write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def write_out(path: str, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
-  """`write_atomic` of a file a person asked for (`output_file`'s path).
+def write_out(path: str, write: Callable[[BinaryIO], None], flag: str = "--out",
+              more: Sequence[tuple[str, Callable[[BinaryIO], None]]] = ()) -> None:
+  """`write_atomic` of a file a person asked for (`output_file`'s path); with `more`, files
+  that go with it, written together (`write_together`).
 
   Raises:
-    UserError: the file cannot be written (e.g. a full disk).
+    UserError: a file cannot be written (e.g. a full disk).
   """
   try:
-    write_atomic(path, write)
+    write_together([(path, write), *more])
   except OSError as e:
     raise UserError(f"Cannot write {path!r} ({e.strerror or e}). Pass an {flag} in a "
                     "directory you can write to, with space left.") from None

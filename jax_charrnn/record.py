@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 from jax_charrnn import parallel, walk
 from jax_charrnn.config import TrainConfig
@@ -121,6 +122,9 @@ class RunRecord:
         "val_bpc": None if self.held_out is None else self.held_out.bits_per_char,
         "train_seconds": self.timing.total,
         "vocab": corpus.vocab.to_json(), "source": corpus.source,
+        # where the text is, whatever directory a later command runs in (saved.corpus)
+        "data_file": (os.path.abspath(os.path.expanduser(self.config.data_path))
+                      if self.config.data_path else ""),
         "num_chars": corpus.num_symbols, "text": corpus.fingerprint,
         "steps_per_epoch": corpus.steps_per_epoch,
         "epoch": self.step // corpus.steps_per_epoch,

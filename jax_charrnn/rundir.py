@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from typing import Callable, Sequence
 
 import jax
@@ -62,18 +61,39 @@ def check_writable(workdir: str) -> None:
                            "directory you can write to with --workdir.") from None
 
 
-def check_run_files(workdir: str) -> None:
-  """Refuses a directory (or anything but a plain file) under a name the run writes a file
-  under (metrics.jsonl, losses.f32, samples.txt, ...): resuming would fail on it after the
-  checkpoint was read, and --overwrite must not delete someone's directory."""
-  odd = [n for n in RUN_FILES if os.path.lexists(os.path.join(workdir, n))
-         and not os.path.isfile(os.path.join(workdir, n))]
-  if odd:
-    what = "a directory" if os.path.isdir(os.path.join(workdir, odd[0])) else "not a plain file"
+def check_run_files(workdir: str, tensorboard: bool = False) -> None:
+  """Refuses what the run could not write its files through safely, under a name it writes a
+  file under (metrics.jsonl, losses.f32, samples.txt, train.log, ...): a directory or anything
+  but a plain file (--overwrite must not delete someone's directory), a link (the run would
+  write through it, into a file outside the run), a file it cannot write (resuming would fail
+  on it after the checkpoint was read); with `tensorboard`, a tensorboard/ it cannot write its
+  event files in."""
+  found = [(n, p) for n in RUN_FILES if (p := _problem(os.path.join(workdir, n)))]
+  if found:
+    (name, problem), others = found[0], [n for n, _ in found[1:]]
     raise errors.UserError(
-        f"{os.path.join(workdir, odd[0])!r} is {what}, where the run writes its {odd[0]} (a "
-        f"file){' (also: ' + ', '.join(odd[1:]) + ')' if odd[1:] else ''}. Move it away, or "
+        f"{os.path.join(workdir, name)!r} is {problem}, where the run writes its {name} (a "
+        f"plain file){' (also: ' + ', '.join(others) + ')' if others else ''}. Move it away, or "
         "choose another --workdir; nothing was changed.")
+  if tensorboard:
+    board.check(workdir)
+
+
+def _problem(path: str) -> str | None:
+  """Why the run could not write its file at `path` (None: it can, or the file is not there)."""
+  if not os.path.lexists(path):
+    return None
+  if os.path.islink(path):
+    return f"a link (to {os.path.realpath(path)!r}; the run never writes through one)"
+  if os.path.isdir(path):
+    return "a directory"
+  if not os.path.isfile(path):
+    return "not a plain file"
+  try:
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW))
+  except OSError as e:
+    return f"a file the run cannot write ({e.strerror}; make it writable)"
+  return None
 
 
 def foreign_files(workdir: str, own: Sequence[str] = ()) -> list[str]:
@@ -149,10 +169,11 @@ def existing_runs(root: str, sweep: bool) -> list[str]:
 
 
 def clear(workdir: str) -> None:
-  """Deletes a run's checkpoints and outputs (event files included), for a new run there."""
+  """Deletes a run's checkpoints and outputs (event files included), for a new run there: the
+  files a run writes, never a file it did not (a person's notes, their model in checkpoints/)."""
   checkpoint.remove_all(workdir)
   runfiles.remove_outputs(workdir)
-  shutil.rmtree(os.path.join(workdir, board.DIR), ignore_errors=True)
+  board.remove(workdir)
 
 
 def clear_sweep(root: str, runs: Sequence[str]) -> None:

@@ -37,6 +37,12 @@ ALL_FILES = (METRICS, STEP_LOSSES, LOSS_PLOT, SAMPLES, PASSAGE, REPORT)  # every
 PAGE, PAGE_NUMBERS = "visualize.html", "visualize.json"  # with --visualize_chars (visualize.py)
 
 
+def _no_link(path: str, flags: int) -> int:
+  """open()'s opener for the files a run appends to: never through a link (rundir refuses one
+  up front; this holds if one appears during the run)."""
+  return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
 def remove_outputs(workdir: str) -> None:
   """Deletes the files of an earlier run (for --overwrite)."""
   for name in (*ALL_FILES, PAGE, PAGE_NUMBERS):
@@ -57,7 +63,7 @@ def outputs_current(workdir: str) -> bool:
 # ---- metrics.jsonl ----
 
 def append_metrics(workdir: str, rows: Iterable[dict]) -> None:
-  with open(os.path.join(workdir, METRICS), "a", encoding="utf-8") as f:
+  with open(os.path.join(workdir, METRICS), "a", encoding="utf-8", opener=_no_link) as f:
     for row in rows:
       f.write(json.dumps(row) + "\n")
 
@@ -109,7 +115,7 @@ def append_sample(workdir: str, step: int, text: str, smooth_loss: float | None)
   """Adds one entry to the text-evolution file."""
   header = ("--- before the first update ---" if step == 0 else
             f"--- after {step:,} updates (smooth loss {smooth_loss:.3f}) ---")
-  with open(os.path.join(workdir, SAMPLES), "a", encoding="utf-8") as f:
+  with open(os.path.join(workdir, SAMPLES), "a", encoding="utf-8", opener=_no_link) as f:
     f.write(f"{header}\n{text}\n\n")
 
 
@@ -148,7 +154,7 @@ def read_text(workdir: str, name: str) -> str:
 def append_step_losses(workdir: str, losses: np.ndarray, smooth: np.ndarray) -> None:
   """Adds one (loss, smooth loss) float32 pair per update to losses.f32."""
   pairs = np.stack([losses, smooth], axis=1).astype("<f4")
-  with open(os.path.join(workdir, STEP_LOSSES), "ab") as f:
+  with open(os.path.join(workdir, STEP_LOSSES), "ab", opener=_no_link) as f:
     f.write(pairs.tobytes())
 
 
@@ -176,10 +182,10 @@ def truncate_step_losses(workdir: str, step: int) -> list[str]:
     notes.append(f"{STEP_LOSSES} ended in a torn record ({size % 8} bytes); it was cut")
   pairs = size // 8
   if pairs > step or size % 8:
-    with open(path, "r+b") as f:
+    with open(path, "r+b", opener=_no_link) as f:
       f.truncate(8 * min(pairs, step))
   if pairs < step:
-    with open(path, "ab") as f:
+    with open(path, "ab", opener=_no_link) as f:
       f.write(np.full((step - pairs, 2), np.nan, "<f4").tobytes())
     notes.append(f"{STEP_LOSSES} held the losses of {pairs:,} of the {step:,} updates done; the "
                  "missing ones are left blank in loss.png")

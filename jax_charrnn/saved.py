@@ -18,6 +18,7 @@ copy yet gives its latest parameters and says so.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
@@ -93,6 +94,34 @@ def load(workdir: str, which: str = "best",
                int(meta.get("next_char", 0)), step, "latest", step, meta)
 
 
+def _text_path(s: Saved, purpose: str) -> str:
+  """Where the run's text is: the absolute path the run recorded ("data_file", what train
+  read), else its --data_path as given, from here (a run from before it was recorded, or a
+  project moved since).
+
+  Raises:
+    UserError: neither exists: both tried paths named, and what to do.
+  """
+  given, recorded = s.config.data_path, s.meta.get("data_file", "")
+  if not given:
+    return given
+  if recorded and os.path.exists(recorded):
+    return recorded
+  if os.path.exists(os.path.expanduser(given)):
+    return given
+  here = os.path.abspath(os.path.expanduser(given))
+  if here == os.path.expanduser(given) or recorded == here:  # an absolute path, or ran here
+    where = f"{here!r}, which does not exist now. Put the text back there"
+  else:
+    where = (f"{given!r}, relative to the directory train ran in: "
+             f"{f'{recorded!r} then, ' if recorded else ''}{here!r} from here, and neither "
+             "exists now. Run this command from the directory train ran in, or put the text "
+             "back")
+  raise errors.UserError(
+      f"Cannot read the run's text to {purpose}: the run trained on {where}; or pass "
+      "--data_path=FILE to read another text instead, as it is.")
+
+
 def corpus(s: Saved, purpose: str = "find its held-out tail",
            warn: Callable[[str], None] | None = None) -> walk.Corpus:
   """The run's text read again as it read it (its token file), checked against the fingerprint
@@ -102,11 +131,12 @@ def corpus(s: Saved, purpose: str = "find its held-out tail",
     UserError: the text cannot be read, or it changed since the run trained on it.
   """
   where = s.config.data_path or data.BUILTIN_CORPUS_NAME
+  config = s.config.replace(data_path=_text_path(s, purpose))
   try:
-    text = walk.corpus_of(s.config, warn, warn)
+    text = walk.corpus_of(config, warn, warn)
   except errors.UserError as e:
     raise errors.UserError(f"Cannot read the run's text to {purpose}: {e} Pass "
-                           "--data_path=FILE to use another copy.") from None
+                           "--data_path=FILE to read another text instead, as it is.") from None
   if s.meta.get("text") != text.fingerprint:
     raise errors.UserError(
         f"The text at {where!r} is not the one the run in {s.workdir!r} trained on (it changed "

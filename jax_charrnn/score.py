@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,9 @@ class Score:
   predictions: int                  # P: the predictions scored
   skipped: int = 0                  # predictions of characters outside the vocabulary
   unknown: dict = dataclasses.field(default_factory=dict)  # {character: count}
+  # With per_char: each prediction's surprisal in nats, float [N - 1] in the text's order,
+  # NaN where the prediction was skipped; its mean over the rest is nats_per_char.
+  nats: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def bits_per_char(self) -> float:
@@ -64,17 +67,27 @@ class Score:
   def perplexity(self) -> float:
     return math.exp(self.nats_per_char)
 
+  def skipped_note(self, show_each: Callable[[str], list[str]]) -> str:
+    """What was skipped, for a person: "12 predictions of characters the model does not know:
+    'é' (10), 'Z' (2)" ("" when nothing was); `show_each`: Vocab.show_each."""
+    if not self.skipped:
+      return ""
+    names = ", ".join(f"{show_each(ch)[0]!r} ({n})"
+                      for ch, n in sorted(self.unknown.items(), key=lambda kv: -kv[1]))
+    return f"{self.skipped:,} predictions of characters the model does not know: {names}"
+
   def to_dict(self) -> dict[str, Any]:
     return {"bits_per_char": self.bits_per_char, "nats_per_char": self.nats_per_char,
             "perplexity": self.perplexity, "predictions": self.predictions,
             "skipped": self.skipped, "unknown": self.unknown}
 
 
-@functools.partial(jax.jit, static_argnames=("net",))
+@functools.partial(jax.jit, static_argnames=("net", "per_char"))
 def _block_nats(net: Model, params: Params, carry: Any, inputs: jax.Array, targets: jax.Array,
-                weights: jax.Array) -> tuple[jax.Array, Any]:
-  """(sum of weights * -log p(target), the carry after) over [n, chunk (, S)] chunks read in
-  order (S streams side by side)."""
+                weights: jax.Array, per_char: bool = False) -> tuple[jax.Array, Any, Any]:
+  """(sum of weights * -log p(target), the carry after, with per_char each position's
+  -log p(target) [n, chunk (, S)], else None) over [n, chunk (, S)] chunks read in order (S
+  streams side by side)."""
   dtype = params.V.dtype
 
   def chunk(carry, xyw):
@@ -82,10 +95,10 @@ def _block_nats(net: Model, params: Params, carry: Any, inputs: jax.Array, targe
     logits, carry = net.forward(params, carry, x)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
-    return carry, jnp.sum(jnp.where(w, nll, jnp.zeros((), dtype)))
+    return carry, (jnp.sum(jnp.where(w, nll, jnp.zeros((), dtype))), nll if per_char else None)
 
-  carry, sums = lax.scan(chunk, carry, (inputs, targets, weights))
-  return jnp.sum(sums), carry
+  carry, (sums, nlls) = lax.scan(chunk, carry, (inputs, targets, weights))
+  return jnp.sum(sums), carry, nlls
 
 
 def _calls(params: Params, steps: int, streams: int = 1) -> tuple[int, int, int]:
@@ -100,7 +113,7 @@ def _calls(params: Params, steps: int, streams: int = 1) -> tuple[int, int, int]
 
 
 def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
-              streams: int = 1) -> Score:
+              streams: int = 1, per_char: bool = False) -> Score:
   """The score of a text given as ids (id K and above: outside the vocabulary).
 
   The text is read in calls of up to BLOCK chunks of up to CHUNK characters,
@@ -114,6 +127,7 @@ def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
     ids: int [N], N >= 2: an array, or a tokens.Symbols view (read a call at a time).
     unknown: {character: count} of the characters outside the vocabulary, to report.
     streams: S, contiguous segments scored side by side (the module docstring); 1: exact.
+    per_char: keep each prediction's surprisal (Score.nats).
   """
   ids = ids if isinstance(ids, tokens.Symbols) else tokens.Symbols(np.asarray(ids, np.int32))
   predictions = len(ids) - 1
@@ -128,15 +142,19 @@ def score_ids(net: Model, params: Params, ids, unknown: dict | None = None,
   dtype = params.V.dtype
   carry = net.zero_carry(() if streams == 1 else (streams,), dtype)
   total, scored, skipped = 0.0, 0, 0
+  each = np.full(predictions, np.nan) if per_char else None
   for i in range(calls):
-    x, y, w, unknown_here = _call_inputs(ids, starts, R, i * per_call * chunk,
-                                         per_call * chunk, net.vocab_size)
+    t0, steps = i * per_call * chunk, per_call * chunk
+    x, y, w, unknown_here = _call_inputs(ids, starts, R, t0, steps, net.vocab_size)
     shape = (per_call, chunk) + (() if streams == 1 else (streams,))
-    nats, carry = _block_nats(net, params, carry, x.reshape(shape), y.reshape(shape),
-                              w.reshape(shape))
+    nats, carry, nlls = _block_nats(net, params, carry, x.reshape(shape), y.reshape(shape),
+                                    w.reshape(shape), per_char)
     total += float(nats)
     scored, skipped = scored + int(w.sum()), skipped + int(unknown_here.sum())
-  return Score(total / max(scored, 1), scored, skipped, dict(unknown or {}))
+    if per_char:  # scan step s of segment j predicts the symbol after starts[j] + t0 + s
+      where = np.add.outer(np.arange(t0, t0 + steps), np.asarray(starts)).reshape(w.shape)
+      each[where[w]] = np.asarray(nlls).reshape(w.shape)[w]
+  return Score(total / max(scored, 1), scored, skipped, dict(unknown or {}), each)
 
 
 def _call_inputs(ids: tokens.Symbols, starts: list[int], length: int, t0: int, steps: int,

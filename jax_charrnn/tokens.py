@@ -53,6 +53,7 @@ class _File:
 
   def __init__(self, path: str):
     self.path, self._fd = path, None
+    self._close = os.close  # kept: at interpreter exit, the module's globals may be gone first
 
   def pread(self, size: int, offset: int) -> bytes:
     if self._fd is None:
@@ -61,7 +62,7 @@ class _File:
 
   def __del__(self):
     if self._fd is not None:
-      os.close(self._fd)
+      self._close(self._fd)
 
 
 class Symbols:

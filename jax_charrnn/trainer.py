@@ -19,7 +19,7 @@ import jax
 
 from jax_charrnn import finish, hostloop, loop, memory, parallel, programs, report, rundir, walk
 from jax_charrnn.config import TrainConfig
-from jax_charrnn.console import Console
+from jax_charrnn.console import Console, keep_logs
 from jax_charrnn.hostloop import Diverged  # noqa: F401  (part of this API)
 from jax_charrnn.lock import WorkdirLock
 from jax_charrnn.record import RunRecord
@@ -87,12 +87,15 @@ def run(plan: Plan, *, resume: bool, overwrite: bool, console: Console) -> list[
     mesh = parallel.make_mesh(config.num_devices, config.batch_size)
     console.say(_data_line(config, corpus, mesh))
   rundir.check_writable(plan.root)
+  for r in range(len(plan.names)):  # each run's files, before anything is changed
+    rundir.check_run_files(plan.workdir(r), tensorboard=config.tensorboard)
   if not overwrite:
     rundir.refuse_foreign(plan.root, rundir.foreign_files(plan.root, own=plan.names if
                                                           plan.sweep else ()), plan.what)
   with contextlib.ExitStack() as stack:
     if parallel.is_primary():
       stack.enter_context(WorkdirLock(plan.root))
+    keep_logs()  # the run is accepted: its log is written from here (nothing if refused)
     targets, shardings = _fresh_states(plan, net, tx, mesh, corpus.steps_per_epoch)
     states, records = begin(plan, targets, corpus, console, resume=resume, overwrite=overwrite)
     context = hostloop.Context(corpus, net, config, console, freeze_diverged=plan.sweep)

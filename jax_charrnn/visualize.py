@@ -301,6 +301,7 @@ class Written:
   what: str            # the text, in words
   bits_per_char: float  # evaluate's score of that text
   proposals: list      # the proposals, best first
+  skipped: str = ""    # what the score passed over, as evaluate says it ("" if nothing)
 
 
 def _text(run: saved.Saved, data_path: str, max_chars: int,
@@ -344,11 +345,6 @@ def _paths(workdir: str, out: str) -> tuple[str, str]:
   return page, stem + ".json"
 
 
-def _write(path: str, text: str) -> None:
-  """Whole or not at all (a temporary file, then a rename); a paragraph when it cannot."""
-  paths.write_out(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def check_out(out: str, overwrite: bool) -> None:
   """--out's page and JSON, checked before any work (paths.py's rules: no existing file
   replaced without --overwrite; a directory gets visualize.html inside it)."""
@@ -389,6 +385,7 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CH
                           jnp.zeros(1, jnp.int32))[2]
   unit_count = sum(v.shape[-1] for layer in layers for v in layer["units"].values())
   text, ids, unknown, what = _text(run, data_path, max_chars, unit_count)
+  what = paths.shown(what)  # a file name's bytes that are not UTF-8 cannot go in the page
   if len(ids) < 2:
     raise errors.UserError(f"{what} is too short to show: one prediction needs two "
                            "characters.")
@@ -403,16 +400,19 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CH
                 "hidden_size": net.hidden_size, "vocab_size": net.vocab_size,
                 "dtype": f"{run.config.dtype} run, read in {jnp.dtype(dtype).name}",
                 "params": run.describe(), "which": run.which,
-                "workdir": os.path.abspath(run.workdir)},
+                "workdir": paths.shown(os.path.abspath(run.workdir))},
       "text": {"what": what, "chars": len(text), "unknown": unknown},
       "bits_per_char": score.bits_per_char, "predictions": score.predictions,
-      "numbers": os.path.basename(numbers_path)}
+      "numbers": paths.shown(os.path.basename(numbers_path))}
   numbers = page_data(trace, text, run.vocab, about)
   numbers["text"]["seconds"] = round(time.perf_counter() - start, 2)
-  _write(numbers_path, json.dumps(numbers, ensure_ascii=False))
-  _write(page, render(numbers))
+  # Both or neither (a Ctrl-C included): a rerun never finds one without the other.
+  page_text, numbers_text = render(numbers), json.dumps(numbers, ensure_ascii=False)
+  paths.write_out(page, lambda f: f.write(page_text.encode("utf-8")),
+                  more=[(numbers_path, lambda f: f.write(numbers_text.encode("utf-8")))])
   return Written(page, numbers_path, len(text), time.perf_counter() - start, what,
-                 score.bits_per_char, numbers["proposals"])
+                 score.bits_per_char, numbers["proposals"],
+                 score.skipped_note(run.vocab.show_each))
 
 
 # ---- the command line ----
@@ -451,9 +451,9 @@ def main(argv: Sequence[str]) -> None:
   w = write_page(cli.open_run(o["workdir"], o["which"]), data_path=o["data_path"],
                  max_chars=o["max_chars"], out=o["out"])
   lines = [f"Read {w.chars:,} characters of {w.what} in {w.seconds:.1f} s: "
-           f"{w.bits_per_char:.4f} bits/char.",
-           f"Wrote {w.page} ({os.path.getsize(w.page) / 2**20:.1f} MB; open it in a browser) "
-           f"and {w.numbers}."]
+           f"{w.bits_per_char:.4f} bits/char{f' ({w.skipped})' if w.skipped else ''}.",
+           f"Wrote {paths.shown(w.page)} ({os.path.getsize(w.page) / 2**20:.1f} MB; open it in "
+           f"a browser) and {paths.shown(w.numbers)}."]
   if w.proposals:
     lines.append("Units that follow the text best (Pearson's r over the shown text):")
     for p in w.proposals[:5]:

@@ -139,3 +139,21 @@ def test_the_big_text_benchmark_reports_memory_start_and_speed_of_both_texts(tmp
     assert run["peak_rss_bytes"] > 50 << 20 and run["chars_per_s"] > 0
   assert 0 < saved["feed_seconds_per_call"] < saved["call_seconds"]
   assert (tmp_path / "work" / "cache").is_dir()  # --dir keeps what it made
+
+
+@pytest.mark.slow
+def test_the_dynamic_speed_benchmark_times_both_scores(tmp_path):
+  """docs/results.md's command, shrunk to a small network: the lines and a JSON of the same."""
+  with open(f"{REPO}/docs/results.md", encoding="utf-8") as f:
+    (line,) = [l for l in f.read().splitlines() if l.startswith("python -m benchmarks.dynamic")]
+  assert shlex.split(line)[2:] == ["benchmarks.dynamic_speed"]
+  out = tmp_path / "dyn.json"
+  r = run_module("benchmarks.dynamic_speed", "--layers=1", "--hidden=32", "--chars=600",
+                 f"--json={out}", timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  saved = json.loads(out.read_text())
+  assert saved["network"] == "1 layer of lstm, H = 32" and saved["stat_chars"] == 128_000
+  assert r.stdout.startswith("1 layer of lstm, H = 32, float64, one stream; 599 predictions")
+  assert f"  dynamic score        {saved['dynamic_chars_per_s']:,} chars/s" in r.stdout
+  assert 0 < saved["dynamic_chars_per_s"] < saved["static_chars_per_s"]
+  assert f"about {saved['tail_dynamic_seconds']:,} s" in r.stdout

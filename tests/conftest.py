@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 from jax_charrnn import data  # noqa: E402
 
-from helpers import TINY_TEXT, write_text  # noqa: E402
+from helpers import SMALL_STEPS, SMALL_TEXT, TINY_TEXT, train_small, write_text  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +48,21 @@ def strict_promotion():
   import jax  # pylint: disable=g-import-not-at-top
   with jax.numpy_dtype_promotion("strict"):
     yield
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+  """SMALL_TEXT in a file (one per test module); returns its path."""
+  path = tmp_path_factory.mktemp("text") / "book.txt"
+  path.write_text(SMALL_TEXT, encoding="utf-8")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(book, tmp_path_factory):
+  """A small run of SMALL_STEPS updates in one go (helpers.train_small; checkpoints at 10, 20,
+  25); tests copy it (helpers.copy_run) to change it."""
+  workdir = str(tmp_path_factory.mktemp("runs") / "run")
+  r = train_small(book, workdir, f"--num_steps={SMALL_STEPS}")
+  assert r.returncode == 0, r.stderr[-2000:]
+  return workdir

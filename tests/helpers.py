@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,29 @@ def run_module(module: str, *args: str, timeout: int = 240, cwd: str = REPO,
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                         timeout=timeout, env=env, cwd=cwd, **kw)
+
+
+# A small run of the command line, shared by the tests of what commands do with a run: SMALL_RUN
+# flags, SMALL_STEPS updates (checkpoints at 10, 20, 25) on SMALL_TEXT (the `book` and `trained`
+# fixtures of conftest.py).
+SMALL_RUN = ["--hidden_size=16", "--seq_length=10", "--log_every=10", "--sample_every=0",
+             "--report_every=0", "--report_gradcheck_entries=0", "--passage_length=50",
+             "--sample_length=10", "--checkpoint_every=10"]
+SMALL_STEPS = 25
+SMALL_TEXT = "the cat sat on the mat. " * 300
+
+
+def train_small(book: str, workdir: str, *args: str, **kw) -> subprocess.CompletedProcess:
+  """`train` with SMALL_RUN's flags on `book` in `workdir`, then `args`."""
+  return run_module("jax_charrnn.train", f"--data_path={book}", f"--workdir={workdir}",
+                    *SMALL_RUN, *args, **kw)
+
+
+def copy_run(workdir: str, tmp_path, name: str = "run") -> str:
+  """A copy of a run's directory (links kept as links), for a test to change."""
+  dst = str(tmp_path / name)
+  shutil.copytree(workdir, dst, symlinks=True)
+  return dst
 
 
 def assert_user_error(result, *phrases, code=2):

@@ -20,6 +20,10 @@ import nbformat
 import numpy as np
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from jax_charrnn import notebook
+from jax_charrnn.errors import UserError
 
 from helpers import REPO, TINY_TEXT, run_module, write_text
 
@@ -158,3 +162,48 @@ def test_without_the_book_the_notebook_says_so_and_reads_the_builtin_corpus(tmp_
           "training on the built-in corpus (CPython's pydoc_data.topics) instead") in out, out
   assert re.search(r"Data: built-in corpus \(CPython's pydoc_data\.topics\), [\d,]+ characters, "
                    r"K = \d+ distinct", out), out
+
+
+def _values(**changes):
+  params = tagged(read_notebook(), "parameters").source
+  values = {}
+  exec(params, {}, values)  # the committed cell's own values
+  return {**values, **changes}
+
+
+def test_the_parameters_cell_reads_what_papermill_passes_as_text():
+  got = notebook.check(_values(NUM_STEPS="300", LOWERCASE="no", SEED="7", EPOCHS=7.0,
+                               GRADCHECK_ENTRIES="None", WORDS="harry, ron", PLOT_EVERY="10_000"))
+  assert got["NUM_STEPS"] == 300 and got["LOWERCASE"] is False and got["SEED"] == 7
+  assert got["EPOCHS"] == 7 and got["GRADCHECK_ENTRIES"] is None and got["PLOT_EVERY"] == 10_000
+  assert got["WORDS"] == ["harry", "ron"]
+  assert notebook.check(_values(WORDS="the"))["WORDS"] == ["the"]  # a word, not its letters
+  assert notebook.check(_values(LOWERCASE="True"))["LOWERCASE"] is True
+  assert notebook.check(_values()) == _values()  # the committed values pass as they are
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("NUM_STEPS", "three hundred", "NUM_STEPS takes a whole number of at least 1, or None"),
+    ("LOWERCASE", "maybe", "LOWERCASE takes True or False"),
+    ("GRADCHECK_ENTRIES", -5, "GRADCHECK_ENTRIES takes a whole number of at least 1"),
+    ("EPOCHS", 2.5, "EPOCHS takes a whole number"),
+    ("NUM_STEPS", True, "NUM_STEPS takes a whole number"),
+    ("INIT_DIST", "gauss", "INIT_DIST takes one of 'normal', 'uniform', 'pytorch'"),
+    ("WORDS", [1, 2], "WORDS takes a list of words"),
+    ("WORDS", " , ", "WORDS takes a list of words"),
+])
+def test_a_bad_parameter_is_one_sentence_naming_it(name, value, says):
+  with pytest.raises(UserError, match=re.escape(says)) as e:
+    notebook.check(_values(**{name: value}))
+  assert f"{name} = {value!r} in the parameters cell" in str(e.value)
+  with pytest.raises(UserError, match="lacks SEED"):
+    notebook.check({k: v for k, v in _values().items() if k != "SEED"})
+
+
+@pytest.mark.slow
+def test_the_notebook_stops_at_a_bad_parameter_before_any_work(tmp_path, monkeypatch):
+  nb = with_parameters(read_notebook(), GRADCHECK_ENTRIES=-5)
+  with pytest.raises(CellExecutionError, match="GRADCHECK_ENTRIES = -5 in the parameters cell"):
+    execute(nb, tmp_path, monkeypatch)
+  ran = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
+  assert "notebook.check" in ran[-1].source  # the set-up cell, before the data is read

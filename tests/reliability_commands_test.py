@@ -12,7 +12,6 @@ network. Most share one small trained run (`trained`), copied where a test damag
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,39 +27,11 @@ from jax_charrnn import (checkpoint, data, generate, loop, model, pacing, paths,
 from jax_charrnn import visualize
 from jax_charrnn.errors import UserError
 
-from helpers import REPO, assert_user_error, run_module, small_config
+from helpers import (REPO, SMALL_RUN, SMALL_STEPS, assert_user_error, copy_run, run_module,
+                     small_config, train_small)
 
-SMALL = ["--hidden_size=16", "--seq_length=10", "--log_every=10", "--sample_every=0",
-         "--report_every=0", "--report_gradcheck_entries=0", "--passage_length=50",
-         "--sample_length=10", "--checkpoint_every=10"]
-STEPS = 25
-
-
-@pytest.fixture(scope="module")
-def book(tmp_path_factory):
-  path = tmp_path_factory.mktemp("text") / "book.txt"
-  path.write_text("the cat sat on the mat. " * 300, encoding="utf-8")
-  return str(path)
-
-
-def _train(book, workdir, *args):
-  return run_module("jax_charrnn.train", f"--data_path={book}", f"--workdir={workdir}", *SMALL,
-                    *args)
-
-
-@pytest.fixture(scope="module")
-def trained(book, tmp_path_factory):
-  """A run of STEPS updates in one go (checkpoints at 10, 20, 25); tests copy it to change it."""
-  workdir = str(tmp_path_factory.mktemp("runs") / "run")
-  r = _train(book, workdir, f"--num_steps={STEPS}")
-  assert r.returncode == 0, r.stderr[-2000:]
-  return workdir
-
-
-def _copy(trained, tmp_path, name="run"):
-  dst = str(tmp_path / name)
-  shutil.copytree(trained, dst)
-  return dst
+SMALL, STEPS = SMALL_RUN, SMALL_STEPS
+_train, _copy = train_small, copy_run  # book and trained: conftest.py's fixtures
 
 
 def _no_update(result):
