@@ -7,12 +7,14 @@ passage: `Sampler`) and by the sampling CLI (`python -m jax_charrnn.sample`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jax_charrnn import data, errors, model, pacing, parallel, walk
 from jax_charrnn.model import Model, Params
@@ -29,6 +31,28 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
   (the first piece starts with the prime). A piece is PIECE characters, or fewer for a network
   whose call would take long (pacing.chars_per_call). The text is the same as one call would
   draw for lengths up to a piece; longer texts draw each piece with its own key."""
+  carry, x0 = primed(net, params, vocab, carry, x0, prime)
+  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
+  xs = jnp.full((num_samples,), x0, jnp.int32)
+  done, first = 0, True
+  piece = pacing.chars_per_call(params, PIECE, num_samples)
+  while done < length:
+    n = min(piece, length - done)
+    piece_key = key if length <= piece else jax.random.fold_in(key, done)
+    ids, carries, xs = model.sample_on(net, params, carries, xs, n, piece_key, temperature, top_p)
+    ids = np.asarray(ids)  # [n, samples]
+    yield [(prime if first else "") + vocab.decode(ids[:, i]) for i in range(num_samples)]
+    done, first = done + n, False
+
+
+def primed(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
+           prime: str) -> tuple[Any, Any]:
+  """(carry, next input) after feeding `prime` (as they are without one): the prime's
+  characters but its last read into the carry, its last the next input.
+
+  Raises:
+    UserError: the prime holds characters that are not in the vocabulary.
+  """
   missing = vocab.missing(prime)
   if missing:
     what = "bytes" if vocab.unit == "byte" else "characters"
@@ -42,17 +66,57 @@ def generate_pieces(net: Model, params: Params, vocab: data.Vocab, carry: Any, x
     if len(prime) > 1:
       carry = net.hidden_states(params, carry, ids[:-1])[1]
     x0 = ids[-1]
-  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (num_samples,) + c.shape), carry)
-  xs = jnp.full((num_samples,), x0, jnp.int32)
-  done, first = 0, True
-  piece = pacing.chars_per_call(params, PIECE, num_samples)
-  while done < length:
+  return carry, x0
+
+
+def beam_search(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int,
+                length: int, beams: int, prime: str = "") -> tuple[str, float]:
+  """The most probable continuation of `length` characters that beam search finds, and its
+  log-probability (nats): (the prime + the continuation, log p(continuation | prime)).
+
+  Each step extends every one of the K beams by every character and keeps the K most probable
+  continuations so far (log-probabilities summed over the characters: no length penalty, all
+  have `length`). K = 1 is greedy decoding (`sample --temperature=0`); K >= V^(length - 1)
+  searches every continuation. Drawn in calls sized by the network's cost (pacing), the beams'
+  carries passed from call to call; the back-pointers are followed at the end.
+  """
+  carry, x0 = primed(net, params, vocab, carry, x0, prime)
+  dtype = params.V.dtype
+  carries = jax.tree.map(lambda c: jnp.broadcast_to(c, (beams,) + c.shape), carry)
+  xs = jnp.full((beams,), x0, jnp.int32)
+  # Only the first beam is alive at the start: the others would repeat it.
+  scores = jnp.where(jnp.arange(beams) == 0, 0.0, -jnp.inf).astype(dtype)
+  piece = pacing.chars_per_call(params, PIECE, beams)
+  tokens, parents = [], []
+  for done in range(0, length, piece):
     n = min(piece, length - done)
-    piece_key = key if length <= piece else jax.random.fold_in(key, done)
-    ids, carries, xs = model.sample_on(net, params, carries, xs, n, piece_key, temperature, top_p)
-    ids = np.asarray(ids)  # [n, samples]
-    yield [(prime if first else "") + vocab.decode(ids[:, i]) for i in range(num_samples)]
-    done, first = done + n, False
+    carries, xs, scores, ids, back = _beam_steps(net, params, carries, xs, scores, n)
+    tokens.append(np.asarray(ids))
+    parents.append(np.asarray(back))
+  tokens, parents = np.concatenate(tokens), np.concatenate(parents)  # [length, K]
+  best = int(np.argmax(np.asarray(scores)))
+  out, b = [], best
+  for t in range(length - 1, -1, -1):
+    out.append(int(tokens[t, b]))
+    b = int(parents[t, b])
+  return prime + vocab.decode(out[::-1]), float(scores[best])
+
+
+@functools.partial(jax.jit, static_argnames=("net", "n"))
+def _beam_steps(net: Model, params: Params, carries: Any, xs: jax.Array, scores: jax.Array,
+                n: int):
+  """n steps of beam search: (carries, last ids, scores, ids [n, K], back-pointers [n, K])."""
+  def step(state, _):
+    carries, xs, scores = state
+    logits, carries = net.step(params, carries, xs)                  # K streams side by side
+    cand = scores[:, None] + jax.nn.log_softmax(logits, axis=-1)      # [K, V]
+    top, flat = lax.top_k(cand.reshape(-1), scores.shape[0])
+    parent, ids = flat // cand.shape[1], (flat % cand.shape[1]).astype(jnp.int32)
+    carries = jax.tree.map(lambda c: c[parent], carries)
+    return (carries, ids, top), (ids, parent)
+
+  (carries, xs, scores), (ids, back) = lax.scan(step, (carries, xs, scores), None, length=n)
+  return carries, xs, scores, ids, back
 
 
 def generate(net: Model, params: Params, vocab: data.Vocab, carry: Any, x0: int, length: int,
