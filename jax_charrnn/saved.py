@@ -105,9 +105,11 @@ def _text_path(s: Saved, purpose: str) -> str:
   given, recorded = s.config.data_path, s.meta.get("data_file", "")
   if not given:
     return given
-  if recorded and os.path.exists(recorded):
-    return recorded
-  if os.path.exists(os.path.expanduser(given)):
+  here_too = os.path.exists(os.path.expanduser(given))
+  if recorded and os.path.exists(recorded):  # named as given when that is the same file
+    same = here_too and os.path.samefile(os.path.expanduser(given), recorded)
+    return given if same else recorded
+  if here_too:
     return given
   here = os.path.abspath(os.path.expanduser(given))
   if here == os.path.expanduser(given) or recorded == here:  # an absolute path, or ran here
