@@ -114,12 +114,12 @@ def gradient_rms(net: Model, params: Params, ids: tokens.Symbols | np.ndarray, s
   window's mean loss; d = r / r_bar."""
   ids = ids if isinstance(ids, tokens.Symbols) else tokens.Symbols(np.asarray(ids, np.int32))
   usable = len(ids) - 1
-  streams = max(1, min(streams, usable // segment))
-  segments = max(1, min(segments, usable // (segment * streams)))
-  length = segment * segments  # each stream's stretch
   if usable < segment:
     raise UserError(f"The training text ({len(ids):,} characters) is shorter than one segment "
                     f"of the dynamic evaluation ({segment}); pass a shorter segment.")
+  streams = min(streams, usable // segment)
+  segments = max(1, min(segments, usable // (segment * streams)))
+  length = segment * segments  # each stream's stretch
   stretch = ids[:streams * length + 1].read()
   x = np.stack([stretch[j * length:(j + 1) * length] for j in range(streams)], axis=-1)
   y = np.stack([stretch[j * length + 1:(j + 1) * length + 1] for j in range(streams)], axis=-1)
