@@ -22,7 +22,8 @@ zero carry passed from chunk to chunk (evaluate's reading, in float64 as
 evaluate scores), through `Model.trace` (the cells' own forward), so the
 per-character bits average to evaluate's bits/char. The page is the template
 visualize.html with the JSON embedded, drawn by plain JavaScript: it needs no
-network and opens from a file.
+network and opens from a file. Its Write panel runs the network itself in JavaScript
+(visualize_write.js, with the weights webnet.py embeds), writing text as you watch.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import importlib.resources
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Sequence
@@ -49,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_charrnn import cli, data, pacing, paths, runfiles, saved
+from jax_charrnn import cli, data, pacing, paths, runfiles, saved, webnet
 from jax_charrnn.model import Model, Params
 from jax_charrnn.score import CHUNK, score_ids
 # pylint: enable=wrong-import-position
@@ -57,9 +59,13 @@ from jax_charrnn.score import CHUNK, score_ids
 MAX_CHARS = 10_000      # characters read by default
 TOP = 5                 # predictions shown per character
 PROPOSED = 3            # units proposed per property
-UNIT_BYTES = 16 << 20   # the page's every-unit values (one byte each) stay below this
+UNIT_BYTES = 16 << 20   # the page's every-unit values (one byte each) stay below this, and
+PAGE_BYTES = 13 << 19   # with the Write panel's weights below this (6.5 MiB; in base64 the
+#                         page stays under 10 MB for a 2 x 512 LSTM with int8 weights)
+MIN_UNIT_BYTES = 1 << 20  # what the units keep however large the weights
 LOW, HIGH = 0.1, 0.9    # a gate below LOW or above HIGH is saturated (Karpathy et al.)
 PAGE = runfiles.PAGE  # the template's name, and the page's in a workdir (+ visualize.json)
+WRITE_JS = "visualize_write.js"  # the Write panel's script, inlined in the page
 
 
 # ---- what the network computes over a text ----
@@ -279,15 +285,23 @@ def page_data(trace: Trace, text: str, vocab: data.Vocab, about: dict[str, Any])
                   for k, layer in enumerate(trace.saturation)])
 
 
-def render(numbers: dict) -> str:
-  """The page: the template (visualize.html, shipped with the package) with the numbers in it.
+def render(numbers: dict, net: dict | None = None) -> str:
+  """The page: the template (visualize.html, shipped with the package) with the numbers, the
+  Write panel's network (`webnet.network`; None: no panel) and its script in it.
 
   "<" is written as \\u003c inside the JSON, so that no text can end the script element.
   """
-  template = importlib.resources.files("jax_charrnn").joinpath(PAGE).read_text("utf-8")
-  assert template.count("__DATA__") == 1, "the template holds one __DATA__"
-  blob = json.dumps(numbers, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-  return template.replace("__DATA__", blob)
+  files = importlib.resources.files("jax_charrnn")
+  template = files.joinpath(PAGE).read_text("utf-8")
+  script = files.joinpath(WRITE_JS).read_text("utf-8")
+  for mark in ("__DATA__", "__NET__", "__WRITE__"):
+    assert template.count(mark) == 1, f"the template holds one {mark}"
+  assert "</script" not in script.lower(), "the script cannot end its own element"
+  blob = lambda v: json.dumps(v, ensure_ascii=False,
+                             separators=(",", ":")).replace("<", "\\u003c")
+  # One pass, so that nothing the numbers hold is read as a mark.
+  parts = {"__DATA__": blob(numbers), "__NET__": blob(net), "__WRITE__": script}
+  return re.sub("__DATA__|__NET__|__WRITE__", lambda m: parts[m.group(0)], template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,16 +316,19 @@ class Written:
   bits_per_char: float  # evaluate's score of that text
   proposals: list      # the proposals, best first
   skipped: str = ""    # what the score passed over, as evaluate says it ("" if nothing)
+  write: str = ""      # the Write panel's weights and what they change, in words
 
 
-def _text(run: saved.Saved, data_path: str, max_chars: int,
-          unit_count: int) -> tuple[str, np.ndarray, dict, str]:
+def _text(run: saved.Saved, data_path: str, max_chars: int, unit_count: int,
+          unit_bytes: int, more: bool) -> tuple[str, np.ndarray, dict, str]:
   """(text, ids, unknown characters, the text in words) of the stretch to show."""
   # One byte per unit per character: a model with many units is shown over fewer characters.
-  fit = max(2, UNIT_BYTES // max(unit_count, 1))
+  fit = max(2, unit_bytes // max(unit_count, 1))
   limit = min(max_chars, fit)
-  note = (f"; at most {fit:,} characters fit the page's {UNIT_BYTES >> 20} MB of values for "
-          f"{unit_count:,} units" if fit < max_chars else "")
+  note = (f"; at most {fit:,} characters fit the page's {unit_bytes / 2**20:.1f} MB of values "
+          f"for {unit_count:,} units" if fit < max_chars else "")
+  if note and more and unit_bytes < UNIT_BYTES:
+    note += f"; --max_chars reads more, up to {UNIT_BYTES >> 20} MB of values in a larger page"
   unit = "bytes" if run.config.unit == "byte" else "characters"
   if data_path:
     text, more = data.head(data_path, limit, run.config.unit, run.config.lowercase,
@@ -354,21 +371,46 @@ def check_out(out: str, overwrite: bool) -> None:
                         overwrite=overwrite, example="page.html")
 
 
-def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CHARS,
-               out: str = "") -> Written:
-  """Writes the page of a saved run (`saved.load`) and its numbers (JSON) beside it.
+def _unit_room(net: Model, params: Params, weight_bytes: int,
+               max_chars: int | None) -> tuple[int, int]:
+  """(units per character, bytes the units may fill). Asked for no length, the page stays
+  small (PAGE_BYTES with the Write panel's weights); asked for more, it reads that many, as
+  far as UNIT_BYTES allows."""
+  dtype = params.V.dtype
+  layers = jax.eval_shape(net.trace, params, net.zero_carry((), dtype),
+                          jnp.zeros(1, jnp.int32))[2]
+  unit_count = sum(v.shape[-1] for layer in layers for v in layer["units"].values())
+  if max_chars is not None:
+    return unit_count, UNIT_BYTES
+  return unit_count, min(UNIT_BYTES, max(MIN_UNIT_BYTES, PAGE_BYTES - weight_bytes))
 
-  The run is read in float64 when 64-bit JAX is on (as evaluate scores; the
-  command line switches it on), else in its own dtype.
+
+def _model(run: saved.Saved, dtype) -> dict[str, Any]:
+  """The page's words on the network read."""
+  net = run.net
+  return {"describe": net.describe(), "cell": run.config.cell, "layers": net.num_layers,
+          "hidden_size": net.hidden_size, "vocab_size": net.vocab_size,
+          "dtype": f"{run.config.dtype} run, read in {jnp.dtype(dtype).name}",
+          "params": run.describe(), "which": run.which,
+          "workdir": paths.shown(os.path.abspath(run.workdir))}
+
+
+def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int | None = None,
+               out: str = "", weights: str = "auto") -> Written:
+  """Writes the page of a saved run (`saved.load`) and its numbers (JSON) beside it, read in
+  float64 when 64-bit JAX is on (as evaluate scores; the command line turns it on), else in
+  the run's dtype.
 
   Args:
     run: the run's parameters (best or latest) and what goes with them.
     data_path: a UTF-8 text to show; empty: the run's held-out tail (or,
       without one, the end of its training text, saying so).
     max_chars: read at most this many characters (fewer for a model whose
-      units would not fit the page: UNIT_BYTES).
+      units would not fit UNIT_BYTES). None: at most MAX_CHARS, as many as keep the
+      units and the Write panel's weights within PAGE_BYTES (a page under 10 MB).
     out: the page's path (or a directory for visualize.html); empty:
       <workdir>/visualize.html. The JSON goes beside it (.html -> .json).
+    weights: how the Write panel's weights go in the page (webnet.ENCODINGS; "none": no panel).
 
   Raises:
     UserError: a text with nothing to score, an output that cannot be written.
@@ -381,10 +423,12 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CH
   net = run.net
   dtype = jnp.float64 if jax.config.jax_enable_x64 else run.params.V.dtype
   params = jax.tree.map(lambda a: jnp.asarray(a, dtype), run.params)
-  layers = jax.eval_shape(net.trace, params, net.zero_carry((), dtype),
-                          jnp.zeros(1, jnp.int32))[2]
-  unit_count = sum(v.shape[-1] for layer in layers for v in layer["units"].values())
-  text, ids, unknown, what = _text(run, data_path, max_chars, unit_count)
+  encoding = webnet.choose(run.params, weights)
+  net_data = webnet.network(run, encoding)
+  used = webnet.weight_bytes(run.params, encoding) if net_data else 0
+  text, ids, unknown, what = _text(run, data_path, max_chars or MAX_CHARS,
+                                   *_unit_room(net, params, used, max_chars),
+                                   more=max_chars is None)
   what = paths.shown(what)  # a file name's bytes that are not UTF-8 cannot go in the page
   if len(ids) < 2:
     raise errors.UserError(f"{what} is too short to show: one prediction needs two "
@@ -395,24 +439,22 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int = MAX_CH
         f"Nothing to score in {what}: every character after the first is outside the model's "
         f"vocabulary ({', '.join(map(repr, sorted(unknown)))}).")
   trace = trace_text(net, params, ids)
-  about = {
-      "model": {"describe": net.describe(), "cell": run.config.cell, "layers": net.num_layers,
-                "hidden_size": net.hidden_size, "vocab_size": net.vocab_size,
-                "dtype": f"{run.config.dtype} run, read in {jnp.dtype(dtype).name}",
-                "params": run.describe(), "which": run.which,
-                "workdir": paths.shown(os.path.abspath(run.workdir))},
-      "text": {"what": what, "chars": len(text), "unknown": unknown},
-      "bits_per_char": score.bits_per_char, "predictions": score.predictions,
-      "numbers": paths.shown(os.path.basename(numbers_path))}
+  about = {"model": _model(run, dtype),
+           "text": {"what": what, "chars": len(text), "unknown": unknown},
+           "bits_per_char": score.bits_per_char, "predictions": score.predictions,
+           "numbers": paths.shown(os.path.basename(numbers_path))}
   numbers = page_data(trace, text, run.vocab, about)
+  numbers["write"] = webnet.summary(run, encoding, ids, unknown, score.bits_per_char, dtype)
   numbers["text"]["seconds"] = round(time.perf_counter() - start, 2)
   # Both or neither (a Ctrl-C included): a rerun never finds one without the other.
-  page_text, numbers_text = render(numbers), json.dumps(numbers, ensure_ascii=False)
+  page_text = render(numbers, net_data)
+  numbers_text = json.dumps(numbers, ensure_ascii=False)
   paths.write_out(page, lambda f: f.write(page_text.encode("utf-8")),
                   more=[(numbers_path, lambda f: f.write(numbers_text.encode("utf-8")))])
   return Written(page, numbers_path, len(text), time.perf_counter() - start, what,
                  score.bits_per_char, numbers["proposals"],
-                 score.skipped_note(run.vocab.show_each))
+                 score.skipped_note(run.vocab.show_each),
+                 numbers["write"].get("sentence", numbers["write"].get("why")))
 
 
 # ---- the command line ----
@@ -428,8 +470,9 @@ def define_flags(flag_values=None) -> dict:
                                  "parameters or the latest ones.", **kw),
       "data_path": flags.DEFINE_string("data_path", "", "A UTF-8 text to show. Empty: the "
                                        "run's own held-out tail (--val_fraction).", **kw),
-      "max_chars": flags.DEFINE_integer("max_chars", MAX_CHARS, "Read at most this many "
-                                        "characters of the text.", lower_bound=2,
+      "max_chars": flags.DEFINE_integer("max_chars", None, f"Read at most this many "
+                                        f"characters of the text. Unset: up to {MAX_CHARS:,}, "
+                                        "as many as keep the page under 10 MB.", lower_bound=2,
                                         upper_bound=1_000_000, **kw),
       "out": flags.DEFINE_string("out", "", "Where to write the page (the JSON goes beside "
                                  "it; a directory: visualize.html in it). Empty: "
@@ -437,6 +480,11 @@ def define_flags(flag_values=None) -> dict:
                                  "--overwrite.", **kw),
       "overwrite": flags.DEFINE_bool("overwrite", False, "Replace an existing --out page and its "
                                      "JSON.", **kw),
+      "weights": flags.DEFINE_enum("weights", "auto", list(webnet.ENCODINGS), "How the Write "
+                                   "panel's weights go in the page: exact (the run's dtype: "
+                                   "greedy text as sample's), float16, int8 (a float32 scale per "
+                                   "row), none (no panel); auto: the most exact that keeps the "
+                                   "page small.", **kw),
   }
 
 
@@ -449,11 +497,12 @@ def main(argv: Sequence[str]) -> None:
   check_out(o["out"], o["overwrite"])
   jax.config.update("jax_enable_x64", True)  # read in float64, as evaluate scores
   w = write_page(cli.open_run(o["workdir"], o["which"]), data_path=o["data_path"],
-                 max_chars=o["max_chars"], out=o["out"])
+                 max_chars=o["max_chars"], out=o["out"], weights=o["weights"])
   lines = [f"Read {w.chars:,} characters of {w.what} in {w.seconds:.1f} s: "
            f"{w.bits_per_char:.4f} bits/char{f' ({w.skipped})' if w.skipped else ''}.",
            f"Wrote {paths.shown(w.page)} ({os.path.getsize(w.page) / 2**20:.1f} MB; open it in "
-           f"a browser) and {paths.shown(w.numbers)}."]
+           f"a browser) and {paths.shown(w.numbers)}.",
+           f"Write panel: {w.write}."]
   if w.proposals:
     lines.append("Units that follow the text best (Pearson's r over the shown text):")
     for p in w.proposals[:5]:

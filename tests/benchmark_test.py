@@ -5,6 +5,7 @@ share of the measured matmul peak. The others: the side-by-side table, the profi
 run and the throughput table. And docs/texts.md's benchmark of a big text, shrunk."""
 
 import json
+import os
 import re
 import shlex
 
@@ -157,3 +158,24 @@ def test_the_dynamic_speed_benchmark_times_both_scores(tmp_path):
   assert f"  dynamic score        {saved['dynamic_chars_per_s']:,} chars/s" in r.stdout
   assert 0 < saved["dynamic_chars_per_s"] < saved["static_chars_per_s"]
   assert f"about {saved['tail_dynamic_seconds']:,} s" in r.stdout
+
+
+@pytest.mark.slow
+def test_the_page_benchmark_opens_the_page_and_writes(tmp_path):
+  """docs/results.md's command, shrunk to a small network: the lines and a JSON of the same."""
+  with open(f"{REPO}/docs/results.md", encoding="utf-8") as f:
+    (line,) = [l for l in f.read().splitlines() if l.startswith("python -m benchmarks.page")]
+  assert shlex.split(line)[2] == "benchmarks.page_speed"
+  from tools import browser  # pylint: disable=g-import-not-at-top
+  if browser.missing():  # CI installs the browser (.ci/run): there, a missing one is a failure
+    (pytest.fail if os.environ.get("CI") else pytest.skip)(browser.missing())
+  out = tmp_path / "page.json"
+  r = run_module("benchmarks.page_speed", "--layers=1", "--hidden=32", "--rounds=1",
+                 f"--json={out}", timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  saved = json.loads(out.read_text())
+  assert saved["network"] == "1 layer of lstm, H = 32" and saved["rounds"] == 1
+  assert "writes what sample --temperature=0 writes" in saved["write"]
+  assert f"  page                 {saved['page_bytes']:,} bytes" in r.stdout
+  assert f"  write 500 characters {saved['write_500_s']:.2f} s" in r.stdout
+  assert 0 < saved["open_s"] < 60 and 0 < saved["write_500_s"] < 60

@@ -162,3 +162,21 @@ def call_windows(inputs, targets, step: int, count: int):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   epoch = epoch_windows(inputs, targets)
   return jnp.asarray(epoch[(step + np.arange(count)) % len(epoch)])
+
+
+def browse(page_path, act=None, screenshot=None):
+  """Opens a page from the file system in headless Chromium (tools.browser): (requests, errors,
+  act's result), act(page) run once the page has loaded. Skipped where the browser is missing,
+  except in CI (.ci/run installs it), where that is a failure."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  from tools import browser  # pylint: disable=g-import-not-at-top
+  why = browser.missing()
+  if why:
+    if os.environ.get("CI"):
+      pytest.fail(f"the page's browser test cannot run: {why}")
+    pytest.skip(f"the page's browser test needs the browser: {why}")
+  with browser.opened(page_path) as (page, requests, errors):
+    result = act(page) if act else None
+    if screenshot:
+      page.screenshot(path=screenshot)
+  return sorted(set(requests)), errors, result

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +18,8 @@ from jax_charrnn.cells.ops import InitSpec
 from jax_charrnn.errors import UserError
 from jax_charrnn.model import Model
 
-from helpers import (REPO, TINY_TEXT, assert_user_error, load_run, run_module, small_config,
-                     write_text)
+from helpers import (REPO, TINY_TEXT, assert_user_error, browse, load_run, run_module,
+                     small_config, write_text)
 
 BOOK = TINY_TEXT * 6 + 'He said "hello (there) world" and left.\n' * 8
 
@@ -210,10 +209,13 @@ def test_correlations_are_pearsons_r_and_the_proposal_finds_a_planted_unit():
 
 def test_the_page_embeds_text_that_looks_like_html_safely():
   numbers = {"chars": list('</script><script>alert(1)</script> <!-- "'), "x": "</SCRIPT>"}
-  html = visualize.render(numbers)
-  assert html.count("</script>") == 2 and "alert(1)</script>" not in html  # the page's own two
+  net = {"codes": [ord(c) for c in "</script>"], "x": "__DATA__ </Script>"}
+  html = visualize.render(numbers, net)
+  assert html.lower().count("</script>") == 4 and "alert(1)</script>" not in html  # its own 4
   blob = re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S)
   assert json.loads(blob.group(1)) == numbers
+  blob = re.search(r'<script id="net" type="application/json">(.*?)</script>', html, re.S)
+  assert json.loads(blob.group(1)) == net  # a mark inside the numbers is left as it is
 
 
 def test_the_template_ships_with_the_package():
@@ -221,9 +223,10 @@ def test_the_template_ships_with_the_package():
   import fnmatch  # pylint: disable=g-import-not-at-top
   cfg = configparser.ConfigParser()
   cfg.read(os.path.join(REPO, "setup.cfg"))
-  patterns = cfg["options.package_data"]["jax_charrnn"].split()
-  assert any(fnmatch.fnmatch(visualize.PAGE, pat) for pat in patterns)
-  assert os.path.exists(os.path.join(os.path.dirname(visualize.__file__), visualize.PAGE))
+  patterns = re.split(r"[,\s]+", cfg["options.package_data"]["jax_charrnn"].strip())
+  for name in (visualize.PAGE, visualize.WRITE_JS):  # the template and the Write panel's script
+    assert any(fnmatch.fnmatch(name, pat) for pat in patterns)
+    assert os.path.exists(os.path.join(os.path.dirname(visualize.__file__), name))
 
 
 def test_mistakes_are_paragraphs(lstm_run, tmp_path):
@@ -306,59 +309,7 @@ def test_the_command_line_agrees_with_evaluate(lstm_run, tmp_path):
 
 # ---- the page in a real browser ----
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Nothing leaves the machine: no background services, and every host name resolves to nothing
-# (the page's requests are also blocked and recorded, below). Playwright starts each browser
-# with a fresh temporary profile of its own (it refuses --user-data-dir here).
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND"]
 GLYPH = {"\n": "↵", " ": "␣", "\t": "⇥"}
-
-
-def _browser():
-  """Playwright driving Debian's Chromium (never a downloaded browser); skipped where either is
-  missing, except in CI (.ci/run installs both), where that is a failure."""
-  try:
-    from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    sync_playwright = None
-  if sync_playwright is None or not os.path.exists(CHROMIUM):
-    why = "the page's browser test needs playwright (pip) and Chromium (apt-get install chromium)"
-    if os.environ.get("CI"):
-      pytest.fail(why)
-    pytest.skip(why)
-  return sync_playwright
-
-
-def browse(page_path, act=None, screenshot=None):
-  """Opens a page from the file system in headless Chromium, every non-file request blocked and
-  recorded: (requests, errors, act's result). act(page) runs once the page has loaded."""
-  requests, errors = [], []
-
-  def route(r):
-    if r.request.url.startswith(("file:", "data:")):
-      r.continue_()
-    else:
-      requests.append(r.request.url)
-      r.abort()
-
-  with _browser()() as p:
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    try:
-      page = browser.new_page(viewport={"width": 1200, "height": 1000})
-      page.route("**/*", route)
-      page.on("request", lambda r: None if r.url.startswith(("file:", "data:"))
-              else requests.append(r.url))
-      page.on("pageerror", lambda e: errors.append(str(e)))
-      page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-      page.goto("file://" + os.path.abspath(page_path), wait_until="load")
-      result = act(page) if act else None
-      if screenshot:
-        page.screenshot(path=screenshot)
-    finally:
-      browser.close()
-  return sorted(set(requests)), errors, result
 
 
 @pytest.mark.slow
