@@ -407,7 +407,8 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int | None =
       without one, the end of its training text, saying so).
     max_chars: read at most this many characters (fewer for a model whose
       units would not fit UNIT_BYTES). None: at most MAX_CHARS, as many as keep the
-      units and the Write panel's weights within PAGE_BYTES (a page under 10 MB).
+      units and the Write panel's weights within PAGE_BYTES (a 2 x 512 LSTM's page under
+      10 MB; weights that pass PAGE_BYTES alone make a larger page).
     out: the page's path (or a directory for visualize.html); empty:
       <workdir>/visualize.html. The JSON goes beside it (.html -> .json).
     weights: how the Write panel's weights go in the page (webnet.ENCODINGS; "none": no panel).
@@ -472,7 +473,8 @@ def define_flags(flag_values=None) -> dict:
                                        "run's own held-out tail (--val_fraction).", **kw),
       "max_chars": flags.DEFINE_integer("max_chars", None, f"Read at most this many "
                                         f"characters of the text. Unset: up to {MAX_CHARS:,}, "
-                                        "as many as keep the page under 10 MB.", lower_bound=2,
+                                        "fewer for a large network, so that the page stays "
+                                        "small (a 2 x 512 LSTM's under 10 MB).", lower_bound=2,
                                         upper_bound=1_000_000, **kw),
       "out": flags.DEFINE_string("out", "", "Where to write the page (the JSON goes beside "
                                  "it; a directory: visualize.html in it). Empty: "

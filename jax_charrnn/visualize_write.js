@@ -168,11 +168,22 @@ const charrnn = (() => {
   const symbolsOf = text => isBytes ? Array.from(new TextEncoder().encode(text))
                                     : Array.from(text, ch => ch.codePointAt(0));
   // A string as Python's repr() writes it (as sample's message does): in single quotes, or in
-  // double ones when it holds a single quote and no double one.
+  // double ones when it holds a single quote and no double one; \\, \n, \t, \r and the quote
+  // escaped, and every character str.isprintable() refuses (control, format, private-use,
+  // unassigned, separators but the space) as \xNN, \uNNNN or \UNNNNNNNN.
   const ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"};
+  const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+  const hex = (code, n) => code.toString(16).padStart(n, "0");
   const quote = s => {
     const q = s.includes("'") && !s.includes('"') ? '"' : "'";
-    return q + s.replace(/[\\\n\t\r]/g, ch => ESCAPES[ch]).replaceAll(q, "\\" + q) + q;
+    return q + Array.from(s, ch => {
+      if (ESCAPES[ch]) return ESCAPES[ch];
+      if (ch === q) return "\\" + q;
+      if (ch === " " || !UNPRINTABLE.test(ch)) return ch;
+      const code = ch.codePointAt(0);
+      return code < 0x100 ? "\\x" + hex(code, 2) : code < 0x10000 ? "\\u" + hex(code, 4)
+                                                    : "\\U" + hex(code, 8);
+    }).join("") + q;
   };
   const showCode = code => isBytes ? (code >= 32 && code < 127 || code === 10 || code === 9
       ? String.fromCharCode(code) : "\\x" + code.toString(16).padStart(2, "0"))
@@ -217,7 +228,8 @@ const charrnn = (() => {
 
   // The settings, checked: "" when they are fine, else what is wrong in one sentence.
   function problem(prime, length, temperature, topP, seed) {
-    const number = v => typeof v === "number" ? v : v === "" ? NaN : Number(v);
+    if (typeof prime !== "string") return `The prime must be text; got ${prime}.`;
+    const number = v => typeof v === "number" ? v : String(v).trim() === "" ? NaN : Number(v);
     length = number(length); temperature = number(temperature); topP = number(topP);
     seed = number(seed);
     if (!Number.isInteger(length) || length < 1 || length > MAX_LENGTH) {
@@ -244,20 +256,21 @@ const charrnn = (() => {
 
   const pause = () => new Promise(resolve => setTimeout(resolve, 0));
   // Writes `length` characters after `prime` from the run's state: onStep(id, probs) for each
-  // character drawn (probs: the distribution it was drawn from, temperature 1), onSlice()
-  // every SLICE_MS (the page redraws; return true to stop) and onSlice(probs) once at the end
-  // with the distribution of the character after the text. Resolves to the ids drawn.
-  async function run(prime, length, temperature, topP, seed, onStep, onSlice) {
+  // character drawn (probs: the distribution it was drawn from, temperature 1); every SLICE_MS
+  // onSlice() (the page redraws), then a pause in which the page answers clicks, then
+  // stopped() (true: end here); at the end onSlice(probs), the distribution of the character
+  // after the text. Resolves to the ids drawn.
+  async function run(prime, length, temperature, topP, seed, onStep, onSlice, stopped) {
     const wrong = problem(prime, length, temperature, topP, seed);
     if (wrong) throw new Error(wrong);
     const state = start(), ids = symbolsOf(prime).map(code => index.get(code));
     let x = NET.x0, t0 = performance.now();
     const breathe = async () => {
       if (performance.now() - t0 < SLICE_MS) return false;
-      const stop = onSlice ? onSlice() : false;
+      if (onSlice) onSlice();
       await pause();
       t0 = performance.now();
-      return stop;
+      return stopped ? stopped() : false;
     };
     for (let i = 0; i + 1 < ids.length; i++) {  // the prime but its last into the state
       step(state, ids[i]);
@@ -294,7 +307,7 @@ const charrnn = (() => {
         `a prime, after reading it). Beside the text: the model's probabilities (temperature 1) ` +
         `of the next character; hover a written character to see them there.`;
     const message = $("write-message"), out = $("written"), next = $("next");
-    const drawnTop = [];
+    let drawnTop = [];  // the current text's characters' top predictions (for the tip)
     let job = 0;
     // The distribution beside the text: while writing, the one the last character was drawn
     // from; at the end, the one of the character after the text (at the cursor).
@@ -318,16 +331,18 @@ const charrnn = (() => {
       const mine = ++job, prime = $("prime").value, args = [prime, $("length").value,
           $("temperature").value, $("top_p").value, $("seed").value];
       const wrong = problem(...args);
-      if (wrong) {  // said, and nothing written: an earlier text is not left to look like its
+      if (wrong) {  // said, and nothing written (a text being written stops at its next pause;
+        //             an earlier text is not left to look like this one's)
         message.textContent = wrong;
         out.replaceChildren();
         next.replaceChildren();
+        $("stop").disabled = true;
         return;
       }
       message.textContent = prime ? "Writing..." : "No prime: writing on from the run's own " +
           "state (where its text stood), as sample without --prime does.";
       out.replaceChildren();
-      drawnTop.length = 0;
+      const tops = drawnTop = [];
       const shower = isBytes ? byteShower() : null;
       let frag = document.createDocumentFragment(), last = null, label = "last drawn";
       frag.append(el("span", isBytes ? showBytes(symbolsOf(prime)) : prime, "prime"));
@@ -337,15 +352,15 @@ const charrnn = (() => {
       const t = performance.now();
       const ids = await run(...args, (id, probs) => {
         const s = el("span", shower ? shower.push(codes[id]) : showCode(codes[id]));
-        s.dataset.k = drawnTop.length;
-        drawnTop.push(top(probs));
+        s.dataset.k = tops.length;
+        tops.push(top(probs));
         last = probs;
         frag.append(s);
       }, after => {
+        if (mine !== job) return;  // a newer Write or Stop owns the panel now
         if (after) [last, label] = [after, "next"];
         flush();
-        return mine !== job;
-      });
+      }, () => mine !== job);
       if (mine !== job) return;
       if (shower) frag.append(shower.end());
       flush();
@@ -366,7 +381,7 @@ const charrnn = (() => {
     // prints it: the prime and what the page's network drew. Rejects with the page's message
     // for a bad setting.
     generate: async (prime, length, temperature = 1, options = {}) => {
-      const {topP = 1, seed = 0} = options;
+      const {topP = 1, seed = 0} = options || {};
       return text(prime, await run(prime, length, temperature, topP, seed));
     },
     showBytes,

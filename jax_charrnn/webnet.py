@@ -142,21 +142,23 @@ class Effect:
   weight_bytes: int        # the weight matrices in the page, before base64
   bits_exact: float        # the shown text's bits/char with the run's weights
   bits_page: float         # ... with the page's
-  greedy_same: int         # of GREEDY_CHARS greedy characters from the run's state, how many
-  #                          agree with sample --temperature=0's before the first difference
+  greedy_same: int | None  # of GREEDY_CHARS greedy characters from the run's state drawn by
+  #                          the package with the page's weights, how many agree with sample
+  #                          --temperature=0's before the first difference (None: exact)
 
   def sentence(self) -> str:
     """What the Write panel's weights are, and what they change, in words."""
     size = f"{self.weight_bytes / 2**20:.1f} MB"
     if self.encoding == "exact":
       return (f"weights as the run holds them ({size}): at temperature 0 it writes what "
-              "sample --temperature=0 writes")
+              "sample --temperature=0 writes (it computes in float64: the two could part only "
+              "where rounding reorders two nearly equal characters)")
     what = {"float16": "float16", "int8": "int8 with a float32 scale per row"}[self.encoding]
     agree = ("all of the first" if self.greedy_same == GREEDY_CHARS else
              f"the first {self.greedy_same:,} of")
     return (f"weights as {what} ({size}): {self.bits_page:.4f} bits/char over the shown text "
-            f"with them against {self.bits_exact:.4f}; its greedy text agrees with sample "
-            f"--temperature=0's for {agree} {GREEDY_CHARS} characters")
+            f"with them against {self.bits_exact:.4f}; greedy, the network with them agrees "
+            f"with sample --temperature=0 for {agree} {GREEDY_CHARS} characters")
 
 
 def effect(run, encoding: str, ids: np.ndarray, unknown: dict, bits_exact: float,
@@ -164,7 +166,7 @@ def effect(run, encoding: str, ids: np.ndarray, unknown: dict, bits_exact: float
   """Measures what `encoding` changes for this run over the shown text (ids)."""
   size = weight_bytes(run.params, encoding)
   if encoding == "exact":
-    return Effect(encoding, size, bits_exact, bits_exact, GREEDY_CHARS)
+    return Effect(encoding, size, bits_exact, bits_exact, None)
   cast = lambda p: jax.tree.map(lambda a: np.asarray(a, dtype), p)
   bits = score_ids(run.net, cast(page_params(run.params, encoding)), ids,
                    unknown).bits_per_char

@@ -23,7 +23,9 @@ from jax_charrnn.model import Model
 
 from helpers import REPO, TINY_TEXT, browse, run_module, small_config, write_text
 
-BOOK = TINY_TEXT * 6 + "it's a long way, and the dog ran.\n" * 8
+# A no-break space and a zero-width space: characters Python's repr() escapes (sample's message
+# about a prime names the vocabulary so).
+BOOK = TINY_TEXT * 6 + "it's a\xa0long way,\u200b and the dog ran.\n" * 8
 LENGTH = 300
 
 
@@ -71,7 +73,7 @@ def test_the_page_writes_what_sample_writes_at_temperature_0(runs, cell, tmp_pat
   run = saved.load(runs[cell])
   w, numbers = _page(runs[cell], tmp_path)
   assert numbers["write"]["encoding"] == "exact" and "writes what sample" in w.write
-  primes = ["", "the ", "harry looked"] if cell != "byte" else ["", "café ", "über"]
+  primes = ["", "h", "the ", "harry looked"] if cell != "byte" else ["", "c", "café ", "über"]
   requests, errors, texts = browse(w.page, lambda page: [_generate(page, p, LENGTH)
                                                          for p in primes])
   assert requests == [] and errors == []
@@ -80,7 +82,7 @@ def test_the_page_writes_what_sample_writes_at_temperature_0(runs, cell, tmp_pat
   if cell == "lstm":  # and the command line's own output, newline and all
     r = run_module("jax_charrnn.sample", f"--workdir={runs[cell]}", "--prime=the ",
                    f"--length={LENGTH}", "--temperature=0")
-    assert r.returncode == 0 and r.stdout == texts[1] + "\n"
+    assert r.returncode == 0 and r.stdout == texts[2] + "\n"
 
 
 @pytest.mark.slow
@@ -136,6 +138,7 @@ def test_compact_weights_are_decoded_as_webnet_says_and_their_effect_is_measured
     e = numbers["write"]
     assert e["encoding"] == encoding and abs(e["bits_page"] - e["bits_exact"]) < 0.05
     assert 0 <= e["greedy_same"] <= webnet.GREEDY_CHARS and e["bits_exact"] == w.bits_per_char
+    assert f"for the first {e['greedy_same']:,} of" in w.write or "all of the first" in w.write
     assert f"{e['bits_page']:.4f} bits/char over the shown text" in w.write
     _, errors, text = browse(w.page, lambda page: _generate(page, "the ", LENGTH))
     assert errors == []
@@ -163,8 +166,10 @@ def test_sampling_draws_from_the_tempered_nucleus(runs, tmp_path):
   prime = max(["the ", "harry ", "a", "looked at ", "it's a "],
               key=lambda q: np.abs(tempered(q, T) - tempered(q, 1.0)).sum())
   p, p1 = tempered(prime, T), tempered(prime, 1.0)
-  order = np.argsort(-p)
-  nucleus = set(order[:int(np.searchsorted(np.cumsum(p[order]), 0.7)) + 1])
+  order = np.argsort(-p, kind="stable")
+  nucleus = order[:int(np.searchsorted(np.cumsum(p[order]), 0.7)) + 1]
+  p_top = np.zeros_like(p)
+  p_top[nucleus] = p[nucleus] / p[nucleus].sum()  # top-p's distribution: the nucleus, rescaled
   w, _ = _page(runs["gru"], tmp_path)
 
   def act(page):
@@ -172,7 +177,7 @@ def test_sampling_draws_from_the_tempered_nucleus(runs, tmp_path):
         for (let s = 0; s < 2000; s++) out.push(await window.charrnn.generate(p, 1, T, {seed: s}));
         return out; }""", [prime, T])
     top = page.evaluate("""async ([p, T]) => { const out = [];
-        for (let s = 0; s < 300; s++) out.push(await window.charrnn.generate(p, 1, T, {seed: s,
+        for (let s = 0; s < 2000; s++) out.push(await window.charrnn.generate(p, 1, T, {seed: s,
             topP: 0.7}));
         return out; }""", [prime, T])
     again = [_generate(page, prime, 80, 1.0, seed=7) for _ in range(2)]
@@ -180,10 +185,11 @@ def test_sampling_draws_from_the_tempered_nucleus(runs, tmp_path):
 
   _, errors, (firsts, top, again, other) = browse(w.page, act)
   assert errors == []
-  counts = np.bincount([vocab.encode(t[-1])[0] for t in firsts], minlength=vocab.size) / 2000
-  tv = lambda q: 0.5 * np.abs(counts - q).sum()
-  assert tv(p) < 0.05 and tv(p1) > 0.1, (tv(p), tv(p1))  # the tempered one, not the plain one
-  assert {int(vocab.encode(t[-1])[0]) for t in top} <= nucleus
+  freq = lambda texts: np.bincount([vocab.encode(t[-1])[0] for t in texts],
+                                   minlength=vocab.size) / len(texts)
+  tv = lambda f, q: 0.5 * np.abs(f - q).sum()
+  assert tv(freq(firsts), p) < 0.05 and tv(freq(firsts), p1) > 0.1  # tempered, not plain
+  assert tv(freq(top), p_top) < 0.05 and tv(p_top, p) > 0.1  # the nucleus, neither less nor more
   assert again[0] == again[1] != other
 
 
@@ -228,6 +234,20 @@ def test_the_panel_writes_handles_bad_settings_and_stops(runs, tmp_path):
     out["after_stop"] = page.locator("#written span").count()
     page.wait_for_timeout(300)
     out["later"] = page.locator("#written span").count()
+    # A new Write while one writes: only the new text, and its own predictions on hover.
+    write(page, "the ", 100000, 1.0, wait=False)
+    page.wait_for_function("document.querySelectorAll('#written span').length > 200")
+    out["again"] = write(page, "the ", 60, 0)
+    page.wait_for_timeout(300)
+    out["again_spans"] = page.locator("#written span").count()
+    page.hover("#written span[data-k='59']")
+    out["again_tip"] = page.inner_text("#tip")
+    # Bad settings while one writes: said, the writing stopped, nothing left shown.
+    write(page, "the ", 100000, 1.0, wait=False)
+    page.wait_for_function("document.querySelectorAll('#written span').length > 200")
+    out["bad_during"] = write(page, "the ", 0, 0)
+    page.wait_for_timeout(300)
+    out["bad_after"] = page.inner_text("#written"), page.is_disabled("#stop")
     return out
 
   requests, errors, out = browse(w.page, act)
@@ -243,6 +263,17 @@ def test_the_panel_writes_handles_bad_settings_and_stops(runs, tmp_path):
   assert message.startswith("Wrote 50") and text == _greedy(run, "", 50)
   assert out["alive"] == 2 and out["stopped"] == "Stopped."
   assert out["after_stop"] == out["later"] < 100000
+  assert out["again"][1] == _greedy(run, "the ", 60) and out["again_spans"] == 1 + 60
+  probs = _probabilities_after(run, out["again"][1][:-1])
+  best = max(range(len(probs)), key=probs.__getitem__)
+  assert out["again_tip"].splitlines()[1].split()[1] == f"{100 * probs[best]:.1f}%"
+  assert out["bad_during"][0].startswith("The length") and out["bad_after"] == ("", True)
+
+
+def _probabilities_after(run, text):
+  """The model's next-character probabilities after reading `text` from the run's state."""
+  carry, x = generate.primed(run.net, run.params, run.vocab, run.carry, run.x0, text)
+  return np.asarray(jax.nn.softmax(run.net.step(run.params, carry, x)[0])).tolist()
 
 
 def test_bytes_are_shown_as_sample_shows_them(tmp_path):
@@ -264,11 +295,15 @@ def test_bytes_are_shown_as_sample_shows_them(tmp_path):
 def test_a_2x512_lstm_page_stays_under_10_mb(runs, tmp_path):
   """shakespeare_best's shape (fresh weights: the size does not depend on their values)."""
   run = saved.load(runs["lstm"])
-  net = dataclasses.replace(run.net, hidden_size=512, vocab_size=run.vocab.size)
+  shakespeare = os.path.join(REPO, "data", "tinyshakespeare.txt")
+  vocab = data.Vocab.from_text(data.load_text(shakespeare))
+  net = dataclasses.replace(run.net, hidden_size=512, vocab_size=vocab.size)
   params = net.init(jax.random.key(0), InitSpec(dist="pytorch"))
-  big = dataclasses.replace(run, net=net, params=params, carry=net.zero_carry((), jnp.float32))
+  big = dataclasses.replace(run, net=net, params=params, vocab=vocab, x0=0,
+                            carry=net.zero_carry((), jnp.float32))
   with jax.enable_x64(True):
-    w = visualize.write_page(big, out=str(tmp_path / "big.html"))
+    w = visualize.write_page(big, data_path=shakespeare, out=str(tmp_path / "big.html"))
+  assert vocab.size == 65 and w.chars == 1694
   assert os.path.getsize(w.page) < 10e6 and "int8" in w.write
   assert "fit the page's" in w.what and "--max_chars reads more" in w.what
 
