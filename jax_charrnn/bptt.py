@@ -113,9 +113,10 @@ def _backward(net: Model, params: Params, carry0: tuple, inputs: jax.Array, mask
               residuals, top: jax.Array, g: jax.Array) -> Params:
   """The gradients, given g_t = dL/do_t for every t: the read-out, then down the stack."""
   # ---- the read-out, all t at once ----
-  dV = ops.sum_outer(g, top)                                # sum_t g_t h_t^T
+  V = net.compute(params.V)                                 # as the products read it
+  dV = ops.sum_outer(g, top, V.dtype)                       # sum_t g_t h_t^T
   dc = ops.sum_leading(g)                                   # sum_t g_t
-  dh = g @ params.V                                         # V^T g_t: dL/d(read-out input)_t
+  dh = ops.dot(g, V)                                        # V^T g_t: dL/d(read-out input)_t
   hidden = None if masks is None else masks.hidden
   if hidden is not None:
     dh = dh * hidden[-1]                                    # through the dropout mask
@@ -125,7 +126,7 @@ def _backward(net: Model, params: Params, carry0: tuple, inputs: jax.Array, mask
   for k in reversed(range(len(params.layers))):
     xs = (net.first_inputs(inputs, masks, params.V.dtype) if k == 0
           else all_hs[k - 1] * (1.0 if hidden is None else hidden[k - 1]))
-    used = net.layer_params(params.layers[k], k, masks)    # W_hh ⊙ M with weight drop
+    used = net.compute(net.layer_params(params.layers[k], k, masks))  # W_hh ⊙ M, weight drop
     layer_grads[k], dxs = net.cell.backward(used, carry0[k], xs, all_hs[k], residuals[k], dh)
     layer_grads[k] = net.layer_params(layer_grads[k], k, masks)  # dL/dW_hh = dL/dW' ⊙ M
     if k > 0:

@@ -29,6 +29,7 @@ from jax_charrnn.errors import UserError
 GRADS = ("manual", "autodiff")
 BEST_METRICS = ("smooth_loss", "loss", "val_bpc")
 DTYPES = ("float32", "float64")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 
@@ -123,6 +124,12 @@ class TrainConfig:
   dtype: str = setting("float32", "Floating-point type of the parameters and the computation "
                        "(float64: slower, for exactness studies).", choices=DTYPES,
                        defines_run=True)
+  compute_dtype: str = setting(
+      "float32", "The matrix products' operands: float32, or bfloat16 (mixed precision: "
+      "bfloat16 operands summed in float32, as torch.autocast does; the parameters, the "
+      "optimiser's state, the cells' elementwise arithmetic, the loss and the gradients stay "
+      "float32). Held-out scores are computed in full precision.", choices=COMPUTE_DTYPES,
+      defines_run=True)
   # ---- optimisation ----
   optimizer: str = setting(
       "adagrad", "adagrad is the course's (G += g^2; theta -= eta g / sqrt(G + 1e-8)); adamw "
@@ -235,6 +242,9 @@ class TrainConfig:
     self._check_schedule()
     self._check_regularisers()
     self._check_text()
+    if self.compute_dtype == "bfloat16" and self.dtype != "float32":
+      raise UserError(f"compute_dtype=bfloat16 is mixed precision over float32 parameters; "
+                      f"dtype is {self.dtype}. Set dtype=float32 or leave compute_dtype out.")
     if self.weight_decay and self.optimizer != "adamw":
       raise UserError(f"weight_decay applies to the adamw optimizer only (optimizer is "
                       f"{self.optimizer!r}); set weight_decay=0 or optimizer=adamw.")

@@ -368,14 +368,15 @@ def check_corpus(corpus: walk.Corpus, config: TrainConfig, *, chunk_index: int =
 
   `config` gives the network (cell, layers, hidden size, initialisation,
   seed), the chunk (seq_length, batch_size) and the loss reduction; its dtype
-  is ignored (float64 here). options' step, eps and entries are used; its seed
+  and compute_dtype are ignored (float64 here: a bfloat16 run's network is checked in full
+  precision; tests/mixed_precision_test.py checks its mixed-precision gradients). options' step, eps and entries are used; its seed
   is the config's and its lanes as many as `memory.gradcheck_lanes` allows.
   hand, stop and progress are `check`'s.
   """
   corpus = corpus.walked(config.seq_length, config.batch_size)
   window = corpus.windows(min(chunk_index, corpus.steps_per_epoch - 1), 1)[0]  # [T + 1, B]
   vocab = corpus.vocab
-  net = loop.build_model(config, vocab.size)
+  net = loop.build_model(config, vocab.size).full_precision()
   options = dataclasses.replace(options, seed=config.seed,
                                 lanes=memory.gradcheck_lanes(config, vocab.size))
   with jax.enable_x64(True):

@@ -117,7 +117,8 @@ def held_out_score(net: model.Model, state: loop.TrainState, corpus: walk.Corpus
   """The held-out tail's score under the state's current parameters, in `streams` segments
   (--eval_streams; score.py); host copies: every process computes the same number without a
   collective."""
-  return score_ids(net, parallel.tree_to_host(state.params), corpus.val_ids, streams=streams)
+  return score_ids(net.full_precision(), parallel.tree_to_host(state.params), corpus.val_ids,
+                   streams=streams)
 
 
 def _hms(seconds: float) -> str:

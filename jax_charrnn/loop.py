@@ -68,7 +68,8 @@ def build_model(config: TrainConfig, vocab_size: int) -> Model:
   return Model(cell=cells.get(config.cell), vocab_size=vocab_size,
                hidden_size=config.hidden_size, num_layers=config.num_layers,
                dropout=config.dropout, dropout_mode=config.dropout_mode,
-               input_dropout=config.input_dropout, weight_drop=config.weight_drop)
+               input_dropout=config.input_dropout, weight_drop=config.weight_drop,
+               compute_dtype=config.compute_dtype)
 
 
 def init_spec(config: TrainConfig) -> InitSpec:

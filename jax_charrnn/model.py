@@ -74,6 +74,10 @@ class Model:
                    dropped for the whole chunk of a stream.
     weight_drop    DropConnect on every layer's hidden-to-hidden weights
                    (AWD-LSTM's weight drop): W_hh ⊙ M, one M per layer per update.
+
+  compute_dtype "bfloat16" is mixed precision (`compute`): the matrix products read
+  bfloat16 operands and sum in float32; the parameters, the cells' elementwise arithmetic,
+  the loss and the gradients stay in the parameters' float32.
   """
 
   cell: cells.Cell
@@ -84,6 +88,7 @@ class Model:
   dropout_mode: str = "per_step"
   input_dropout: float = 0.0
   weight_drop: float = 0.0
+  compute_dtype: str = "float32"
 
   @property
   def regularised(self) -> bool:
@@ -143,6 +148,20 @@ class Model:
     name = self.cell.recurrent
     return p._replace(**{name: getattr(p, name) * masks.weights[k]})
 
+  def compute(self, p: Any) -> Any:
+    """p (parameters, a layer's or one matrix) as the products read it: with compute_dtype
+    bfloat16 every weight matrix (2-D leaf) rounded to bfloat16, so that `ops.dot` rounds the
+    other operand too and sums in float32, as torch.autocast does; the biases as they are.
+    Otherwise p itself."""
+    if self.compute_dtype != "bfloat16":
+      return p
+    return jax.tree.map(lambda a: a.astype(jnp.bfloat16) if a.ndim == 2 else a, p)
+
+  def full_precision(self) -> Model:
+    """The network with float32 products (as it is without mixed precision): how held-out
+    scores and the commands that read a trained run compute."""
+    return dataclasses.replace(self, compute_dtype="float32")
+
   def zero_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> tuple:
     """Every layer's zero carry, leaves [*batch_shape, ...]."""
     return tuple(self.cell.zero_carry(self.hidden_size, batch_shape, dtype)
@@ -172,7 +191,8 @@ class Model:
     for k, (p, carry) in enumerate(zip(params.layers, carry0)):
       if k > 0 and masks is not None and masks.hidden is not None:
         xs = xs * masks.hidden[k - 1]
-      hs, last, res = self.layer_forward(self.layer_params(p, k, masks), carry, xs)
+      # Weight drop's mask first, then the compute dtype: W_hh ⊙ M is what the product reads.
+      hs, last, res = self.layer_forward(self.compute(self.layer_params(p, k, masks)), carry, xs)
       all_hs.append(hs)
       carry_T.append(last)
       residuals.append(res)
@@ -203,7 +223,7 @@ class Model:
 
   def read_out(self, params: Params, hs: jax.Array) -> jax.Array:
     """o_t = V h_t + c for all t at once: hs [..., H] -> logits [..., K]."""
-    return hs @ params.V.T + params.c
+    return ops.dot(hs, self.compute(params.V).T) + params.c
 
   def trace(self, params: Params, carry0: tuple, inputs: jax.Array) -> tuple[jax.Array, tuple,
                                                                             tuple]:
@@ -252,7 +272,7 @@ class Model:
     """One character through the network: (logits [..., K], the new carry); x int [...]."""
     new = []
     for p, c in zip(params.layers, carry):
-      c = self.cell.step(p, c, x)
+      c = self.cell.step(self.compute(p), c, x)
       new.append(c)
       x = self.cell.output(c)
     return self.read_out(params, x), tuple(new)

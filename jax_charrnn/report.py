@@ -197,7 +197,12 @@ def _gradcheck_lines(config: TrainConfig, end: Ending) -> list[str]:
       "jax_charrnn.gradcheck --entries=0` checks every entry, on a whole chunk):",
       "",
       table,
-  ]
+  ] + ([] if config.compute_dtype != "bfloat16" else [
+      "",
+      "The run computes its products in bfloat16 (compute_dtype): this checks the same network "
+      "in float64. The mixed-precision gradients are checked against jax.grad of the same "
+      "program and float64 finite differences, within bfloat16's bound, in "
+      "tests/mixed_precision_test.py."])
 
 
 def write_report(record: RunRecord, corpus: walk.Corpus, end: Ending) -> str:

@@ -80,7 +80,8 @@ def load(workdir: str, which: str = "best",
     raise ValueError(f"which must be one of {WHICH}; got {which!r}")
   config, newest = read_config(workdir)  # every step of a run has the same config and vocab
   vocab = data.Vocab.from_json(newest["vocab"])
-  net = loop.build_model(config, vocab.size)
+  # Commands read a trained run in full precision (a bfloat16 run's parameters are float32).
+  net = loop.build_model(config, vocab.size).full_precision()
   tx = loop.make_optimizer(config, int(newest["steps_per_epoch"]))  # the state's structure
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple, Sequence
 
 import jax
 
-from jax_charrnn import finish, hostloop, loop, memory, parallel, programs, report, rundir, walk
+from jax_charrnn import (finish, hostloop, loop, memory, parallel, precision, programs, report,
+                         rundir, walk)
 from jax_charrnn.config import TrainConfig
 from jax_charrnn.console import Console, keep_logs
 from jax_charrnn.hostloop import Diverged  # noqa: F401  (part of this API)
@@ -80,6 +81,9 @@ def run(plan: Plan, *, resume: bool, overwrite: bool, console: Console) -> list[
   config = plan.config
   corpus = walk.corpus_of(config, console.say, console.warn)
   net = loop.build_model(config, corpus.vocab.size)
+  slow = precision.slow_bfloat16_warning(config.compute_dtype)
+  if slow:
+    console.warn(slow)
   tx = loop.make_optimizer(config, corpus.steps_per_epoch)
   memory.check_run(config, net, tx, len(plan.names), "This sweep" if plan.sweep else "This run")
   mesh = None

@@ -405,10 +405,9 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int | None =
     run: the run's parameters (best or latest) and what goes with them.
     data_path: a UTF-8 text to show; empty: the run's held-out tail (or,
       without one, the end of its training text, saying so).
-    max_chars: read at most this many characters (fewer for a model whose
-      units would not fit UNIT_BYTES). None: at most MAX_CHARS, as many as keep the
-      units and the Write panel's weights within PAGE_BYTES (a 2 x 512 LSTM's page under
-      10 MB; weights that pass PAGE_BYTES alone make a larger page).
+    max_chars: read at most this many characters (fewer if the units would not fit UNIT_BYTES).
+      None: at most MAX_CHARS, as many as keep the units and the Write panel's weights within
+      PAGE_BYTES (a 2 x 512 LSTM's page under 10 MB; larger weights make a larger page).
     out: the page's path (or a directory for visualize.html); empty:
       <workdir>/visualize.html. The JSON goes beside it (.html -> .json).
     weights: how the Write panel's weights go in the page (webnet.ENCODINGS; "none": no panel).

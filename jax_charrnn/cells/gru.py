@@ -79,7 +79,7 @@ def _cell(a: jax.Array, u: jax.Array, h: jax.Array):
 def step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
   """One time step; x ids [...] or [..., in]."""
   a = ops.project(params.W_ih, x) + params.b_ih
-  return _cell(a, h @ params.W_hh.T + params.b_hh, h)[0]
+  return _cell(a, ops.dot(h, params.W_hh.T) + params.b_hh, h)[0]
 
 
 def forward(params: Params, h0: jax.Array, xs: jax.Array):
@@ -104,7 +104,7 @@ def forward(params: Params, h0: jax.Array, xs: jax.Array):
     t, x_t = t_x
     h_prev_T = ops.store_T(h_prev_T, t, h)                       # h_{t-1}^T
     a_t = (ops.columns(W_ih_T, x_t) if ids else x_t) + b_ih      # W_ih x_t + b_ih
-    h, acts = _cell(a_t, h @ W_hh_T + b_hh, h)
+    h, acts = _cell(a_t, ops.dot(h, W_hh_T) + b_hh, h)
     return (h, h_prev_T), (h,) + acts
 
   h_prev_T = jnp.zeros((h0.shape[-1], T) + h0.shape[:-1], h0.dtype)
@@ -144,12 +144,12 @@ def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residu
     # backward says why: no concatenate).
     da = ops.store(ops.store(ops.store(da, t, da_r, 0), t, da_z, H), t, dn_hat, 2 * H)
     du = ops.store(ops.store(ops.store(du, t, da_r, 0), t, da_z, H), t, dn_hat * r_t, 2 * H)
-    return (dh * z_t + du[t] @ W_hh, da, du), None                # dh_next
+    return (dh * z_t + ops.dot(du[t], W_hh), da, du), None        # dh_next
 
   buffer = jnp.zeros(r.shape[:-1] + (3 * H,), r.dtype)
   (_, da, du), _ = lax.scan(step_, (jnp.zeros_like(h0), buffer, buffer), jnp.arange(r.shape[0]),
                             reverse=True)
-  dW_hh = ops.sum_outer_T(du, h_prev_T)                          # sum_t du_t h_{t-1}^T
+  dW_hh = ops.sum_outer_T(du, h_prev_T, W_hh.dtype)              # sum_t du_t h_{t-1}^T
   dW_ih, dxs = ops.project_grads(params.W_ih, xs, da)            # sum_t da_t x_t^T; W_ih^T da_t
   return Params(W_ih=dW_ih, W_hh=dW_hh, b_ih=ops.sum_leading(da), b_hh=ops.sum_leading(du)), dxs
 

@@ -85,7 +85,8 @@ def _cell(z: jax.Array, c: jax.Array):
 
 def step(params: Params, carry: Carry, x: jax.Array) -> Carry:
   """One time step; x ids [...] or [..., in]."""
-  z = (ops.project(params.W_ih, x) + params.b_ih + carry.h @ params.W_hh.T + params.b_hh)
+  z = (ops.project(params.W_ih, x) + params.b_ih + ops.dot(carry.h, params.W_hh.T)
+       + params.b_hh)
   h, c, _ = _cell(z, carry.c)
   return Carry(h=h, c=c)
 
@@ -116,7 +117,7 @@ def forward(params: Params, carry0: Carry, xs: jax.Array):
     t, x_t = t_x
     h_prev_T = ops.store_T(h_prev_T, t, carry.h)                 # h_{t-1}^T
     zx_t = ops.columns(W_ih_T, x_t) if ids else x_t              # W_ih x_t
-    h, c, acts = _cell(zx_t + b + carry.h @ W_hh_T, carry.c)
+    h, c, acts = _cell(zx_t + b + ops.dot(carry.h, W_hh_T), carry.c)
     return (Carry(h=h, c=c), h_prev_T), (h, c) + acts
 
   h_prev_T = jnp.zeros((carry0.h.shape[-1], T) + carry0.h.shape[:-1], carry0.h.dtype)
@@ -157,12 +158,12 @@ def backward(params: Params, carry0: Carry, xs: jax.Array, hs: jax.Array, residu
     dz = ops.store(dz, t, dc * c_prev_t * f_t * (1.0 - f_t), H)    # through σ of f
     dz = ops.store(dz, t, dc * i_t * (1.0 - g_t * g_t), 2 * H)     # through tanh of g
     dz = ops.store(dz, t, do * o_t * (1.0 - o_t), 3 * H)           # through σ of o
-    return (dz[t] @ W_hh, dc * f_t, dz), None                    # dh_next, dc_next
+    return (ops.dot(dz[t], W_hh), dc * f_t, dz), None            # dh_next, dc_next
 
   zeros = jnp.zeros_like(carry0.h)
   dz0 = jnp.zeros(cs.shape[:-1] + (4 * H,), cs.dtype)
   (_, _, dz), _ = lax.scan(step_, (zeros, zeros, dz0), jnp.arange(cs.shape[0]), reverse=True)
-  dW_hh = ops.sum_outer_T(dz, h_prev_T)                          # sum_t dz_t h_{t-1}^T
+  dW_hh = ops.sum_outer_T(dz, h_prev_T, W_hh.dtype)              # sum_t dz_t h_{t-1}^T
   db = ops.sum_leading(dz)                                       # sum_t dz_t
   dW_ih, dxs = ops.project_grads(params.W_ih, xs, dz)           # sum_t dz_t x_t^T; W_ih^T dz_t
   return Params(W_ih=dW_ih, W_hh=dW_hh, b_ih=db, b_hh=db), dxs

@@ -24,6 +24,27 @@ def is_ids(xs: jax.Array) -> bool:
   return jnp.issubdtype(xs.dtype, jnp.integer)
 
 
+def rounded(a: jax.Array) -> jax.Array:
+  """a rounded to bfloat16, as float32 numbers.
+
+  A product of two bfloat16 numbers is exact in float32 (8 + 8 significant bits), so float32
+  products of rounded operands, summed in float32, are the numbers of a bfloat16 product with
+  float32 sums (up to the order of the sums). The weight gradients' products (`sum_outer`) are
+  written so, not as bfloat16 dots: XLA's CPU runtime has no kernel for their form ("Unsupported
+  element type for DotThunk::Execute: BF16 x BF16 = F32": it folds the transpose into the dot).
+  """
+  return a.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+def dot(a: jax.Array, w: jax.Array) -> jax.Array:
+  """a @ w. Mixed precision (w in bfloat16: `model.Model.compute`): a rounded to bfloat16 too,
+  a bfloat16 product summed in float32, a float32 result (XLA's CPU runs it on the bfloat16
+  units where there are: avx512_bf16, AMX); otherwise a @ w."""
+  if w.dtype == jnp.bfloat16:
+    return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=jnp.float32)
+  return a @ w
+
+
 def project(w: jax.Array, xs: jax.Array) -> jax.Array:
   """w x_t for every t: w [rows, in]; xs ids [...] or [..., in] -> [..., rows].
 
@@ -33,7 +54,7 @@ def project(w: jax.Array, xs: jax.Array) -> jax.Array:
   """
   if is_ids(xs):
     return columns(w.T, xs)
-  return xs @ w.T
+  return dot(xs, w.T)
 
 
 def columns(w_T: jax.Array, ids: jax.Array) -> jax.Array:
@@ -51,7 +72,7 @@ def project_grads(w: jax.Array, xs: jax.Array, dz: jax.Array) -> tuple[jax.Array
   if is_ids(xs):
     dw = jnp.zeros((w.shape[1], w.shape[0]), dz.dtype).at[xs].add(dz).T
     return dw, None
-  return sum_outer(dz, xs), dz @ w
+  return sum_outer(dz, xs, w.dtype), dot(dz, w)
 
 
 def sum_leading(a: jax.Array) -> jax.Array:
@@ -59,14 +80,24 @@ def sum_leading(a: jax.Array) -> jax.Array:
   return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
 
 
-def sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
-  """sum over t (and streams) of a_t b_t^T: [T, ..., i], [T, ..., j] -> [i, j].
+def _operands(a: jax.Array, b: jax.Array, like) -> tuple[jax.Array, jax.Array]:
+  """(a, b) for a product of two activations in a layer whose weights are of dtype `like`:
+  bfloat16 (mixed precision) rounds both (`rounded`)."""
+  if like == jnp.bfloat16:
+    return rounded(a), rounded(b)
+  return a, b
+
+
+def sum_outer(a: jax.Array, b: jax.Array, like=None) -> jax.Array:
+  """sum over t (and streams) of a_t b_t^T: [T, ..., i], [T, ..., j] -> [i, j] (like: the
+  dtype of the weights this is the gradient of; bfloat16 makes it a mixed-precision product).
 
   One matrix product contracting the leading axes as they are: no reshape
   that would merge T with a stream axis split over devices (which makes
   XLA gather the activations instead of summing partial products).
   """
   lead = tuple(range(a.ndim - 1))
+  a, b = _operands(a, b, like)
   if a.shape[-1] > b.shape[-1]:
     # XLA's CPU product wants the contracted axes innermost, so it first copies one operand
     # transposed; written as (sum b_t a_t^T)^T the copy is of the narrower one (h [..., H], not
@@ -75,13 +106,14 @@ def sum_outer(a: jax.Array, b: jax.Array) -> jax.Array:
   return lax.dot_general(a, b, ((lead, lead), ((), ())))
 
 
-def sum_outer_T(a: jax.Array, b_T: jax.Array) -> jax.Array:
+def sum_outer_T(a: jax.Array, b_T: jax.Array, like=None) -> jax.Array:
   """`sum_outer(a, b)` given b with its last axis first: a [T, ..., i], b_T [j, T, ...] -> [i, j].
 
   b_T is the layout XLA's CPU product wants for this contraction (the contracted axes
   innermost), so nothing is copied transposed first.
   """
   contracted = (tuple(range(1, b_T.ndim)), tuple(range(a.ndim - 1)))
+  a, b_T = _operands(a, b_T, like)
   return lax.dot_general(b_T, a, (contracted, ((), ()))).T
 
 

@@ -68,7 +68,7 @@ def output(h: jax.Array) -> jax.Array:
 
 def step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
   """h_t = tanh(W h_{t-1} + U x_t + b); h [..., H], x ids [...] or [..., in]."""
-  return jnp.tanh(h @ params.W.T + ops.project(params.U, x) + params.b)
+  return jnp.tanh(ops.dot(h, params.W.T) + ops.project(params.U, x) + params.b)
 
 
 def forward(params: Params, h0: jax.Array, xs: jax.Array) -> tuple[jax.Array, jax.Array, None]:
@@ -91,7 +91,7 @@ def forward(params: Params, h0: jax.Array, xs: jax.Array) -> tuple[jax.Array, ja
   W_T = params.W.T
 
   def step_(h, ux_t):
-    h = jnp.tanh(h @ W_T + ux_t)  # h_t = tanh(W h_{t-1} + U x_t + b)
+    h = jnp.tanh(ops.dot(h, W_T) + ux_t)  # h_t = tanh(W h_{t-1} + U x_t + b)
     return h, h
 
   h_T, hs = lax.scan(step_, h0, ops.project(params.U, xs) + params.b)
@@ -124,10 +124,10 @@ def backward(params: Params, h0: jax.Array, xs: jax.Array, hs: jax.Array, residu
     dh_above_t, h_t = per_t
     dh = dh_above_t + dh_next                               # dL/dh_t
     da = dh * (1.0 - h_t * h_t)                             # backprop through tanh
-    return da @ W, da                                       # dh_next = W^T dL/da_t
+    return ops.dot(da, W), da                               # dh_next = W^T dL/da_t
 
   _, da = lax.scan(step_, jnp.zeros_like(h0), (dhs, hs), reverse=True)
-  dW = ops.sum_outer(da, ops.shifted(h0, hs))               # sum_t da_t h_{t-1}^T
+  dW = ops.sum_outer(da, ops.shifted(h0, hs), W.dtype)      # sum_t da_t h_{t-1}^T
   db = ops.sum_leading(da)                                  # sum_t da_t
   dU, dxs = ops.project_grads(params.U, xs, da)             # dU[:, x_t] += da_t; U^T da_t
   return Params(U=dU, W=dW, b=db), dxs
