@@ -64,7 +64,8 @@ class TorchCharCells:
   PyTorch user writes (hidden state carried and detached, value clipping, Adam, mean loss)."""
 
   def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int = 1,
-               learning_rate: float = 3e-3, clip: float = 5.0, seed: int = 0):
+               learning_rate: float = 3e-3, clip: float = 5.0, seed: int = 0,
+               autocast: bool = False):
     import torch  # pylint: disable=g-import-not-at-top
     from torch import nn  # pylint: disable=g-import-not-at-top
     torch.manual_seed(seed)
@@ -76,6 +77,7 @@ class TorchCharCells:
     self.opt = torch.optim.Adam(self.params, lr=learning_rate)
     self.loss_fn = nn.CrossEntropyLoss()
     self.carry = None
+    self.autocast = autocast  # the forward and the loss under torch.autocast("cpu", bfloat16)
 
   def train(self, inputs: np.ndarray, targets: np.ndarray, num_steps: int) -> float:
     """num_steps updates over chunks inputs[s % n] ([n, T, B] ids)."""
@@ -88,10 +90,12 @@ class TorchCharCells:
       if e == 0:
         self.carry = None
       self.opt.zero_grad(set_to_none=True)
-      hs, carry = self.rnn(xs[e], self.carry)                       # [T, B, H]
-      self.carry = tuple(c.detach() for c in carry) if isinstance(carry, tuple) else carry.detach()
-      logits = self.out(hs)
-      loss = self.loss_fn(logits.reshape(-1, self.K), ys[e].reshape(-1))
+      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        hs, carry = self.rnn(xs[e], self.carry)                     # [T, B, H]
+        logits = self.out(hs)
+      loss = self.loss_fn(logits.reshape(-1, self.K).float(), ys[e].reshape(-1))
+      self.carry = (tuple(c.detach().float() for c in carry) if isinstance(carry, tuple)
+                    else carry.detach().float())
       loss.backward()
       torch.nn.utils.clip_grad_value_(self.params, self.clip)
       self.opt.step()

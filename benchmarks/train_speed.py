@@ -43,7 +43,7 @@ from jax import lax
 
 from benchmarks import numpy_ref, products, torch_ref
 from jax_charrnn import bptt, cli, data, errors, loop, parallel, programs, tokens, walk
-from jax_charrnn.config import TrainConfig
+from jax_charrnn.config import COMPUTE_DTYPES, TrainConfig
 
 _DATA = flags.DEFINE_string("data_path", "", "Text to train on (empty: the built-in corpus).")
 _LOWER = flags.DEFINE_bool("lowercase", True, "Lowercase the text (as the notebook did).")
@@ -74,6 +74,9 @@ _CELL_BATCH = flags.DEFINE_integer("cell_batch", 64, "B streams for the cells ta
 _CELL_SEQ = flags.DEFINE_integer("cell_seq", 50, "T for the cells table.", lower_bound=1)
 _CELL_LAYERS = flags.DEFINE_integer("cell_layers", 1, "Layers for the cells table.",
                                     lower_bound=1)
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"], "The cells table's compute dtypes: float32, "
+                            "bfloat16 (mixed precision: --compute_dtype; PyTorch's rows under "
+                            "torch.autocast).")
 _CELL_STEPS = flags.DEFINE_integer("cell_steps", 20, "Updates per timed block for the cells "
                                    "table.", lower_bound=1)
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "Present the CPU to JAX as this many "
@@ -324,9 +327,11 @@ def products_method(cell: str, blocks: int, layers: int, H: int, K: int, inputs:
 
 
 def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers: int,
-                steps: int, repeats: int) -> tuple[list[dict], list[str]]:
+                steps: int, repeats: int, dtypes: Sequence[str] = ("float32",)
+                ) -> tuple[list[dict], list[str]]:
   """Each cell trained as the trainer does (fused loop, Adam, mean loss, B streams), hand BPTT
-  and jax.grad, and PyTorch's nn.LSTM / nn.GRU step on the same shapes; timed in turns."""
+  and jax.grad, and PyTorch's nn.LSTM / nn.GRU step on the same shapes, in each compute dtype
+  (bfloat16: --compute_dtype, PyTorch under torch.autocast); timed in turns."""
   from jax_charrnn import cells as cell_registry  # pylint: disable=g-import-not-at-top
   vocab = data.Vocab.from_text(text)
   inputs, targets = data.stream_chunks(vocab.encode(text), T, B)
@@ -337,20 +342,25 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
     base = TrainConfig(cell=cell, hidden_size=H, batch_size=B, seq_length=T, num_layers=layers,
                        optimizer="adam", learning_rate=3e-3, loss_reduction="mean",
                        init_dist="pytorch")
-    for grad in ("manual", "autodiff"):
-      label = "hand BPTT" if grad == "manual" else "jax.grad"
-      methods.append(fused_method(f"{cell} jax fused, {label}", base.replace(grad=grad),
-                                  vocab.size, call_windows, len(inputs)))
-      info[methods[-1].name] = (cell, blocks)
-    methods.append(products_method(cell, blocks, layers, H, vocab.size, x, steps))
-    info[methods[-1].name] = (cell, blocks)
-    if torch_ref.available():
-      import torch  # pylint: disable=g-import-not-at-top
-      net = torch_ref.TorchCharCells(cell, vocab.size, H, layers)
-      methods.append(Method(f"{cell} torch {torch.__version__} ({torch.get_num_threads()} "
-                            "threads)", steps,
-                            lambda net=net: net.train(inputs, targets, steps)))
-      info[methods[-1].name] = (cell, blocks)
+    for dtype in dtypes:
+      suffix = "" if dtype == "float32" else f", {dtype}"
+      for grad in ("manual", "autodiff"):
+        label = "hand BPTT" if grad == "manual" else "jax.grad"
+        methods.append(fused_method(f"{cell} jax fused, {label}{suffix}",
+                                    base.replace(grad=grad, compute_dtype=dtype), vocab.size,
+                                    call_windows, len(inputs)))
+        info[methods[-1].name] = (cell, blocks, dtype)
+      if dtype == "float32":
+        methods.append(products_method(cell, blocks, layers, H, vocab.size, x, steps))
+        info[methods[-1].name] = (cell, blocks, dtype)
+      if torch_ref.available():
+        import torch  # pylint: disable=g-import-not-at-top
+        net = torch_ref.TorchCharCells(cell, vocab.size, H, layers,
+                                       autocast=dtype == "bfloat16")
+        methods.append(Method(f"{cell} PyTorch {torch.__version__} ({torch.get_num_threads()} "
+                              f"threads){suffix}", steps,
+                              lambda net=net: net.train(inputs, targets, steps)))
+        info[methods[-1].name] = (cell, blocks, dtype)
   if not torch_ref.available():
     notes.append("torch is not installed: the PyTorch rows are skipped.")
   notes.append("products alone (bound): the same matrix products in the same loops, without the "
@@ -361,9 +371,11 @@ def cells_table(text: str, cells: Sequence[str], H: int, B: int, T: int, layers:
   fastest = matmul_gflops(min(peak_method.times) / peak_method.steps * 1e6)
   rows = []
   for m in methods:
-    cell, blocks = info[m.name]
+    cell, blocks, dtype = info[m.name]
     flops = cell_flops_per_update(B, T, H, vocab.size, blocks, layers)
-    rows.append({"method": m.name, "cell": cell, "us_per_update": m.us_per_update,
+    rows.append({"method": m.name, "cell": cell, "layers": layers, "hidden": H, "batch": B,
+                 "seq": T, "dtype": dtype, "ms_per_update": m.us_per_update / 1e3,
+                 "us_per_update": m.us_per_update,
                  "chars_per_s": B * T / m.us_per_update * 1e6,
                  "gflops": flops / m.us_per_update / 1e3,
                  "percent_of_peak": 100 * flops / m.us_per_update / 1e3 / peak,
@@ -534,11 +546,12 @@ def _write_profile(out, config: TrainConfig, vocab_size: int, inputs, targets) -
 def _write_cells(out, text: str) -> list[dict]:
   """The cells table (--cells ...) and its notes; returns its rows for the JSON."""
   out.write(f"\nCells: {_CELL_LAYERS.value} layer(s), H = {_CELL_HIDDEN.value}, B = "
-            f"{_CELL_BATCH.value} streams of T = {_CELL_SEQ.value}, Adam, mean loss, float32 "
-            f"(median of {_REPEATS.value} blocks of {_CELL_STEPS.value} updates, in turns)\n")
+            f"{_CELL_BATCH.value} streams of T = {_CELL_SEQ.value}, Adam, mean loss, "
+            f"{' and '.join(_DTYPES.value)} (median of {_REPEATS.value} blocks of "
+            f"{_CELL_STEPS.value} updates, in turns)\n")
   rows, cell_notes = cells_table(text, _CELLS.value, _CELL_HIDDEN.value, _CELL_BATCH.value,
                                  _CELL_SEQ.value, _CELL_LAYERS.value, _CELL_STEPS.value,
-                                 _REPEATS.value)
+                                 _REPEATS.value, _DTYPES.value)
   out.write(format_cells(rows) + "\n")
   for note in cell_notes:
     out.write(f"Note: {note}\n")
@@ -578,6 +591,10 @@ def _write_throughput(out, config: TrainConfig, text: str) -> dict:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  wrong = set(_DTYPES.value) - set(COMPUTE_DTYPES)
+  if wrong or not _DTYPES.value:
+    raise errors.UserError(f"--dtypes takes {' and '.join(COMPUTE_DTYPES)} (comma-separated); "
+                           f"got {','.join(_DTYPES.value) or 'nothing'}.")
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   text = data.load_text(_DATA.value, _LOWER.value)

@@ -59,7 +59,7 @@ def test_readmes_cells_table_command_times_hand_bptt_jax_grad_and_torch(tmp_path
   for row in rows:
     assert row["us_per_update"] > 0 and 0 < row["percent_of_peak"]
     assert abs(row["chars_per_s"] - 4 * 10 / row["us_per_update"] * 1e6) < 1e-6 * row["chars_per_s"]
-  torch_rows = [n for n in names if n.startswith("lstm torch")]
+  torch_rows = [n for n in names if n.startswith("lstm PyTorch")]
   assert len(torch_rows) == 1 or "torch is not installed" in r.stdout, names
   assert re.search(r"matmul peak measured here: \d+ GFLOP/s \(2048x2048 float32, median of "
                    r"blocks timed in turns with the rows above; fastest block \d+\)", r.stdout)
@@ -179,3 +179,28 @@ def test_the_page_benchmark_opens_the_page_and_writes(tmp_path):
   assert f"  page                 {saved['page_bytes']:,} bytes" in r.stdout
   assert f"  write 500 characters {saved['write_500_s']:.2f} s" in r.stdout
   assert 0 < saved["open_s"] < 60 and 0 < saved["write_500_s"] < 60
+
+
+@pytest.mark.slow
+def test_the_cells_table_times_both_dtypes(tmp_path):
+  """--dtypes=float32,bfloat16: ours (hand BPTT, jax.grad) in both, the products bound in float32,
+  PyTorch in both where installed (autocast); JSON rows with the fields the issue names."""
+  out = tmp_path / "speed.json"
+  r = run_module("benchmarks.train_speed", "--methods=jax fused (20/call)", "--steps=20",
+                 "--repeats=1", "--cells=gru", "--cell_layers=2", "--cell_hidden=8",
+                 "--cell_batch=2", "--cell_seq=5", "--cell_steps=2",
+                 "--dtypes=float32,bfloat16", f"--json={out}", timeout=600)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  assert "Adam, mean loss, float32 and bfloat16" in r.stdout
+  rows = json.loads(out.read_text())["cells"]
+  ours = [(row["method"], row["dtype"]) for row in rows if "jax" in row["method"]]
+  assert ours == [("gru jax fused, hand BPTT", "float32"), ("gru jax fused, jax.grad", "float32"),
+                  ("gru jax fused, hand BPTT, bfloat16", "bfloat16"),
+                  ("gru jax fused, jax.grad, bfloat16", "bfloat16")]
+  for row in rows:
+    assert (row["cell"], row["layers"], row["hidden"], row["batch"], row["seq"]) == (
+        "gru", 2, 8, 2, 5) and row["ms_per_update"] > 0
+  pytorch = [row["dtype"] for row in rows if "PyTorch" in row["method"]]
+  assert pytorch == ["float32", "bfloat16"] or "torch is not installed" in r.stdout
+  bad = run_module("benchmarks.train_speed", "--dtypes=float16", "--cells=")
+  assert bad.returncode != 0 and "--dtypes takes float32 and bfloat16" in bad.stderr
