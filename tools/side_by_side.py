@@ -134,7 +134,8 @@ def _meta_differences(a: dict | None, b: dict | None) -> list[str]:
   if (a.get("step"), a.get("checksum")) != (b.get("step"), b.get("checksum")):
     out.append(f"the final checkpoint's state differs (step {a.get('step')}: "
                f"{a.get('checksum')} against step {b.get('step')}: {b.get('checksum')})")
-  for key in sorted(set(a) & set(b) - {"checksum", "train_seconds", "format"}):
+  # data_file: the text's absolute path, which is each version's own copy of the tree.
+  for key in sorted(set(a) & set(b) - {"checksum", "train_seconds", "format", "data_file"}):
     old, new = a[key], b[key]
     if key == "config":
       old, new = ({k: v for k, v in c.items() if k in a[key] and k in b[key]} for c in (old, new))
