@@ -24,22 +24,16 @@ def is_ids(xs: jax.Array) -> bool:
   return jnp.issubdtype(xs.dtype, jnp.integer)
 
 
-def rounded(a: jax.Array) -> jax.Array:
-  """a rounded to bfloat16, as float32 numbers.
-
-  A product of two bfloat16 numbers is exact in float32 (8 + 8 significant bits), so float32
-  products of rounded operands, summed in float32, are the numbers of a bfloat16 product with
-  float32 sums (up to the order of the sums). The weight gradients' products (`sum_outer`) are
-  written so, not as bfloat16 dots: XLA's CPU runtime has no kernel for their form ("Unsupported
-  element type for DotThunk::Execute: BF16 x BF16 = F32": it folds the transpose into the dot).
-  """
-  return a.astype(jnp.bfloat16).astype(jnp.float32)
-
-
 def dot(a: jax.Array, w: jax.Array) -> jax.Array:
   """a @ w. Mixed precision (w in bfloat16: `model.Model.compute`): a rounded to bfloat16 too,
   a bfloat16 product summed in float32, a float32 result (XLA's CPU runs it on the bfloat16
-  units where there are: avx512_bf16, AMX); otherwise a @ w."""
+  units where there are: avx512_bf16, AMX); otherwise a @ w.
+
+  Every mixed-precision product is a dot_general of bfloat16 operands with a float32 result,
+  as it is: XLA's CPU runtime has no kernel for some rearranged forms ("Unsupported element
+  type for DotThunk::Execute: BF16 x BF16 = F32", seen when the transpose of a product's
+  result was folded into it), so `sum_outer`'s float32 layout trick is not applied to them.
+  """
   if w.dtype == jnp.bfloat16:
     return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=jnp.float32)
   return a @ w
@@ -80,14 +74,6 @@ def sum_leading(a: jax.Array) -> jax.Array:
   return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
 
 
-def _operands(a: jax.Array, b: jax.Array, like) -> tuple[jax.Array, jax.Array]:
-  """(a, b) for a product of two activations in a layer whose weights are of dtype `like`:
-  bfloat16 (mixed precision) rounds both (`rounded`)."""
-  if like == jnp.bfloat16:
-    return rounded(a), rounded(b)
-  return a, b
-
-
 def sum_outer(a: jax.Array, b: jax.Array, like=None) -> jax.Array:
   """sum over t (and streams) of a_t b_t^T: [T, ..., i], [T, ..., j] -> [i, j] (like: the
   dtype of the weights this is the gradient of; bfloat16 makes it a mixed-precision product).
@@ -97,7 +83,9 @@ def sum_outer(a: jax.Array, b: jax.Array, like=None) -> jax.Array:
   XLA gather the activations instead of summing partial products).
   """
   lead = tuple(range(a.ndim - 1))
-  a, b = _operands(a, b, like)
+  if like == jnp.bfloat16:
+    return lax.dot_general(a.astype(like), b.astype(like), ((lead, lead), ((), ())),
+                           preferred_element_type=jnp.float32)
   if a.shape[-1] > b.shape[-1]:
     # XLA's CPU product wants the contracted axes innermost, so it first copies one operand
     # transposed; written as (sum b_t a_t^T)^T the copy is of the narrower one (h [..., H], not
@@ -113,7 +101,9 @@ def sum_outer_T(a: jax.Array, b_T: jax.Array, like=None) -> jax.Array:
   innermost), so nothing is copied transposed first.
   """
   contracted = (tuple(range(1, b_T.ndim)), tuple(range(a.ndim - 1)))
-  a, b_T = _operands(a, b_T, like)
+  if like == jnp.bfloat16:
+    return lax.dot_general(a.astype(like), b_T.astype(like), (contracted[::-1], ((), ())),
+                           preferred_element_type=jnp.float32)
   return lax.dot_general(b_T, a, (contracted, ((), ()))).T
 
 
