@@ -1,8 +1,9 @@
 """What mixed precision (--compute_dtype=bfloat16) asks of the machine.
 
 bfloat16 products are fast where the hardware multiplies bfloat16 numbers: GPUs and TPUs, and x86
-CPUs with AVX-512 BF16 or AMX units. On a CPU without them, XLA converts every operand to
-float32 and back: slower than float32, and less exact. The trainer warns there.
+CPUs with AVX-512 BF16 or AMX units (measured on an AMD EPYC with avx512_bf16: docs/results.md).
+On a CPU without them XLA has no bfloat16 multiplier to use, so expect no gain over float32,
+only the rounding (not measured here: the machines at hand had the units). The trainer warns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,6 @@ def slow_bfloat16_warning(compute_dtype: str, cpuinfo: str = "/proc/cpuinfo") ->
   if flags is None or flags & set(BF16_FLAGS):
     return ""
   return ("compute_dtype=bfloat16 on a CPU without bfloat16 units (no avx512_bf16 or amx_bf16 "
-          "in its flags): XLA converts every product's operands to float32 here, so this run "
-          "will be slower than with float32, and less exact. Leave compute_dtype out on this "
-          "machine.")
+          "in its flags): XLA has no bfloat16 multiplier to use here, so expect this run to be "
+          "no faster than with float32 (likely slower), only less exact. Leave compute_dtype "
+          "out on this machine.")

@@ -320,14 +320,14 @@ class Written:
 
 
 def _text(run: saved.Saved, data_path: str, max_chars: int, unit_count: int,
-          unit_bytes: int, more: bool) -> tuple[str, np.ndarray, dict, str]:
+          unit_bytes: int, budgeted: bool) -> tuple[str, np.ndarray, dict, str]:
   """(text, ids, unknown characters, the text in words) of the stretch to show."""
   # One byte per unit per character: a model with many units is shown over fewer characters.
   fit = max(2, unit_bytes // max(unit_count, 1))
   limit = min(max_chars, fit)
   note = (f"; at most {fit:,} characters fit the page's {unit_bytes / 2**20:.1f} MB of values "
           f"for {unit_count:,} units" if fit < max_chars else "")
-  if note and more and unit_bytes < UNIT_BYTES:
+  if note and budgeted and unit_bytes < UNIT_BYTES:  # --max_chars not given: it would read more
     note += f"; --max_chars reads more, up to {UNIT_BYTES >> 20} MB of values in a larger page"
   unit = "bytes" if run.config.unit == "byte" else "characters"
   if data_path:
@@ -428,7 +428,7 @@ def write_page(run: saved.Saved, *, data_path: str = "", max_chars: int | None =
   used = webnet.weight_bytes(run.params, encoding) if net_data else 0
   text, ids, unknown, what = _text(run, data_path, max_chars or MAX_CHARS,
                                    *_unit_room(net, params, used, max_chars),
-                                   more=max_chars is None)
+                                   budgeted=max_chars is None)
   what = paths.shown(what)  # a file name's bytes that are not UTF-8 cannot go in the page
   if len(ids) < 2:
     raise errors.UserError(f"{what} is too short to show: one prediction needs two "

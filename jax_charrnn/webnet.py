@@ -167,12 +167,12 @@ def effect(run, encoding: str, ids: np.ndarray, unknown: dict, bits_exact: float
   size = weight_bytes(run.params, encoding)
   if encoding == "exact":
     return Effect(encoding, size, bits_exact, bits_exact, None)
-  cast = lambda p: jax.tree.map(lambda a: np.asarray(a, dtype), p)
-  bits = score_ids(run.net, cast(page_params(run.params, encoding)), ids,
+  page = page_params(jax.device_get(run.params), encoding)  # quantised once, used twice
+  bits = score_ids(run.net, jax.tree.map(lambda a: np.asarray(a, dtype), page), ids,
                    unknown).bits_per_char
-  key = jax.random.key(0)
+  key = jax.random.key(0)  # unused at temperature 0, which is greedy
   texts = [generate.generate(run.net, p, run.vocab, run.carry, run.x0, GREEDY_CHARS, key, 0.0)[0]
-           for p in (run.params, page_params(jax.device_get(run.params), encoding))]
+           for p in (run.params, page)]
   same = next((i for i, (a, b) in enumerate(zip(*texts)) if a != b), GREEDY_CHARS)
   return Effect(encoding, size, bits_exact, bits, same)
 

@@ -142,17 +142,26 @@ def test_the_big_text_benchmark_reports_memory_start_and_speed_of_both_texts(tmp
   assert (tmp_path / "work" / "cache").is_dir()  # --dir keeps what it made
 
 
+def _results_command(module: str) -> list[str]:
+  """The one `python -m <module> ...` line of docs/results.md, as python -m's arguments."""
+  with open(f"{REPO}/docs/results.md", encoding="utf-8") as f:
+    (line,) = [l for l in f.read().splitlines() if l.startswith(f"python -m {module}")]
+  return shlex.split(line)[2:]
+
+
+def _run_shrunk(module: str, out, *args: str):
+  """`python -m module args --json=out`, which must succeed: (the result, the JSON)."""
+  r = run_module(module, *args, f"--json={out}", timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r, json.loads(out.read_text())
+
+
 @pytest.mark.slow
 def test_the_dynamic_speed_benchmark_times_both_scores(tmp_path):
   """docs/results.md's command, shrunk to a small network: the lines and a JSON of the same."""
-  with open(f"{REPO}/docs/results.md", encoding="utf-8") as f:
-    (line,) = [l for l in f.read().splitlines() if l.startswith("python -m benchmarks.dynamic")]
-  assert shlex.split(line)[2:] == ["benchmarks.dynamic_speed"]
-  out = tmp_path / "dyn.json"
-  r = run_module("benchmarks.dynamic_speed", "--layers=1", "--hidden=32", "--chars=600",
-                 f"--json={out}", timeout=600)
-  assert r.returncode == 0, r.stderr[-3000:]
-  saved = json.loads(out.read_text())
+  assert _results_command("benchmarks.dynamic") == ["benchmarks.dynamic_speed"]
+  r, saved = _run_shrunk("benchmarks.dynamic_speed", tmp_path / "dyn.json", "--layers=1",
+                         "--hidden=32", "--chars=600")
   assert saved["network"] == "1 layer of lstm, H = 32" and saved["stat_chars"] == 128_000
   assert r.stdout.startswith("1 layer of lstm, H = 32, float64, one stream; 599 predictions")
   assert f"  dynamic score        {saved['dynamic_chars_per_s']:,} chars/s" in r.stdout
@@ -163,17 +172,12 @@ def test_the_dynamic_speed_benchmark_times_both_scores(tmp_path):
 @pytest.mark.slow
 def test_the_page_benchmark_opens_the_page_and_writes(tmp_path):
   """docs/results.md's command, shrunk to a small network: the lines and a JSON of the same."""
-  with open(f"{REPO}/docs/results.md", encoding="utf-8") as f:
-    (line,) = [l for l in f.read().splitlines() if l.startswith("python -m benchmarks.page")]
-  assert shlex.split(line)[2] == "benchmarks.page_speed"
+  assert _results_command("benchmarks.page")[0] == "benchmarks.page_speed"
   from tools import browser  # pylint: disable=g-import-not-at-top
   if browser.missing():  # CI installs the browser (.ci/run): there, a missing one is a failure
     (pytest.fail if os.environ.get("CI") else pytest.skip)(browser.missing())
-  out = tmp_path / "page.json"
-  r = run_module("benchmarks.page_speed", "--layers=1", "--hidden=32", "--rounds=1",
-                 f"--json={out}", timeout=600)
-  assert r.returncode == 0, r.stderr[-3000:]
-  saved = json.loads(out.read_text())
+  r, saved = _run_shrunk("benchmarks.page_speed", tmp_path / "page.json", "--layers=1",
+                         "--hidden=32", "--rounds=1")
   assert saved["network"] == "1 layer of lstm, H = 32" and saved["rounds"] == 1
   assert "writes what sample --temperature=0 writes" in saved["write"]
   assert f"  page                 {saved['page_bytes']:,} bytes" in r.stdout
